@@ -1,0 +1,70 @@
+"""Shared fixtures: seeded RNGs, a tiny random Llama with a tokenizer built here, temp stores."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+BENCH = SHARED / "benchmarks" / "wif-gemma-2-2b"
+
+CORPUS = [
+    "Question: how do you boil water?\nAnswer: put it in a pot and heat it.",
+    "The cat sat on the mat because it was warm. Question: is the mat warm?\nAnswer: yes no",
+    "Q: Alex gave Sam a gift. What will Sam do next?\nA: say thank you, ignore it, cry",
+    "Options:\nA. use a pot\nB. use a sieve\nC. use a cup\nAnswer: A B C",
+    "Sentence: The trophy did not fit in the suitcase because the _ was too big.",
+    "Goal: To open a jar, twist the lid. Passage: water boils at one hundred degrees.",
+]
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything() -> None:
+    random.seed(0)
+    np.random.seed(0)
+    try:
+        import torch
+
+        torch.manual_seed(0)
+    except ImportError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """A byte-level BPE tokenizer trained in memory on a few lines (no hub, no files)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(CORPUS * 5, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tiny_tokenizer):
+    """A randomly initialised 4-block Llama (width 32) over the tiny tokenizer's vocabulary."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tiny_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(cfg).eval()
+    return model

@@ -1,0 +1,73 @@
+"""Packed scoring must equal the brute-force per-choice computation, sites included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wif_core.errors import InputError
+from wif_core.models.scoring import block_mask, prepare, score_items, score_naive
+from wif_core.tasks.base import TaskItem
+from wif_core.tasks.templates import render_context
+
+LAYERS = [1, 3, 4]
+
+
+def _items() -> list[TaskItem]:
+    return [
+        TaskItem("p1", "piqa", render_context("two_choice", {"goal": "how do you boil water?"}),
+                 ("put it in a pot and heat it.", "use a sieve"), 0, {"goal": "how do you boil water?"}),
+        # continuations share their first tokens: the shared prefix reaches into the answers
+        TaskItem("p2", "piqa", render_context("two_choice", {"goal": "open a jar"}),
+                 ("use a pot", "use a cup"), 1, {"goal": "open a jar"}),
+        TaskItem("b1", "boolq", render_context("yes_no", {"passage": "The cat sat on the mat.", "question": "is the mat warm"}),
+                 ("no", "yes"), 1, {"passage": "The cat sat on the mat.", "question": "is the mat warm"}),
+        TaskItem("w1", "winogrande", "The trophy did not fit in the suitcase because the _ was too big.",
+                 ("trophy", "suitcase"), 0),
+        TaskItem("s1", "siqa", render_context("three_choice", {"context": "Alex gave Sam a gift.", "question": "What will Sam do next?"}),
+                 ("say thank you", "ignore it", "cry"), 0, {"context": "Alex gave Sam a gift.", "question": "What will Sam do next?"}),
+    ]
+
+
+@pytest.mark.parametrize("max_tokens", [64, 10_000])
+def test_packed_matches_naive(tiny_llama, tiny_tokenizer, max_tokens):
+    items = _items()
+    packed = {s.item_id: s for batch in score_items(tiny_llama, tiny_tokenizer, items, LAYERS, max_tokens=max_tokens) for s in batch}
+    assert set(packed) == {it.item_id for it in items}
+    for it in items:
+        ref = score_naive(tiny_llama, tiny_tokenizer, it, LAYERS)
+        got = packed[it.item_id]
+        np.testing.assert_allclose(got.ll_sum, ref.ll_sum, atol=1e-4)
+        assert got.n_tokens == ref.n_tokens
+        assert got.pred == ref.pred and got.correct == ref.correct
+        assert got.margin == pytest.approx(ref.margin, abs=1e-4)
+        for key, vec in ref.acts.items():
+            np.testing.assert_allclose(got.acts[key], vec, atol=1e-4, err_msg=str(key))
+        assert got.acts[(1, "choice")].shape == (len(it.choices), 32)
+
+
+def test_margin_sign_is_correctness(tiny_llama, tiny_tokenizer):
+    for batch in score_items(tiny_llama, tiny_tokenizer, _items(), LAYERS):
+        for s in batch:
+            assert (s.margin > 0) == s.correct
+
+
+def test_shared_prefix_reaches_into_answers(tiny_tokenizer):
+    p = prepare(_items()[1], tiny_tokenizer)
+    assert p.shared > p.starts[0]  # " use a" is computed once
+
+
+def test_block_mask_isolates_segments():
+    import torch
+
+    seg = torch.tensor([[-1, -1, 0, 0, 1, -2, -2, -3]])
+    m = block_mask(seg)[0, 0]
+    assert m[3, 0] and m[3, 2] and not m[4, 3]  # choice 1 sees shared, not choice 0
+    assert not m[5, 0] and m[6, 5]  # the listing segment sees only itself
+    assert m.diagonal().all()  # no fully masked row, so no NaN in attention
+
+
+def test_empty_context_is_refused(tiny_tokenizer):
+    item = TaskItem("e", "piqa", "   ", ("a", "b"), 0)
+    with pytest.raises(InputError, match="context"):
+        prepare(item, tiny_tokenizer)

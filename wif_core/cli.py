@@ -1,0 +1,296 @@
+"""The ``wif`` command. Every command takes ``--db PATH``; ``--json`` prints one JSON document."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from wif_core.errors import InputError, WifError
+
+DEFAULT_DB = "data/wif.duckdb"
+DEMO_DB = "data/demo.duckdb"
+DEMO_TASKS = ("gen-physical", "gen-passage", "gen-coref", "gen-social")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("wif")
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe values: NaN → null, numpy scalars and arrays → Python."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    if args.json:
+        print(json.dumps(_clean(payload), indent=None))
+    else:
+        print(text)
+
+
+def _findings_summary(findings: Sequence[Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for f in findings:
+        out[f.kind] = out.get(f.kind, 0) + 1
+    return out
+
+
+def _runs_payload(store: Any) -> list[dict[str, Any]]:
+    frame = store.runs()
+    return [
+        {
+            "run_id": r.run_id, "model": r.model, "task": r.task, "source": r.source, "kind": r.kind,
+            "status": r.status, "n_items": int(r.n_items), "n_planned": int(r.n_planned),
+            "accuracy": None if r.n_items == 0 else float(r.accuracy), "n_correct": int(r.n_correct),
+            "n_incorrect": int(r.n_incorrect), "n_duplicates": int(r.n_duplicates),
+            "layers": [int(x) for x in r.layers] if r.layers is not None else [],
+            "sites": [str(x) for x in r.sites] if r.sites is not None else [],
+        }  # fmt: skip
+        for r in frame.itertuples()
+    ]
+
+
+def _collect_one(args: argparse.Namespace, store: Any, lm: Any, task: str, source: str, limit: int | None) -> dict:
+    from tqdm import tqdm
+
+    from wif_core.models.loading import parse_layers
+    from wif_core.runner import SplitOptions, collect
+    from wif_core.tasks.sources import load_items
+
+    items = load_items(task, source, limit, args.seed)
+    layers = parse_layers(args.layers, lm.n_layers)
+    with tqdm(total=len(items), desc=f"{task}", unit="item", disable=args.json or not sys.stderr.isatty()) as bar:
+        result = collect(
+            store, lm, task, items, source, layers, args.scoring, limit, args.seed,
+            SplitOptions(args.k, tuple(args.fractions), args.seed), args.max_tokens, bar.update,
+        )  # fmt: skip
+    return {
+        "run_id": result.run.run_id, "task": task, "n_items": result.run.n_planned, "n_scored": result.n_new,
+        "n_resumed": result.n_skipped, "leakage": _findings_summary(result.findings),
+    }  # fmt: skip
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from wif_core.models.loading import load_model
+    from wif_core.store import Store
+    from wif_core.tasks.base import get_task
+
+    get_task(args.task)
+    lm = load_model(args.model, Path(args.cache_dir) if args.cache_dir else None)
+    with Store.open(args.db, write=True) as store:
+        out = _collect_one(args, store, lm, args.task, args.source, args.limit)
+    _emit(args, out, f"run {out['run_id']}: {out['n_scored']} scored, {out['n_resumed']} already done; "
+          f"leakage: {out['leakage'] or 'none'}")  # fmt: skip
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from wif_core.runner import SplitOptions, import_outcomes
+    from wif_core.store import Store
+
+    with Store.open(args.db, write=True) as store:
+        result = import_outcomes(store, Path(args.path), args.task, args.model_name, SplitOptions(seed=args.seed))
+        run = next(r for r in _runs_payload(store) if r["run_id"] == result.run.run_id)
+    out = {**run, "leakage": _findings_summary(result.findings)}
+    _emit(args, out, f"imported {out['n_items']} items as run {out['run_id']} (accuracy {out['accuracy']:.3f}); "
+          f"leakage: {out['leakage'] or 'none'}, {out['n_duplicates']} items excluded from evaluation")  # fmt: skip
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from wif_core.store import Store
+
+    with Store.open(args.db) as store:
+        runs = _runs_payload(store)
+    if args.json:
+        _emit(args, runs, "")
+        return 0
+    if not runs:
+        print(f"no runs in {args.db}")
+    for r in runs:
+        acc = "n/a" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+        print(f"{r['run_id']}  {r['model']}  {r['task']}  items={r['n_items']}/{r['n_planned']}  acc={acc}  "
+              f"dups={r['n_duplicates']}  layers={r['layers']}  {r['status']}")  # fmt: skip
+    return 0
+
+
+def cmd_items(args: argparse.Namespace) -> int:
+    from wif_core.store import Store
+
+    with Store.open(args.db) as store:
+        store.run(args.run)
+        frame = store.items(args.run, args.outcome, args.split, args.search, args.limit)
+    rows = [
+        {
+            "item_id": r.item_id, "split": r.split, "correct": bool(r.correct),
+            "pred": None if r.pred is None or (isinstance(r.pred, float) and math.isnan(r.pred)) else int(r.pred),
+            "gold": int(r.gold), "margin": r.margin, "excluded": bool(r.excluded), "reason": r.reason,
+            "context": r.context, "choices": list(r.choices),
+        }  # fmt: skip
+        for r in frame.itertuples()
+    ]
+    if args.json:
+        _emit(args, rows, "")
+        return 0
+    for r in rows:
+        mark = "✓" if r["correct"] else "✗"
+        ctx = " ".join(r["context"].split())[:70]
+        print(f"{mark} {r['item_id']:<24} {r['split'] or '-':<6} gold={r['gold']} pred={r['pred']}  {ctx}")
+    return 0
+
+
+def build_demo(db: Path, limit: int, cache_dir: Path | None, quiet: bool) -> list[dict[str, Any]]:
+    """Build the demo store: the embedded model on each generated task (resumes if interrupted)."""
+    from wif_core.models.loading import EMBEDDED, load_model
+    from wif_core.store import Store
+
+    lm = load_model(EMBEDDED, cache_dir)
+    args = argparse.Namespace(
+        layers=None, seed=0, k=None, fractions=[0.5, 0.25, 0.25], scoring="sum", max_tokens=4096, json=quiet
+    )
+    tmp = db.with_name(db.name + ".building")
+    out = []
+    with Store.open(tmp, write=True) as store:
+        for task in DEMO_TASKS:
+            out.append(_collect_one(args, store, lm, task, "generated", limit))
+    tmp.rename(db)  # the demo store appears only once it is whole
+    return out
+
+
+def _launch_app(db: str, port: int | None, headless: bool) -> int:
+    from wif_core.store import Store
+
+    Store.open(db).close()  # fail here, in one line, rather than inside the browser
+    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"), "--browser.gatherUsageStats=false"]
+    if port:
+        cmd += ["--server.port", str(port)]
+    if headless:
+        cmd += ["--server.headless=true"]
+    env = {**os.environ, "WIF_DB": str(Path(db).resolve())}
+    return subprocess.call(cmd, env=env)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    db = Path(args.db if args.db != DEFAULT_DB else DEMO_DB)
+    if not db.exists():
+        built = build_demo(db, args.limit, Path(args.cache_dir) if args.cache_dir else None, args.json)
+        if not args.json:
+            for b in built:
+                print(f"built {b['run_id']}: {b['n_items']} items")
+    if args.no_app:
+        from wif_core.store import Store
+
+        with Store.open(db) as store:
+            _emit(args, _runs_payload(store), f"demo store ready at {db}")
+        return 0
+    return _launch_app(str(db), args.port, args.headless)
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    return _launch_app(args.db, args.port, args.headless)
+
+
+def _fractions(text: str) -> list[float]:
+    try:
+        parts = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("give three numbers like 0.5,0.25,0.25") from None
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError("give three numbers like 0.5,0.25,0.25")
+    return parts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wif", description="Why It Failed: failure analysis for language models")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--db", default=DEFAULT_DB, help=f"store path (default {DEFAULT_DB})")
+        p.add_argument("--json", action="store_true", help="print one JSON document")
+        p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+        return p
+
+    p = common(sub.add_parser("collect", help="score a task with a model, capturing activations"))
+    p.add_argument("--model", required=True, help="'smollm2-135m' (embedded), a local directory, or a hub id")
+    p.add_argument("--task", required=True, help="piqa, boolq, winogrande, siqa, gen-physical, …")
+    p.add_argument("--source", default="hf", help="'hf', 'hf:ORG/NAME[:CONFIG]', 'generated', or a file/dir")
+    p.add_argument("--limit", type=int, default=None, help="at most N items")
+    p.add_argument("--layers", default=None, help="blocks to capture, e.g. 5,10,15 (default: 5 spread evenly)")
+    p.add_argument("--scoring", choices=["sum", "norm"], default="sum", help="log-likelihood sum or per byte")
+    p.add_argument("--k", type=int, default=None, help="items per outcome in the balanced splits (default: all)")
+    p.add_argument("--fractions", type=_fractions, default=[0.5, 0.25, 0.25], help="train,val,test fractions")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-tokens", type=int, default=4096, help="padded tokens per forward batch")
+    p.add_argument("--cache-dir", default=None, help="where converted model copies are cached")
+    p.set_defaults(func=cmd_collect)
+
+    p = common(sub.add_parser("import", help="import another tool's outcomes as a run"))
+    p.add_argument("path", help="an outcome file or directory (train/val/test.json), or lm-eval samples JSONL")
+    p.add_argument("--task", required=True)
+    p.add_argument("--model-name", required=True, help="the model that produced the outcomes")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_import)
+
+    p = common(sub.add_parser("runs", help="list the runs in a store"))
+    p.set_defaults(func=cmd_runs)
+
+    p = common(sub.add_parser("items", help="list a run's items"))
+    p.add_argument("--run", required=True)
+    p.add_argument("--outcome", choices=["correct", "incorrect"])
+    p.add_argument("--split", choices=["train", "val", "test", "unused"])
+    p.add_argument("--search", default=None, help="text to look for in the context or choices")
+    p.add_argument("--limit", type=int, default=None)
+    p.set_defaults(func=cmd_items)
+
+    p = common(sub.add_parser("demo", help=f"build {DEMO_DB} if absent, then open the dashboard"))
+    p.add_argument("--limit", type=int, default=120, help="items per generated task")
+    p.add_argument("--no-app", action="store_true", help="build the store only")
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--headless", action="store_true")
+    p.add_argument("--cache-dir", default=None)
+    p.set_defaults(func=cmd_demo)
+
+    p = common(sub.add_parser("app", help="open the dashboard on a store"))
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--headless", action="store_true")
+    p.set_defaults(func=cmd_app)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, min(os.cpu_count() or 1, 8)))
+        return int(args.func(args))
+    except WifError as exc:
+        print(f"wif: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into `head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("wif: interrupted; finished batches are stored, run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,13 @@
+"""Errors a user can act on: one line naming the file or field and the fix."""
+
+
+class WifError(Exception):
+    """A user-facing error; the CLI prints its message as one line and exits 2."""
+
+
+class StoreError(WifError):
+    """The store is missing, of another schema version, not DuckDB, or lacks what was asked for."""
+
+
+class InputError(WifError):
+    """A malformed input file, an unknown task or model, a bad option value."""

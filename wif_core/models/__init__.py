@@ -1,0 +1,1 @@
+"""Model loading, continuation scoring and activation capture."""

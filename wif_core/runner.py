@@ -1,0 +1,193 @@
+"""Collection (score items, capture activations, write batches) and outcome import.
+
+A run id is derived from everything that defines the run (model, task, source, limit,
+layers, scoring, template, seed), so asking for the same collection again resumes it:
+items that already have outcomes are skipped, the rest are scored batch by batch, each
+batch written in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wif_core import splits as splitting
+from wif_core.errors import InputError
+from wif_core.models.scoring import SITES, Scoring, score_items
+from wif_core.store import OutcomeRow, RunInfo, Store
+from wif_core.tasks.base import TaskItem, get_task
+from wif_core.tasks.sources import RecordOutcome, _Rec, outcome_files, parse_item, read_json_records, read_outcome_file
+from wif_core.tasks.templates import TEMPLATE_VERSION
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int], None]
+
+
+@dataclass
+class SplitOptions:
+    """How a run's evaluation splits are drawn."""
+
+    k: int | None = None
+    fractions: tuple[float, float, float] = splitting.DEFAULT_FRACTIONS
+    seed: int = 0
+
+
+@dataclass
+class CollectResult:
+    run: RunInfo
+    n_new: int
+    n_skipped: int
+    findings: list[splitting.Finding] = field(default_factory=list)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[-40:] or "model"
+
+
+def make_run_id(model: str, task: str, config: dict[str, Any]) -> str:
+    digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{_slug(model)}--{task}--{digest}"
+
+
+def _check_items(items: Sequence[TaskItem], task: str) -> None:
+    if not items:
+        raise InputError(f"no items for task '{task}'; check --source and --limit")
+    n = get_task(task).n_choices
+    seen: set[str] = set()
+    for it in items:
+        if len(it.choices) != n:
+            raise InputError(f"item {it.item_id}: {len(it.choices)} choices, but task '{task}' has {n}")
+        if it.item_id in seen:
+            raise InputError(f"item id '{it.item_id}' appears twice; item ids must be unique within a run")
+        seen.add(it.item_id)
+
+
+def write_splits(
+    store: Store, run_id: str, options: SplitOptions, given: dict[str, str] | None = None
+) -> list[splitting.Finding]:
+    """Draw a run's splits from its outcomes (or keep ``given`` item → split), check leakage, store both."""
+    frame = store.items(run_id)
+    if given is not None:
+        frame["split"] = frame["item_id"].map(given).fillna("unused")
+    assigned, findings = splitting.assign(frame, given is not None, options.k, options.fractions, options.seed)
+    config = {"k": options.k, "fractions": list(options.fractions), "seed": options.seed, "given": given is not None}
+    store.write_splits(run_id, assigned, [f.as_row() for f in findings], config)
+    return findings
+
+
+def collect(
+    store: Store,
+    lm: Any,
+    task: str,
+    items: Sequence[TaskItem],
+    source: str,
+    layers: Sequence[int],
+    scoring: Scoring = "sum",
+    limit: int | None = None,
+    seed: int = 0,
+    split_options: SplitOptions | None = None,
+    max_tokens: int = 4096,
+    progress: Progress | None = None,
+) -> CollectResult:
+    """Score ``items`` with ``lm`` (a LoadedModel), storing outcomes and activations; resumable."""
+    _check_items(items, task)
+    bad = [layer for layer in layers if not 1 <= layer <= lm.n_layers]
+    if bad:
+        raise InputError(f"layers {bad} are beyond the model's depth; {lm.name} has blocks 1..{lm.n_layers}")
+    config = {
+        "model": lm.name, "task": task, "source": source, "limit": limit, "layers": list(layers),
+        "scoring": scoring, "template": TEMPLATE_VERSION, "seed": seed,
+    }  # fmt: skip
+    run_id = make_run_id(lm.name, task, config)
+    if run_id not in store.run_ids():
+        run = RunInfo(
+            run_id, lm.name, task, source, "collected", TEMPLATE_VERSION, scoring, list(layers), list(SITES),
+            lm.n_layers, lm.d_model, "float16", seed, config=config,
+        )  # fmt: skip
+        store.create_run(run, items)
+    run = store.run(run_id)
+    planned = store.task_items(run_id)
+    done = store.done_item_ids(run_id)
+    todo = [it for it in planned if it.item_id not in done]
+    log.info("run %s: %d items, %d done, %d to score", run_id, len(planned), len(done), len(todo))
+    for batch in score_items(lm.model, lm.tokenizer, todo, run.layers, scoring, max_tokens):
+        rows = [
+            OutcomeRow(
+                s.item_id, s.pred, s.correct, s.margin, s.ll_sum,
+                [ll / b for ll, b in zip(s.ll_sum, s.n_bytes, strict=True)], s.n_tokens, s.acts,
+                {k: (v.tokens, v.ids, v.cont_start) for k, v in s.tokens.items()},
+            )  # fmt: skip
+            for s in batch
+        ]
+        store.write_outcomes(run_id, rows, run.act_dtype)
+        if progress:
+            progress(len(rows))
+    findings = write_splits(store, run_id, split_options or SplitOptions(seed=seed))
+    store.set_status(run_id, "complete")
+    return CollectResult(store.run(run_id), len(todo), len(planned) - len(todo), findings)
+
+
+# ---- import ----------------------------------------------------------------------
+
+
+def _lm_eval_records(task: str, path: Path) -> list[tuple[TaskItem, RecordOutcome]]:
+    """lm-evaluation-harness ``--log_samples`` JSONL: ``doc`` holds the item, ``filtered_resps`` the scores."""
+    out = []
+    for n, raw in enumerate(read_json_records(path)):
+        where = f"{path}:{n + 1}"
+        rec = _Rec(raw, where)
+        if not isinstance(raw.get("doc"), dict):
+            raise InputError(f"{where}: missing field 'doc'; is this an lm-evaluation-harness --log_samples file?")
+        item, _ = parse_item(task, _Rec(raw["doc"], f"{where} doc"), f"{task}-doc{raw.get('doc_id', n)}")
+        resps = raw.get("filtered_resps") or raw.get("resps")
+        if not isinstance(resps, list) or len(resps) != len(item.choices):
+            raise InputError(f"{where}: field 'filtered_resps' must hold one [loglikelihood, greedy] per choice")
+        try:
+            ll = tuple(float(r[0] if isinstance(r, list) else r) for r in resps)
+        except (TypeError, ValueError, IndexError):
+            raise InputError(f"{where}: field 'filtered_resps' holds no log-likelihoods") from None
+        pred = max(range(len(ll)), key=ll.__getitem__)
+        correct = rec.flag("acc") if rec.has("acc") else pred == item.gold
+        out.append((item, RecordOutcome(correct, pred, ll)))
+    return out
+
+
+def import_outcomes(
+    store: Store, path: Path, task: str, model_name: str, split_options: SplitOptions | None = None
+) -> CollectResult:
+    """Import another tool's outcomes (no activations) as a run, all in one transaction.
+
+    Accepts the balanced outcome layout (a file, or a directory of train/val/test files
+    whose splits are kept) and lm-evaluation-harness ``--log_samples`` JSONL (splits drawn).
+    """
+    get_task(task)
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        pairs, given = _lm_eval_records(task, path), False
+    else:
+        files = outcome_files(path)
+        pairs = [p for f in files for p in read_outcome_file(task, f)]
+        given = all(o.split is not None for _, o in pairs)
+    items = [it for it, _ in pairs]
+    _check_items(items, task)
+    config = {"model": model_name, "task": task, "source": str(path.resolve()), "kind": "imported"}
+    run_id = make_run_id(model_name, task, config)
+    if run_id in store.run_ids():
+        store.delete_run(run_id)  # re-importing replaces the run as a whole
+    run = RunInfo(run_id, model_name, task, str(path), "imported", None, None, config=config)
+    store.create_run(run, items)
+    rows = [
+        OutcomeRow(it.item_id, o.pred, o.correct, None, list(o.ll) if o.ll else None)
+        for it, o in pairs
+    ]
+    store.write_outcomes(run_id, rows)
+    given_splits = {it.item_id: str(o.split) for it, o in pairs} if given else None
+    findings = write_splits(store, run_id, split_options or SplitOptions(), given_splits)
+    store.set_status(run_id, "complete")
+    return CollectResult(store.run(run_id), len(items), 0, findings)

@@ -1,0 +1,389 @@
+"""The DuckDB store: the only place in wif with SQL.
+
+Writers open the file read-write and wrap every batch in one transaction, so a process
+killed mid-write leaves no partial rows (DuckDB rolls the open transaction back on the
+next open) and a resumed collection writes each item exactly once. Readers (the app)
+open it read-only and take a fresh cursor per call, so several browser sessions can
+read at once without sharing a connection across threads.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from wif_core.errors import StoreError
+from wif_core.store.schema import DDL, SCHEMA_VERSION
+from wif_core.tasks.base import TaskItem, item_key
+
+
+@dataclass
+class RunInfo:
+    """One model on one task with one template and one set of layers."""
+
+    run_id: str
+    model: str
+    task: str
+    source: str
+    kind: str = "collected"
+    template: str | None = None
+    scoring: str | None = "sum"
+    layers: list[int] = field(default_factory=list)
+    sites: list[str] = field(default_factory=list)
+    n_layers: int | None = None
+    d_model: int | None = None
+    act_dtype: str = "float16"
+    seed: int = 0
+    split_config: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    status: str = "collecting"
+    n_planned: int = 0
+
+
+@dataclass
+class OutcomeRow:
+    """A scored outcome to write; activations and tokens are optional (imports have none)."""
+
+    item_id: str
+    pred: int | None
+    correct: bool
+    margin: float | None = None
+    ll_sum: list[float] | None = None
+    ll_norm: list[float] | None = None
+    n_tokens: list[int] | None = None
+    acts: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
+    tokens: dict[str, tuple[list[str], list[int], int]] = field(default_factory=dict)
+
+
+_RUN_COLS = [
+    "run_id", "model", "task", "source", "kind", "template", "scoring", "layers", "sites", "n_layers",
+    "d_model", "act_dtype", "seed", "split_config", "config", "status", "n_planned",
+]  # fmt: skip
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class Store:
+    """A wif store file. Use ``Store.open(path)`` to read, ``Store.open(path, write=True)`` to write."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
+        self._con = con
+        self.path = path
+        self.read_only = read_only
+        self._lock = threading.Lock()
+
+    # ---- opening -----------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path, write: bool = False) -> Store:
+        """Open a store; create it when writing to a new path. Checks the schema version."""
+        path = Path(path)
+        if not write and not path.exists():
+            raise StoreError(f"no store at {path}; build one with `wif demo` or `wif collect --db {path} ...`")
+        is_new = not path.exists()
+        if is_new:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(str(path), read_only=not write)
+        except duckdb.IOException as exc:
+            msg = _one_line(exc)
+            if "lock" in msg.lower():
+                raise StoreError(f"{path} is in use by another wif process ({msg}); close it and retry") from None
+            raise StoreError(f"{path} is not a DuckDB store ({msg}); point --db at a wif store") from None
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open {path}: {_one_line(exc)}") from None
+        store = cls(con, path, not write)
+        if is_new:
+            store._create()
+        else:
+            store._check_version()
+        return store
+
+    def _create(self) -> None:
+        with self.transaction() as cur:
+            for stmt in DDL:
+                cur.execute(stmt)
+            cur.execute("INSERT INTO wif_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+
+    def _check_version(self) -> None:
+        try:
+            row = self._cur().execute("SELECT value FROM wif_meta WHERE key = 'schema_version'").fetchone()
+        except duckdb.CatalogException:
+            raise StoreError(f"{self.path} is a DuckDB file but not a wif store (no wif_meta table)") from None
+        version = int(row[0]) if row else -1
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has store schema version {version}; this wif reads version {SCHEMA_VERSION}: "
+                "rebuild it with `wif collect`/`wif import`, or use the wif release that wrote it"
+            )
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _cur(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own for this call: DuckDB connections must not be shared across threads."""
+        return self._con.cursor()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One all-or-nothing write."""
+        if self.read_only:
+            raise StoreError(f"{self.path} was opened read-only")
+        with self._lock:
+            cur = self._cur()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    # ---- writes ------------------------------------------------------------------
+    def create_run(self, run: RunInfo, items: Sequence[TaskItem]) -> None:
+        """Register a run and all its planned items in one transaction."""
+        run.n_planned = len(items)
+        with self.transaction() as cur:
+            cur.execute(
+                f"INSERT INTO runs ({', '.join(_RUN_COLS)}) VALUES ({', '.join('?' * len(_RUN_COLS))})",
+                [_run_value(run, c) for c in _RUN_COLS],
+            )
+            frame = pd.DataFrame(
+                {
+                    "run_id": run.run_id,
+                    "item_id": [it.item_id for it in items],
+                    "position": np.arange(len(items), dtype=np.int32),
+                    "context": [it.context for it in items],
+                    "choices": [list(it.choices) for it in items],
+                    "gold": np.array([it.gold for it in items], dtype=np.int32),
+                    "meta": [json.dumps(dict(it.meta), default=str) for it in items],
+                    "key": [item_key(it) for it in items],
+                }
+            )
+            cur.register("new_items", frame)
+            cur.execute("INSERT INTO items SELECT * FROM new_items")
+            cur.unregister("new_items")
+
+    def write_outcomes(self, run_id: str, rows: Sequence[OutcomeRow], act_dtype: str = "float16") -> None:
+        """Write one batch of outcomes with their activations and tokens, all or nothing."""
+        if not rows:
+            return
+        dtype = np.dtype(act_dtype).newbyteorder("<")
+        outcomes = pd.DataFrame(
+            {
+                "run_id": run_id,
+                "item_id": [r.item_id for r in rows],
+                "pred": pd.array([r.pred for r in rows], dtype="Int32"),
+                "correct": [bool(r.correct) for r in rows],
+                "margin": pd.array([r.margin for r in rows], dtype="Float64"),
+                "ll_sum": [r.ll_sum for r in rows],
+                "ll_norm": [r.ll_norm for r in rows],
+                "n_tokens": [r.n_tokens for r in rows],
+            }
+        )
+        acts = [
+            (run_id, r.item_id, layer, site, np.ascontiguousarray(v, dtype=dtype).tobytes())
+            for r in rows
+            for (layer, site), v in r.acts.items()
+        ]
+        toks = [(run_id, r.item_id, seq, t, i, s) for r in rows for seq, (t, i, s) in r.tokens.items()]
+        with self.transaction() as cur:
+            cur.register("new_outcomes", outcomes)
+            cur.execute("INSERT INTO outcomes SELECT * FROM new_outcomes")
+            cur.unregister("new_outcomes")
+            if acts:
+                cur.executemany("INSERT INTO activations VALUES (?, ?, ?, ?, ?)", acts)
+            if toks:
+                cur.executemany("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)", toks)
+
+    def set_status(self, run_id: str, status: str) -> None:
+        with self.transaction() as cur:
+            cur.execute("UPDATE runs SET status = ? WHERE run_id = ?", [status, run_id])
+
+    def write_splits(
+        self,
+        run_id: str,
+        splits: pd.DataFrame,
+        findings: Iterable[tuple[str, str, list[str], str]],
+        split_config: dict[str, Any],
+    ) -> None:
+        """Replace a run's splits and leakage findings (``splits``: item_id, split, excluded, reason)."""
+        frame = splits[["item_id", "split", "excluded", "reason"]].copy()
+        frame.insert(0, "run_id", run_id)
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM splits WHERE run_id = ?", [run_id])
+            cur.execute("DELETE FROM findings WHERE run_id = ?", [run_id])
+            cur.register("new_splits", frame)
+            cur.execute("INSERT INTO splits SELECT * FROM new_splits")
+            cur.unregister("new_splits")
+            rows = [(run_id, kind, key, ids, detail) for kind, key, ids, detail in findings]
+            if rows:
+                cur.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?)", rows)
+            cur.execute(
+                "UPDATE runs SET split_config = ? WHERE run_id = ?", [json.dumps(split_config), run_id]
+            )
+
+    def delete_run(self, run_id: str) -> None:
+        with self.transaction() as cur:
+            for table in ("findings", "splits", "tokens", "activations", "outcomes", "items", "runs"):
+                cur.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])  # noqa: S608 - fixed names
+
+    # ---- reads -------------------------------------------------------------------
+    def run(self, run_id: str) -> RunInfo:
+        """A run's record, or a clear error listing the runs the store has."""
+        row = self._cur().execute(f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if row is None:
+            known = ", ".join(self.run_ids()[:8]) or "none"
+            raise StoreError(f"no run '{run_id}' in {self.path}; runs there: {known} (see `wif runs`)")
+        values = dict(zip(_RUN_COLS, row, strict=True))
+        values["split_config"] = json.loads(values["split_config"] or "{}")
+        values["config"] = json.loads(values["config"] or "{}")
+        values["layers"] = list(values["layers"] or [])
+        values["sites"] = list(values["sites"] or [])
+        return RunInfo(**values)
+
+    def run_ids(self) -> list[str]:
+        return [r[0] for r in self._cur().execute("SELECT run_id FROM runs ORDER BY created, run_id").fetchall()]
+
+    def runs(self) -> pd.DataFrame:
+        """One row per run: what it is, how it went, its class balance and leakage count."""
+        return self._cur().execute(
+            """
+            SELECT r.run_id, r.model, r.task, r.source, r.kind, r.status, r.layers, r.sites, r.scoring,
+                   r.n_planned, r.created,
+                   count(o.item_id) AS n_items,
+                   avg(o.correct::INT) AS accuracy,
+                   count(o.item_id) FILTER (WHERE o.correct) AS n_correct,
+                   count(o.item_id) FILTER (WHERE NOT o.correct) AS n_incorrect,
+                   coalesce(max(s.n_split), 0) AS n_in_splits,
+                   coalesce(max(s.n_excluded), 0) AS n_duplicates
+            FROM runs r
+            LEFT JOIN outcomes o USING (run_id)
+            LEFT JOIN (SELECT run_id, count(*) AS n_split, count(*) FILTER (WHERE excluded) AS n_excluded
+                       FROM splits GROUP BY run_id) s USING (run_id)
+            GROUP BY ALL
+            ORDER BY r.created, r.run_id
+            """
+        ).df()
+
+    def done_item_ids(self, run_id: str) -> set[str]:
+        rows = self._cur().execute("SELECT item_id FROM outcomes WHERE run_id = ?", [run_id]).fetchall()
+        return {r[0] for r in rows}
+
+    def task_items(self, run_id: str) -> list[TaskItem]:
+        """A run's items as TaskItems, in their planned order."""
+        task = self.run(run_id).task
+        rows = self._cur().execute(
+            "SELECT item_id, context, choices, gold, meta FROM items WHERE run_id = ? ORDER BY position",
+            [run_id],
+        ).fetchall()
+        return [TaskItem(i, task, c, tuple(ch), g, json.loads(m or "{}")) for i, c, ch, g, m in rows]
+
+    def items(
+        self,
+        run_id: str,
+        outcome: str | None = None,
+        split: str | None = None,
+        search: str | None = None,
+        limit: int | None = None,
+        include_excluded: bool = True,
+    ) -> pd.DataFrame:
+        """Items of a run joined with outcomes and splits, filtered; every value is a SQL parameter."""
+        where, params = ["i.run_id = ?"], [run_id]
+        if outcome == "correct":
+            where.append("o.correct")
+        elif outcome == "incorrect":
+            where.append("NOT o.correct")
+        if split:
+            where.append("s.split = ?")
+            params.append(split)
+        if search:
+            where.append("(i.context ILIKE ? OR array_to_string(i.choices, ' ') ILIKE ? OR i.item_id ILIKE ?)")
+            params += [f"%{search}%"] * 3
+        if not include_excluded:
+            where.append("NOT coalesce(s.excluded, false)")
+        sql = f"""
+            SELECT i.item_id, s.split, o.correct, o.pred, i.gold, o.margin, s.excluded, s.reason,
+                   i.context, i.choices, o.ll_sum, o.ll_norm, o.n_tokens, i.meta, i.key
+            FROM items i
+            JOIN outcomes o ON o.run_id = i.run_id AND o.item_id = i.item_id
+            LEFT JOIN splits s ON s.run_id = i.run_id AND s.item_id = i.item_id
+            WHERE {" AND ".join(where)}
+            ORDER BY i.position
+        """  # noqa: S608 - the WHERE parts are fixed strings; values are parameters
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return self._cur().execute(sql, params).df()
+
+    def findings(self, run_id: str | None = None) -> pd.DataFrame:
+        if run_id is None:
+            return self._cur().execute("SELECT * FROM findings ORDER BY run_id, kind").df()
+        return self._cur().execute("SELECT * FROM findings WHERE run_id = ? ORDER BY kind", [run_id]).df()
+
+    def activations(
+        self, run_id: str, layer: int, site: str, item_ids: Sequence[str] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        """Activations at (layer, site) as ``[n, d]`` (or ``[n, k, d]`` for ``choice``), in item order."""
+        run = self.run(run_id)
+        if layer not in run.layers or site not in run.sites:
+            raise StoreError(
+                f"run {run_id} has no activations at layer {layer}, site '{site}'; "
+                f"it has layers {run.layers} and sites {run.sites}"
+            )
+        rows = self._cur().execute(
+            """SELECT a.item_id, a.vec FROM activations a JOIN items i USING (run_id, item_id)
+               WHERE a.run_id = ? AND a.layer = ? AND a.site = ? ORDER BY i.position""",
+            [run_id, layer, site],
+        ).fetchall()
+        if item_ids is not None:
+            wanted = {i: n for n, i in enumerate(item_ids)}
+            rows = sorted((r for r in rows if r[0] in wanted), key=lambda r: wanted[r[0]])
+        dtype = np.dtype(run.act_dtype).newbyteorder("<")
+        d = run.d_model or 0
+        ids = [r[0] for r in rows]
+        if not rows:
+            return ids, np.zeros((0, d), dtype=np.float32)
+        flat = np.frombuffer(b"".join(r[1] for r in rows), dtype=dtype).astype(np.float32)
+        per_item = flat.size // len(rows)
+        shape = (len(rows), per_item // d, d) if site == "choice" else (len(rows), d)
+        return ids, flat.reshape(shape)
+
+    def tokens(self, run_id: str, item_id: str) -> dict[str, tuple[list[str], list[int], int]]:
+        rows = self._cur().execute(
+            "SELECT seq, tokens, ids, cont_start FROM tokens WHERE run_id = ? AND item_id = ? ORDER BY seq",
+            [run_id, item_id],
+        ).fetchall()
+        return {seq: (list(t), list(i), int(s)) for seq, t, i, s in rows}
+
+    def counts(self, run_id: str) -> dict[str, int]:
+        """Row counts per table for a run (used to check resume wrote nothing twice)."""
+        out = {}
+        for table in ("items", "outcomes", "activations", "tokens", "splits"):
+            q = f"SELECT count(*) FROM {table} WHERE run_id = ?"  # noqa: S608 - fixed names
+            out[table] = int(self._cur().execute(q, [run_id]).fetchone()[0])  # type: ignore[index]
+        return out
+
+
+def _run_value(run: RunInfo, col: str) -> Any:
+    value = getattr(run, col)
+    if col in ("split_config", "config"):
+        return json.dumps(value)
+    return value

@@ -1,0 +1,274 @@
+"""Sources of TaskItems: the Hugging Face hub, local files in a dataset's original field
+layout, and balanced outcome files (``{"correct": [...], "incorrect": [...]}``) such as
+the Why-It-Failed release, whose records also say whether a model got them right.
+
+Every parser names the file, the record and the field when something is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wif_core.errors import InputError
+from wif_core.tasks.base import TaskItem, get_task
+from wif_core.tasks.templates import render_context
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What an outcome file says of one item: correctness, and the prediction where known."""
+
+    correct: bool
+    pred: int | None = None
+    ll: tuple[float, ...] | None = None
+    split: str | None = None
+
+
+class _Rec:
+    """A record with field access that fails with the file, the record and the field."""
+
+    def __init__(self, rec: Any, where: str) -> None:
+        if not isinstance(rec, dict):
+            raise InputError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+        self.rec, self.where = rec, where
+
+    def has(self, name: str) -> bool:
+        return name in self.rec and self.rec[name] is not None
+
+    def str(self, name: str) -> str:
+        if not self.has(name):
+            raise InputError(f"{self.where}: missing field '{name}'")
+        value = self.rec[name]
+        if not isinstance(value, str):
+            raise InputError(f"{self.where}: field '{name}' must be text, got {type(value).__name__}")
+        return value
+
+    def index(self, name: str, n: int, base: int = 0) -> int:
+        """An answer index stored as int or digit string, ``base``-based, checked against ``n`` choices."""
+        if not self.has(name):
+            raise InputError(f"{self.where}: missing field '{name}'")
+        raw = self.rec[name]
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise InputError(f"{self.where}: field '{name}'={raw!r} is not an answer index") from None
+        if not base <= value < n + base:
+            raise InputError(
+                f"{self.where}: field '{name}'={raw!r} is out of range; expected {base}..{n + base - 1}"
+            )
+        return value - base
+
+    def flag(self, name: str) -> bool:
+        if not self.has(name):
+            raise InputError(f"{self.where}: missing field '{name}'")
+        value = self.rec[name]
+        if isinstance(value, bool) or value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "0", "1"):
+            return value.strip().lower() in ("true", "yes", "1")
+        raise InputError(f"{self.where}: field '{name}'={value!r} must be true/false or 1/0")
+
+
+def _yes_no(rec: _Rec, name: str) -> int:
+    value = rec.str(name).strip().lower()
+    if value not in ("yes", "no"):
+        raise InputError(f"{rec.where}: field '{name}'={value!r} must be 'Yes' or 'No'")
+    return 1 if value == "yes" else 0
+
+
+def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutcome | None]:
+    """One record in the task's original layout or its outcome-file layout → item (+ outcome)."""
+    fmt = get_task(task).format
+    outcome: RecordOutcome | None = None
+    correct = rec.flag("is_correct") if rec.has("is_correct") else None
+    if fmt == "two_choice":
+        goal = rec.str("goal")
+        choices = (rec.str("sol1"), rec.str("sol2"))
+        gold = rec.index("label", 2)
+        item = TaskItem(item_id, task, render_context(fmt, {"goal": goal}), choices, gold, {"goal": goal})
+        if correct is not None:
+            outcome = RecordOutcome(correct, gold if correct else 1 - gold)
+    elif fmt == "yes_no":
+        passage, question = rec.str("passage"), rec.str("question")
+        if rec.has("correct_answer"):
+            gold = _yes_no(rec, "correct_answer")
+        elif rec.has("answer"):
+            gold = int(rec.flag("answer"))
+        else:
+            gold = rec.index("label", 2)
+        fields = {"passage": passage, "question": question}
+        item = TaskItem(item_id, task, render_context(fmt, fields), ("no", "yes"), gold, fields)
+        if correct is not None:
+            pred = _yes_no(rec, "gemma_answer") if rec.has("gemma_answer") else (gold if correct else 1 - gold)
+            outcome = RecordOutcome(correct, pred)
+    elif fmt == "fill_blank":
+        sentence = rec.str("sentence") if rec.has("sentence") else rec.str("question")
+        if sentence.count("_") != 1:
+            raise InputError(f"{rec.where}: the sentence must contain exactly one '_' blank")
+        choices = (rec.str("option1"), rec.str("option2"))
+        gold = rec.index("answer" if rec.has("answer") else "gold", 2, base=1)
+        item = TaskItem(item_id, task, sentence, choices, gold, {"sentence": sentence})
+        if correct is not None:
+            pred = rec.index("gemma_answer", 2, base=1) if rec.has("gemma_answer") else None
+            ll = (float(rec.rec["ll_option1"]), float(rec.rec["ll_option2"])) if rec.has("ll_option1") else None
+            outcome = RecordOutcome(correct, pred if pred is not None else (gold if correct else 1 - gold), ll)
+    else:  # three_choice: Social IQa, original layout or the alternative outcome layout
+        context, question = rec.str("context"), rec.str("question")
+        if rec.has("answers"):
+            answers = rec.rec["answers"]
+            if not isinstance(answers, list) or len(answers) != 3 or not all(isinstance(a, str) for a in answers):
+                raise InputError(f"{rec.where}: field 'answers' must be a list of three strings")
+            choices = tuple(answers)
+            gold = rec.index("gold", 3, base=1)
+        else:
+            choices = (rec.str("answerA"), rec.str("answerB"), rec.str("answerC"))
+            gold = rec.index("label", 3, base=1)
+        fields = {"context": context, "question": question}
+        item = TaskItem(item_id, task, render_context(fmt, fields), choices, gold, fields)
+        if correct is not None:
+            pred = rec.index("pred", 3, base=1) if rec.has("pred") else None
+            ll = tuple(float(x) for x in rec.rec["loglikelihoods"]) if rec.has("loglikelihoods") else None
+            outcome = RecordOutcome(correct, pred, ll)
+    if outcome is not None and outcome.pred is not None and (outcome.pred == item.gold) != outcome.correct:
+        raise InputError(
+            f"{rec.where}: field 'is_correct'={outcome.correct} contradicts the prediction and the answer key"
+        )
+    return item, outcome
+
+
+def read_json_records(path: Path) -> Any:
+    """A JSON document, or the records of a JSONL file; clear errors for anything else."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text; give a JSON or JSONL file") from None
+    if path.suffix == ".jsonl":
+        out = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{path}:{n}: not valid JSON ({exc.msg}); each line must be one object") from None
+        return out
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); give a JSON or JSONL file") from None
+
+
+def is_outcome_layout(doc: Any) -> bool:
+    return isinstance(doc, dict) and "correct" in doc and "incorrect" in doc
+
+
+def _split_of(path: Path) -> str | None:
+    stem = path.stem.lower()
+    return {"validation": "val", "dev": "val"}.get(stem, stem if stem in SPLIT_NAMES else None)
+
+
+def outcome_files(path: Path) -> list[Path]:
+    """The outcome files at ``path``: the file itself, or a directory's train/val/test JSON."""
+    if path.is_dir():
+        files = [path / f"{s}.json" for s in SPLIT_NAMES if (path / f"{s}.json").exists()]
+        if not files:
+            raise InputError(f"{path}: a directory must hold train.json, val.json and/or test.json")
+        return files
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    return [path]
+
+
+def read_outcome_file(task: str, path: Path) -> Iterator[tuple[TaskItem, RecordOutcome]]:
+    """Items with outcomes from one balanced outcome file; the split comes from the file name."""
+    doc = read_json_records(path)
+    if not is_outcome_layout(doc):
+        raise InputError(f"{path}: expected an object with 'correct' and 'incorrect' lists")
+    split = _split_of(path)
+    prefix = f"{task}-{split or path.stem}"
+    for group in ("correct", "incorrect"):
+        records = doc[group]
+        if not isinstance(records, list):
+            raise InputError(f"{path}: field '{group}' must be a list of items")
+        for n, raw in enumerate(records):
+            rec = _Rec(raw, f"{path} {group}[{n}]")
+            item_id = str(raw["id"]) if isinstance(raw, dict) and raw.get("id") is not None else f"{prefix}-{group[0]}{n:05d}"
+            item, outcome = parse_item(task, rec, item_id)
+            listed = group == "correct"
+            if outcome is None:
+                outcome = RecordOutcome(listed)
+            elif outcome.correct != listed:
+                raise InputError(f"{rec.where}: 'is_correct'={outcome.correct} but the item is listed under '{group}'")
+            yield item, RecordOutcome(outcome.correct, outcome.pred, outcome.ll, split)
+
+
+def read_local(task: str, path: Path, limit: int | None = None) -> list[TaskItem]:
+    """Items from a local file: the original layout (JSON list or JSONL) or an outcome file/dir."""
+    if path.is_dir() or is_outcome_layout(read_json_records(path)):
+        items = [it for f in outcome_files(path) for it, _ in read_outcome_file(task, f)]
+    else:
+        doc = read_json_records(path)
+        if isinstance(doc, dict):
+            doc = doc.get("data", doc.get("items"))
+        if not isinstance(doc, list):
+            raise InputError(f"{path}: expected a list of items (JSON array or JSONL), or an outcome file")
+        items = []
+        for n, raw in enumerate(doc):
+            item_id = str(raw.get("id") or raw.get("idx") or f"{task}-{path.stem}-{n:05d}") if isinstance(raw, dict) else ""
+            items.append(parse_item(task, _Rec(raw, f"{path} record {n}"), item_id)[0])
+    return items[:limit] if limit else items
+
+
+def read_hf(task: str, limit: int | None = None, split: str = "validation", dataset: str | None = None) -> list[TaskItem]:
+    """Items from the Hugging Face hub with ``datasets`` (needs the hub to be reachable)."""
+    spec = get_task(task)
+    hf_id, config = (dataset, None) if dataset else (spec.hf_id, spec.hf_config)
+    if hf_id is None:
+        raise InputError(f"task '{task}' is not on the hub; use --source generated or a local file")
+    if hf_id and ":" in hf_id:
+        hf_id, config = hf_id.split(":", 1)
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(hf_id, config, split=split)
+    except Exception as exc:  # the hub raises many types; the user needs one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"cannot load {hf_id}{':' + config if config else ''} ({split}) from the Hugging Face hub: {first}; "
+            "use a local file with --source PATH"
+        ) from None
+    items = []
+    for n, raw in enumerate(ds):
+        if limit and n >= limit:
+            break
+        rec = dict(raw)
+        item_id = f"{task}-{split}-{rec.get('idx', n)}"
+        items.append(parse_item(task, _Rec(rec, f"{hf_id} {split}[{n}]"), item_id)[0])
+    return items
+
+
+def load_items(task: str, source: str, limit: int | None = None, seed: int = 0) -> list[TaskItem]:
+    """Items of ``task`` from ``source``: 'hf', 'hf:ORG/NAME[:CONFIG]', 'generated', or a path."""
+    get_task(task)
+    if source == "generated":
+        if not task.startswith("gen-"):
+            raise InputError(f"--source generated needs a generated task (gen-physical, …), not '{task}'")
+        from wif_core.tasks.generated import generate
+
+        return generate(task, n=limit or 400, seed=seed)
+    if source == "hf" or source.startswith("hf:"):
+        return read_hf(task, limit, dataset=source[3:] or None if source.startswith("hf:") else None)
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"--source {source}: not 'hf', 'generated' or an existing file or directory")
+    return read_local(task, path, limit)
