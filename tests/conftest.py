@@ -68,3 +68,29 @@ def tiny_llama(tiny_tokenizer):
     )
     model = LlamaForCausalLM(cfg).eval()
     return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_llama, tiny_tokenizer, tmp_path_factory) -> Path:
+    """The tiny Llama saved as a local model directory (safetensors), loadable by `wif collect --model DIR`."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tiny_llama.save_pretrained(path, safe_serialization=True)
+    tiny_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture()
+def items_file(tmp_path) -> Path:
+    """A local PIQA-layout JSONL file of 40 distinct items."""
+    import json
+
+    verbs = ["open", "clean", "fold", "cut", "dry", "heat", "cool", "fix", "paint", "move"]
+    nouns = ["a jar", "a shirt", "the floor", "bread"]
+    rows = [
+        {"goal": f"How do you {v} {n}?", "sol1": f"use a tool to {v} it", "sol2": f"ask {n} to {v} itself",
+         "label": (i + j) % 2}
+        for i, v in enumerate(verbs) for j, n in enumerate(nouns)
+    ]  # fmt: skip
+    path = tmp_path / "piqa_items.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path

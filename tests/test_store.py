@@ -1,0 +1,94 @@
+"""The store: schema version, bad files, transactions, read-only opening."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pytest
+
+from wif_core.errors import StoreError
+from wif_core.store import OutcomeRow, RunInfo, Store
+from wif_core.tasks.base import TaskItem
+
+
+def _items(n: int = 4) -> list[TaskItem]:
+    return [TaskItem(f"i{j}", "piqa", f"Question: q{j}?\nAnswer:", ("a", "b"), j % 2) for j in range(n)]
+
+
+def _store(path) -> Store:
+    store = Store.open(path, write=True)
+    store.create_run(RunInfo("r1", "m", "piqa", "test", layers=[1], sites=["last", "choice"], d_model=3), _items())
+    return store
+
+
+def test_roundtrip_activations_and_tokens(tmp_path):
+    store = _store(tmp_path / "s.duckdb")
+    rows = [
+        OutcomeRow(f"i{j}", 0, j % 2 == 0, 0.5, [-1.0, -2.0], [-0.1, -0.2], [1, 1],
+                   {(1, "last"): np.full(3, j, np.float32), (1, "choice"): np.arange(6, dtype=np.float32).reshape(2, 3)},
+                   {"listing": (["a", "b"], [1, 2], 2)})
+        for j in range(4)
+    ]  # fmt: skip
+    store.write_outcomes("r1", rows[::-1])
+    ids, acts = store.activations("r1", 1, "last")
+    assert ids == ["i0", "i1", "i2", "i3"] and acts[:, 0].tolist() == [0, 1, 2, 3]  # item order, not write order
+    ids, acts = store.activations("r1", 1, "choice", item_ids=["i3", "i1"])
+    assert ids == ["i3", "i1"] and acts.shape == (2, 2, 3)
+    assert store.tokens("r1", "i2") == {"listing": (["a", "b"], [1, 2], 2)}
+    with pytest.raises(StoreError, match="no activations at layer 2"):
+        store.activations("r1", 2, "last")
+    store.close()
+
+
+def test_failed_batch_leaves_no_rows(tmp_path):
+    store = _store(tmp_path / "s.duckdb")
+    good = OutcomeRow("i0", 0, True)
+    with pytest.raises(duckdb.ConstraintException):
+        store.write_outcomes("r1", [good, OutcomeRow("i1", 0, False), OutcomeRow("i0", 1, False)])  # duplicate key
+    assert store.done_item_ids("r1") == set()
+    store.write_outcomes("r1", [good])
+    assert store.done_item_ids("r1") == {"i0"}
+    store.close()
+
+
+def test_read_only_refuses_writes_and_missing_store(tmp_path):
+    path = tmp_path / "s.duckdb"
+    _store(path).close()
+    with Store.open(path) as ro:
+        assert ro.run_ids() == ["r1"]
+        with pytest.raises(StoreError, match="read-only"):
+            ro.set_status("r1", "x")
+    with pytest.raises(StoreError, match="no store at"):
+        Store.open(tmp_path / "missing.duckdb")
+
+
+def test_other_schema_version_and_non_duckdb_files(tmp_path):
+    path = tmp_path / "s.duckdb"
+    _store(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE wif_meta SET value = '99' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(StoreError, match="schema version 99; this wif reads version 1"):
+        Store.open(path)
+    junk = tmp_path / "junk.duckdb"
+    junk.write_text("hello")
+    with pytest.raises(StoreError, match="not a DuckDB store"):
+        Store.open(junk)
+    other = tmp_path / "other.duckdb"
+    duckdb.connect(str(other)).close()
+    with pytest.raises(StoreError, match="not a wif store"):
+        Store.open(other)
+
+
+def test_unknown_run_lists_known_runs(tmp_path):
+    with _store(tmp_path / "s.duckdb") as store, pytest.raises(StoreError, match="no run 'zz'.*runs there: r1"):
+        store.run("zz")
+
+
+def test_search_is_a_parameter(tmp_path):
+    with _store(tmp_path / "s.duckdb") as store:
+        store.write_outcomes("r1", [OutcomeRow(f"i{j}", 0, j == 0) for j in range(4)])
+        assert len(store.items("r1", search="q2")) == 1
+        assert len(store.items("r1", search="'; DROP TABLE runs; --")) == 0
+        assert store.run_ids() == ["r1"]
+        assert len(store.items("r1", outcome="incorrect")) == 3
