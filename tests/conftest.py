@@ -94,3 +94,21 @@ def items_file(tmp_path) -> Path:
     path = tmp_path / "piqa_items.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     return path
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """The embedded SmolLM2-135M (cached de-quantized copy after the first load)."""
+    from wif_core.models.loading import EMBEDDED, load_model
+
+    return load_model(EMBEDDED)
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory) -> Path:
+    """A small demo store built exactly as `wif demo` builds it (24 items per generated task)."""
+    from wif_core.cli import build_demo
+
+    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
+    build_demo(path, limit=24, cache_dir=None, quiet=True)
+    return path

@@ -177,7 +177,8 @@ def _launch_app(db: str, port: int | None, headless: bool) -> int:
     from wif_core.store import Store
 
     Store.open(db).close()  # fail here, in one line, rather than inside the browser
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"), "--browser.gatherUsageStats=false"]
+    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"), "--browser.gatherUsageStats=false",
+           "--server.fileWatcherType=none"]  # fmt: skip
     if port:
         cmd += ["--server.port", str(port)]
     if headless:

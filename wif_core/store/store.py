@@ -236,9 +236,7 @@ class Store:
             rows = [(run_id, kind, key, ids, detail) for kind, key, ids, detail in findings]
             if rows:
                 cur.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?)", rows)
-            cur.execute(
-                "UPDATE runs SET split_config = ? WHERE run_id = ?", [json.dumps(split_config), run_id]
-            )
+            cur.execute("UPDATE runs SET split_config = ? WHERE run_id = ?", [json.dumps(split_config), run_id])
 
     def delete_run(self, run_id: str) -> None:
         with self.transaction() as cur:
@@ -264,8 +262,10 @@ class Store:
 
     def runs(self) -> pd.DataFrame:
         """One row per run: what it is, how it went, its class balance and leakage count."""
-        return self._cur().execute(
-            """
+        return (
+            self._cur()
+            .execute(
+                """
             SELECT r.run_id, r.model, r.task, r.source, r.kind, r.status, r.layers, r.sites, r.scoring,
                    r.n_planned, r.created,
                    count(o.item_id) AS n_items,
@@ -281,7 +281,9 @@ class Store:
             GROUP BY ALL
             ORDER BY r.created, r.run_id
             """
-        ).df()
+            )
+            .df()
+        )
 
     def done_item_ids(self, run_id: str) -> set[str]:
         rows = self._cur().execute("SELECT item_id FROM outcomes WHERE run_id = ?", [run_id]).fetchall()
@@ -290,10 +292,14 @@ class Store:
     def task_items(self, run_id: str) -> list[TaskItem]:
         """A run's items as TaskItems, in their planned order."""
         task = self.run(run_id).task
-        rows = self._cur().execute(
-            "SELECT item_id, context, choices, gold, meta FROM items WHERE run_id = ? ORDER BY position",
-            [run_id],
-        ).fetchall()
+        rows = (
+            self._cur()
+            .execute(
+                "SELECT item_id, context, choices, gold, meta FROM items WHERE run_id = ? ORDER BY position",
+                [run_id],
+            )
+            .fetchall()
+        )
         return [TaskItem(i, task, c, tuple(ch), g, json.loads(m or "{}")) for i, c, ch, g, m in rows]
 
     def items(
@@ -306,7 +312,8 @@ class Store:
         include_excluded: bool = True,
     ) -> pd.DataFrame:
         """Items of a run joined with outcomes and splits, filtered; every value is a SQL parameter."""
-        where, params = ["i.run_id = ?"], [run_id]
+        where: list[str] = ["i.run_id = ?"]
+        params: list[Any] = [run_id]
         if outcome == "correct":
             where.append("o.correct")
         elif outcome == "incorrect":
@@ -333,6 +340,22 @@ class Store:
             params.append(int(limit))
         return self._cur().execute(sql, params).df()
 
+    def split_counts(self, run_id: str | None = None) -> pd.DataFrame:
+        """Scored items per (run_id, split, correct, excluded), with count ``n``: each split's class balance.
+
+        Items without a split row (splits not drawn yet) have split ``None``.
+        """
+        where, params = ("WHERE o.run_id = ?", [run_id]) if run_id is not None else ("", [])
+        sql = f"""
+            SELECT o.run_id, s.split, o.correct, coalesce(s.excluded, false) AS excluded, count(*) AS n
+            FROM outcomes o
+            LEFT JOIN splits s ON s.run_id = o.run_id AND s.item_id = o.item_id
+            {where}
+            GROUP BY ALL
+            ORDER BY o.run_id, s.split, o.correct, excluded
+        """  # noqa: S608 - the WHERE part is a fixed string; the value is a parameter
+        return self._cur().execute(sql, params).df()
+
     def findings(self, run_id: str | None = None) -> pd.DataFrame:
         if run_id is None:
             return self._cur().execute("SELECT * FROM findings ORDER BY run_id, kind").df()
@@ -348,11 +371,15 @@ class Store:
                 f"run {run_id} has no activations at layer {layer}, site '{site}'; "
                 f"it has layers {run.layers} and sites {run.sites}"
             )
-        rows = self._cur().execute(
-            """SELECT a.item_id, a.vec FROM activations a JOIN items i USING (run_id, item_id)
+        rows = (
+            self._cur()
+            .execute(
+                """SELECT a.item_id, a.vec FROM activations a JOIN items i USING (run_id, item_id)
                WHERE a.run_id = ? AND a.layer = ? AND a.site = ? ORDER BY i.position""",
-            [run_id, layer, site],
-        ).fetchall()
+                [run_id, layer, site],
+            )
+            .fetchall()
+        )
         if item_ids is not None:
             wanted = {i: n for n, i in enumerate(item_ids)}
             rows = sorted((r for r in rows if r[0] in wanted), key=lambda r: wanted[r[0]])
@@ -367,10 +394,14 @@ class Store:
         return ids, flat.reshape(shape)
 
     def tokens(self, run_id: str, item_id: str) -> dict[str, tuple[list[str], list[int], int]]:
-        rows = self._cur().execute(
-            "SELECT seq, tokens, ids, cont_start FROM tokens WHERE run_id = ? AND item_id = ? ORDER BY seq",
-            [run_id, item_id],
-        ).fetchall()
+        rows = (
+            self._cur()
+            .execute(
+                "SELECT seq, tokens, ids, cont_start FROM tokens WHERE run_id = ? AND item_id = ? ORDER BY seq",
+                [run_id, item_id],
+            )
+            .fetchall()
+        )
         return {seq: (list(t), list(i), int(s)) for seq, t, i, s in rows}
 
     def counts(self, run_id: str) -> dict[str, int]:

@@ -44,7 +44,7 @@ class _Rec:
     def has(self, name: str) -> bool:
         return name in self.rec and self.rec[name] is not None
 
-    def str(self, name: str) -> str:
+    def text(self, name: str) -> str:
         if not self.has(name):
             raise InputError(f"{self.where}: missing field '{name}'")
         value = self.rec[name]
@@ -79,7 +79,7 @@ class _Rec:
 
 
 def _yes_no(rec: _Rec, name: str) -> int:
-    value = rec.str(name).strip().lower()
+    value = rec.text(name).strip().lower()
     if value not in ("yes", "no"):
         raise InputError(f"{rec.where}: field '{name}'={value!r} must be 'Yes' or 'No'")
     return 1 if value == "yes" else 0
@@ -89,16 +89,19 @@ def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutc
     """One record in the task's original layout or its outcome-file layout → item (+ outcome)."""
     fmt = get_task(task).format
     outcome: RecordOutcome | None = None
+    choices: tuple[str, ...]
+    pred: int | None
+    ll: tuple[float, ...] | None
     correct = rec.flag("is_correct") if rec.has("is_correct") else None
     if fmt == "two_choice":
-        goal = rec.str("goal")
-        choices = (rec.str("sol1"), rec.str("sol2"))
+        goal = rec.text("goal")
+        choices = (rec.text("sol1"), rec.text("sol2"))
         gold = rec.index("label", 2)
         item = TaskItem(item_id, task, render_context(fmt, {"goal": goal}), choices, gold, {"goal": goal})
         if correct is not None:
             outcome = RecordOutcome(correct, gold if correct else 1 - gold)
     elif fmt == "yes_no":
-        passage, question = rec.str("passage"), rec.str("question")
+        passage, question = rec.text("passage"), rec.text("question")
         if rec.has("correct_answer"):
             gold = _yes_no(rec, "correct_answer")
         elif rec.has("answer"):
@@ -111,10 +114,10 @@ def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutc
             pred = _yes_no(rec, "gemma_answer") if rec.has("gemma_answer") else (gold if correct else 1 - gold)
             outcome = RecordOutcome(correct, pred)
     elif fmt == "fill_blank":
-        sentence = rec.str("sentence") if rec.has("sentence") else rec.str("question")
+        sentence = rec.text("sentence") if rec.has("sentence") else rec.text("question")
         if sentence.count("_") != 1:
             raise InputError(f"{rec.where}: the sentence must contain exactly one '_' blank")
-        choices = (rec.str("option1"), rec.str("option2"))
+        choices = (rec.text("option1"), rec.text("option2"))
         gold = rec.index("answer" if rec.has("answer") else "gold", 2, base=1)
         item = TaskItem(item_id, task, sentence, choices, gold, {"sentence": sentence})
         if correct is not None:
@@ -122,7 +125,7 @@ def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutc
             ll = (float(rec.rec["ll_option1"]), float(rec.rec["ll_option2"])) if rec.has("ll_option1") else None
             outcome = RecordOutcome(correct, pred if pred is not None else (gold if correct else 1 - gold), ll)
     else:  # three_choice: Social IQa, original layout or the alternative outcome layout
-        context, question = rec.str("context"), rec.str("question")
+        context, question = rec.text("context"), rec.text("question")
         if rec.has("answers"):
             answers = rec.rec["answers"]
             if not isinstance(answers, list) or len(answers) != 3 or not all(isinstance(a, str) for a in answers):
@@ -130,7 +133,7 @@ def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutc
             choices = tuple(answers)
             gold = rec.index("gold", 3, base=1)
         else:
-            choices = (rec.str("answerA"), rec.str("answerB"), rec.str("answerC"))
+            choices = (rec.text("answerA"), rec.text("answerB"), rec.text("answerC"))
             gold = rec.index("label", 3, base=1)
         fields = {"context": context, "question": question}
         item = TaskItem(item_id, task, render_context(fmt, fields), choices, gold, fields)

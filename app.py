@@ -1,0 +1,11 @@
+"""wif's Streamlit entry: page config and navigation only; each page lives in pages/."""
+
+import streamlit as st
+
+st.set_page_config(page_title="wif — Why It Failed", layout="wide")
+st.navigation(
+    [
+        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", url_path="overview", default=True),
+        st.Page("pages/failures.py", title="Failure browser", icon=":material/search:", url_path="failures"),
+    ]
+).run()

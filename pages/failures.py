@@ -1,0 +1,74 @@
+"""Failure browser: filter a run's items, pick one, and see its context, choices and the model's scores."""
+
+import plotly.express as px
+import streamlit as st
+
+from ui import data
+
+EXPORT = {"toImageButtonOptions": {"format": "png"}}
+
+st.title("Failure browser")
+run_id = data.run_selector(data.runs())
+
+cols = st.columns([1, 1, 2, 1], vertical_alignment="bottom")
+# A shared link to one item opens with every outcome shown, so the item is not filtered out.
+outcome = cols[0].selectbox(
+    "Outcome", ["all", "incorrect", "correct"], index=0 if "item" in st.query_params else 1, key="outcome"
+)
+split = cols[1].selectbox("Split", ["all", *data.SPLITS], key="split")
+search = cols[2].text_input("Search", placeholder="words in the context, a choice or the item id", key="search")
+excluded = cols[3].toggle("Show excluded", value=True, key="excluded", help="Items left out for leakage.")
+
+frame = data.items(run_id, None if outcome == "all" else outcome, None if split == "all" else split, search, excluded)
+st.caption(f"{len(frame)} items match.")
+if frame.empty:
+    st.info("No items match these filters.")
+    st.stop()
+item_id = data.item_picker(frame)
+row = next(frame[frame["item_id"] == item_id].itertuples())
+
+st.subheader(item_id)
+cards = st.columns(4)
+cards[0].metric("Outcome", "correct" if row.correct else "incorrect")
+cards[1].metric("Margin", "—" if data.is_missing(row.margin) else f"{row.margin:+.3f}",
+                help="Gold choice's score minus the best other choice's; negative when the model was wrong.")  # fmt: skip
+cards[2].metric("Split", "—" if data.is_missing(row.split) else row.split)
+cards[3].metric("Excluded", row.reason if row.excluded else "no")
+
+st.markdown("**Context**")
+st.code(row.context, language=None, wrap_lines=True)
+
+st.markdown("**Choices**")
+choices = data.choice_table(row)
+st.table(choices)
+if data.as_int(row.pred) is None:
+    st.caption("The outcomes of this run give no prediction for this item (imported outcomes).")
+scores = choices.reset_index().melt(
+    id_vars=["option", "gold", "prediction"], value_vars=["ll_sum", "ll_per_byte"], var_name="score"
+)
+scores = scores.dropna(subset=["value"])
+if scores.empty:
+    st.caption("This run stores no per-choice log-likelihoods (imported outcomes carry none).")
+else:
+    scores["role"] = [
+        "gold" + (" + pick" if p else "") if g else ("model's pick" if p else "other")
+        for g, p in zip(scores["gold"], scores["prediction"], strict=True)
+    ]
+    fig = px.bar(
+        scores, x="option", y="value", color="role", facet_col="score", height=300,
+        color_discrete_map={"gold": "#2e7d32", "gold + pick": "#2e7d32", "model's pick": "#c62828", "other": "#9e9e9e"},
+        labels={"value": "log-likelihood (higher: more likely)", "option": "", "role": ""},
+    )  # fmt: skip
+    names = {"ll_sum": "sum over the choice's tokens", "ll_per_byte": "per byte of the choice"}
+    fig.for_each_annotation(lambda a: a.update(text=names.get(a.text.split("=", 1)[-1], a.text)))
+    fig.update_yaxes(matches=None, showticklabels=True)
+    st.plotly_chart(fig, config=EXPORT)
+
+meta = data.meta_of(row)
+st.markdown("**Item metadata**")
+factors = [f for f in meta.get("factors", []) if f in meta]
+if factors:
+    st.caption("Generator factors: what built this item.")
+    st.table({"factor": factors, "value": [str(meta[f]) for f in factors]})
+with st.expander("All metadata (JSON)", expanded=not factors):
+    st.json(meta)

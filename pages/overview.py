@@ -1,0 +1,73 @@
+"""Overview: the runs in the store, each split's class balance, and the leakage found in each run."""
+
+import plotly.express as px
+import streamlit as st
+
+from ui import data
+
+EXPORT = {"toImageButtonOptions": {"format": "png"}}
+COLOURS = {"correct": "#2e7d32", "incorrect": "#c62828", "excluded": "#9e9e9e"}
+
+st.title("Overview")
+st.caption(f"Store: `{data.db_path()}`")
+runs = data.runs()
+if runs.empty:
+    st.info("This store has no runs yet; add one with `wif collect` or `wif import`.")
+    st.stop()
+counts, findings = data.split_counts(), data.findings()
+
+cards = st.columns(4)
+cards[0].metric("Runs", len(runs))
+cards[1].metric("Items", int(runs["n_items"].sum()))
+cards[2].metric("Failures", int(runs["n_incorrect"].sum()), help="Items the model answered wrongly, over all runs.")
+cards[3].metric("Excluded for leakage", int(runs["n_duplicates"].sum()))
+
+st.subheader("Runs")
+table = data.runs_table(runs, counts)
+st.dataframe(
+    table,
+    hide_index=True,
+    column_config={
+        **{c: st.column_config.NumberColumn(width="small") for c in ("items", "planned")},
+        "accuracy": st.column_config.NumberColumn(format="%.3f", width="small"),
+        "n_correct": st.column_config.NumberColumn("correct", width="small"),
+        "n_incorrect": st.column_config.NumberColumn("incorrect", width="small"),
+        "in_splits": st.column_config.NumberColumn("in splits", help="Items in train/val/test, not excluded."),
+        "excluded": st.column_config.NumberColumn(help="Items left out of evaluation for leakage."),
+    },
+)
+st.download_button("Download runs (CSV)", table.to_csv(index=False), file_name="wif_runs.csv", mime="text/csv")
+
+st.subheader("Split balance")
+st.caption(
+    "Explainers are fitted on train, tuned on val and scored on test; each split should hold as many "
+    "correct as incorrect items. Excluded items (leakage) are counted apart; `unused` items are in no split."
+)
+balance = data.split_balance(runs, counts)
+n_runs = balance["run"].nunique()
+fig = px.bar(
+    balance, x="split", y="n", color="group", barmode="group", facet_col="run", facet_col_wrap=2,
+    facet_row_spacing=0.12, color_discrete_map=COLOURS, height=320 * ((n_runs + 1) // 2),
+    category_orders={"split": [*data.SPLITS, "none"], "group": list(COLOURS), "run": list(dict.fromkeys(balance["run"]))},
+    labels={"n": "items", "group": "", "split": ""},
+)  # fmt: skip
+fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+fig.update_yaxes(matches=None, showticklabels=True)
+st.plotly_chart(fig, config=EXPORT)
+
+st.subheader("Leakage")
+st.caption(
+    "Items are grouped by normalised content (whitespace, case and answer order ignored); "
+    "a group is leakage when its copies disagree or could be scored twice."
+)
+summary = data.findings_table(findings)
+for run in runs.itertuples():
+    st.markdown(f"**{run.task}** · {run.model} · `{run.run_id}`")
+    found = summary[summary["run_id"] == run.run_id].drop(columns="run_id")
+    if found.empty:
+        st.caption("No leakage found.")
+    else:
+        st.dataframe(found, hide_index=True)
+kinds = sorted(set(summary["kind"])) or list(data.FINDING_KINDS)
+st.markdown("**What the kinds mean**")
+st.markdown("\n".join(f"- **{k}**: {data.FINDING_KINDS.get(k, 'see wif_core.splits.')}" for k in kinds))

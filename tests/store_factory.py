@@ -1,0 +1,114 @@
+"""A small synthetic store built through the Store API, without any model.
+
+Two runs with known contents, so app tests can assert exact counts:
+
+- ``collected``: task ``gen-physical``, 40 items, activations (numpy random, layers 2
+  and 4, sites choice/last/mean), tokens, per-choice ``ll_sum``/``ll_norm``; even items
+  are correct, odd items incorrect; items 0..9 mention a kettle, the rest a hammer;
+  item 39 repeats item 37 (same content, same outcome: a ``repeat`` finding).
+- ``imported``: task ``piqa``, 40 items, outcomes only (no activations, no scores,
+  ``pred`` None for every fifth item); items 38 and 39 are one question with conflicting
+  answer keys (``gold_conflict`` and ``both_outcomes`` findings).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from wif_core.runner import SplitOptions, write_splits
+from wif_core.store import OutcomeRow, RunInfo, Store
+from wif_core.tasks.base import TaskItem
+from wif_core.tasks.templates import render_context
+
+N_ITEMS = 40
+LAYERS = [2, 4]
+SITES = ["choice", "last", "mean"]
+D_MODEL = 8
+COLLECTED_RUN = "synthetic-lm--gen-physical--0000aaaa"
+IMPORTED_RUN = "other-lm--piqa--0000bbbb"
+SEARCH_WORD = "kettle"  # in the contexts of collected items 0..9 only
+
+
+def _physical_item(n: int) -> TaskItem:
+    """A gen-physical item; item 39 copies item 37's content under its own id."""
+    m = 37 if n == 39 else n
+    tool = SEARCH_WORD if m < 10 else "hammer"
+    negation = m % 3 == 0
+    goal = f"Which is {'not ' if negation else ''}a good way to use the {tool} number {m}?"
+    choices = (f"Hold the {tool} by its handle, step {m}.", f"Hold the {tool} by its tip, step {m}.")
+    factors = {"template": "tool/how", "negation": negation, "distractor": m % 4 == 0}
+    meta = {"goal": goal, **factors, "gold_position": m % 2, "factors": [*factors, "gold_position"]}
+    return TaskItem(f"gen-physical-{n:04d}", "gen-physical", render_context("two_choice", {"goal": goal}),
+                    choices, m % 2, {**meta, "generator": "gen-physical"})  # fmt: skip
+
+
+def _piqa_item(n: int) -> TaskItem:
+    """A piqa item; items 38 and 39 are the same question with different answer keys."""
+    m = 38 if n == 39 else n
+    goal = f"To fold a paper plane of size {m},"
+    choices = ("crease the paper down the middle.", "soak the paper in water first.")
+    gold = 1 if n == 39 else m % 2
+    return TaskItem(f"piqa-{n:04d}", "piqa", render_context("two_choice", {"goal": goal}), choices, gold,
+                    {"goal": goal, "source_id": f"piqa/{n}"})  # fmt: skip
+
+
+def _collected_rows(items: list[TaskItem], rng: np.random.Generator) -> list[OutcomeRow]:
+    rows = []
+    for n, it in enumerate(items):
+        correct = (37 if n == 39 else n) % 2 == 0
+        pred = it.gold if correct else 1 - it.gold
+        ll = [-12.0 - n / 10, -12.0 - n / 10]
+        ll[pred] += 1.5 + n / 20
+        n_bytes = [len(c) + 1 for c in it.choices]
+        acts = {(layer, "choice"): rng.standard_normal((2, D_MODEL)) for layer in LAYERS}
+        acts |= {(layer, site): rng.standard_normal(D_MODEL) for layer in LAYERS for site in ("last", "mean")}
+        words = it.context.split()
+        tokens = {"listing": (words, list(range(len(words))), 0)}
+        tokens |= {f"choice{j}": (words + c.split(), list(range(len(words + c.split()))), len(words))
+                   for j, c in enumerate(it.choices)}  # fmt: skip
+        rows.append(
+            OutcomeRow(
+                it.item_id,
+                pred,
+                correct,
+                ll[it.gold] - ll[1 - it.gold],
+                ll,
+                [v / b for v, b in zip(ll, n_bytes, strict=True)],
+                [len(c.split()) for c in it.choices],
+                acts,
+                tokens,
+            )
+        )
+    return rows
+
+
+def _imported_rows(items: list[TaskItem]) -> list[OutcomeRow]:
+    rows = []
+    for n, it in enumerate(items):
+        pred = None if n % 5 == 4 else 0 if n >= 38 else (it.gold if n % 2 == 0 else 1 - it.gold)
+        correct = it.gold == 0 if n >= 38 else n % 2 == 0
+        rows.append(OutcomeRow(it.item_id, pred, correct))
+    return rows
+
+
+def make_synthetic_store(path: str | Path) -> list[str]:
+    """Write the two synthetic runs (see the module docstring) to a new store at ``path``; their run ids."""
+    rng = np.random.default_rng(0)
+    physical = [_physical_item(n) for n in range(N_ITEMS)]
+    piqa = [_piqa_item(n) for n in range(N_ITEMS)]
+    with Store.open(path, write=True) as store:
+        collected = RunInfo(
+            COLLECTED_RUN, "synthetic-lm", "gen-physical", "generated", "collected", "lm-eval-v1", "sum",
+            LAYERS, SITES, 4, D_MODEL, "float16", 0,
+        )  # fmt: skip
+        store.create_run(collected, physical)
+        store.write_outcomes(COLLECTED_RUN, _collected_rows(physical, rng), "float16")
+        imported = RunInfo(IMPORTED_RUN, "other-lm", "piqa", "outcomes.json", "imported", None, None)
+        store.create_run(imported, piqa)
+        store.write_outcomes(IMPORTED_RUN, _imported_rows(piqa))
+        for run_id in (COLLECTED_RUN, IMPORTED_RUN):
+            write_splits(store, run_id, SplitOptions())
+            store.set_status(run_id, "complete")
+    return [COLLECTED_RUN, IMPORTED_RUN]

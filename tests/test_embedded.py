@@ -1,0 +1,45 @@
+"""Integration tier: the embedded SmolLM2-135M on a few real items."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import BENCH
+from wif_core.models.scoring import score_items, score_naive
+from wif_core.store import Store
+from wif_core.tasks.sources import read_outcome_file
+
+pytestmark = pytest.mark.model
+
+
+def test_embedded_model_shape(embedded):
+    assert type(embedded.model).__name__ == "LlamaForCausalLM"
+    assert (embedded.n_layers, embedded.d_model) == (30, 576)
+    assert embedded.model.config._attn_implementation != "flash_attention_2"
+
+
+@pytest.mark.skipif(not BENCH.exists(), reason="../shared/benchmarks not present")
+def test_packed_equals_naive_on_real_items(embedded):
+    items = [next(read_outcome_file(t, BENCH / t / "val.json"))[0] for t in ("piqa", "boolq", "winogrande")]
+    layers = [1, 15, 30]
+    packed = {s.item_id: s for b in score_items(embedded.model, embedded.tokenizer, items, layers) for s in b}
+    for it in items:
+        ref = score_naive(embedded.model, embedded.tokenizer, it, layers)
+        got = packed[it.item_id]
+        np.testing.assert_allclose(got.ll_sum, ref.ll_sum, atol=2e-3, rtol=1e-4)
+        assert got.pred == ref.pred
+        for key in ref.acts:
+            np.testing.assert_allclose(got.acts[key], ref.acts[key], atol=2e-2, rtol=1e-3)
+
+
+def test_demo_store_is_populated(demo_db):
+    with Store.open(demo_db) as store:
+        runs = store.runs()
+        assert set(runs.task) == {"gen-physical", "gen-passage", "gen-coref", "gen-social"}
+        assert (runs.n_items == 24).all() and (runs.status == "complete").all()
+        for run_id in runs.run_id:
+            ids, acts = store.activations(run_id, 30, "last")
+            assert acts.shape == (24, 576) and np.isfinite(acts).all()
+            tokens = store.tokens(run_id, ids[0])
+            assert "listing" in tokens and "choice0" in tokens

@@ -1,0 +1,264 @@
+"""Cached accessors to the store, the frames the pages draw, and the shared run and item pickers.
+
+The store path comes from the ``WIF_DB`` environment variable (``wif app`` and ``wif demo``
+set it) and is read here only. One read-only ``Store`` serves the whole process: it takes
+a fresh DuckDB cursor per call, so browser sessions on other threads can share it. Reads
+are cached per (store path, run, filters); nothing here holds SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, NoReturn
+
+import pandas as pd
+import streamlit as st
+
+from wif_core.errors import StoreError
+from wif_core.store import Store
+
+DEFAULT_DB = "data/demo.duckdb"
+EVAL_SPLITS = ("train", "val", "test")
+SPLITS = (*EVAL_SPLITS, "unused")
+LETTERS = "ABCDEFGHIJ"
+FINDING_KINDS = {
+    "gold_conflict": "copies of one question carry different answer keys, so at least one key is wrong; "
+    "every copy is left out of evaluation.",
+    "both_outcomes": "the same question was answered right in one copy and wrong in another, so its outcome "
+    "says nothing certain; every copy is left out of evaluation.",
+    "cross_split": "copies of one question sit in different splits, so an explainer would be tested on what "
+    "it was trained on; every copy is left out of evaluation.",
+    "repeat": "one question appears more than once with one outcome in one split; the extra copies are left "
+    "out so that no item counts twice.",
+}
+
+
+def db_path() -> str:
+    """The store this app reads: ``$WIF_DB``, else the demo store."""
+    return os.environ.get("WIF_DB", DEFAULT_DB)
+
+
+@st.cache_resource(show_spinner=False, on_release=Store.close)
+def _open(path: str) -> Store:
+    return Store.open(path)
+
+
+def _fail(message: str) -> NoReturn:
+    st.error(message)
+    st.info("Build the demo store with `make demo`, or open a store of your own with `wif app --db PATH`.")
+    st.stop()
+
+
+def _path() -> str:
+    """The store path once the store is known to open; otherwise show its one-line error and stop the page."""
+    path = db_path()
+    try:
+        _open(path)
+    except StoreError as exc:
+        _fail(str(exc).strip().splitlines()[0])
+    return path
+
+
+@st.cache_data(show_spinner=False)
+def _runs(path: str) -> pd.DataFrame:
+    return _open(path).runs()
+
+
+@st.cache_data(show_spinner=False)
+def _split_counts(path: str) -> pd.DataFrame:
+    return _open(path).split_counts()
+
+
+@st.cache_data(show_spinner=False)
+def _findings(path: str) -> pd.DataFrame:
+    return _open(path).findings()
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _items(
+    path: str, run_id: str, outcome: str | None, split: str | None, search: str | None, excluded: bool
+) -> pd.DataFrame:
+    return _open(path).items(run_id, outcome, split, search, include_excluded=excluded)
+
+
+def runs() -> pd.DataFrame:
+    """One row per run (``Store.runs``)."""
+    return _runs(_path())
+
+
+def split_counts() -> pd.DataFrame:
+    """Items per (run_id, split, correct, excluded) over all runs (``Store.split_counts``)."""
+    return _split_counts(_path())
+
+
+def findings() -> pd.DataFrame:
+    """Every run's leakage findings (``Store.findings``)."""
+    return _findings(_path())
+
+
+def items(
+    run_id: str, outcome: str | None = None, split: str | None = None, search: str | None = None, excluded: bool = True
+) -> pd.DataFrame:
+    """A run's items with outcomes and splits, filtered in the store with SQL parameters (``Store.items``)."""
+    return _items(_path(), run_id, outcome, split, search or None, excluded)
+
+
+# ---- frames the pages draw ---------------------------------------------------------
+
+
+def as_list(value: Any) -> list[Any] | None:
+    """A list column's cell as a list, or None where the store has no value (imported runs)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return list(value)
+
+
+def is_missing(value: Any) -> bool:
+    """Whether a scalar cell holds no value (None, NaN or NA)."""
+    return value is None or bool(pd.isna(value))
+
+
+def as_int(value: Any) -> int | None:
+    """A nullable integer cell (``pred`` of imported runs may be missing)."""
+    return None if pd.isna(value) else int(value)
+
+
+def run_label(run: Any) -> str:
+    """How a run is named in pickers: task · model · run id."""
+    return f"{run.task} · {run.model} · {run.run_id}"
+
+
+def runs_table(runs: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
+    """The overview's runs table: what each run is, its class balance, what the splits hold."""
+    in_eval = counts[counts["split"].isin(EVAL_SPLITS) & ~counts["excluded"]].groupby("run_id")["n"].sum()
+    return pd.DataFrame(
+        {
+            "run_id": runs["run_id"],
+            "task": runs["task"],
+            "model": runs["model"],
+            "kind": runs["kind"],
+            "status": runs["status"],
+            "items": runs["n_items"],
+            "accuracy": runs["accuracy"],
+            "n_correct": runs["n_correct"],
+            "n_incorrect": runs["n_incorrect"],
+            "in_splits": runs["run_id"].map(in_eval).fillna(0).astype(int),
+            "excluded": runs["n_duplicates"],
+            "layers": runs["layers"].map(lambda v: ", ".join(str(int(x)) for x in v) if len(v) else "—"),
+            "planned": runs["n_planned"],
+        }
+    )
+
+
+def split_balance(runs: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
+    """Counts per run, split and class, where class is correct, incorrect or excluded (left out for leakage)."""
+    labels = {r.run_id: f"{r.task} · {r.model} · {r.run_id.rsplit('--', 1)[-1]}" for r in runs.itertuples()}
+    out = counts.assign(
+        run=pd.Categorical(counts["run_id"].map(labels), categories=list(labels.values())),  # keeps the runs' order
+        split=counts["split"].fillna("none"),
+        group=[
+            "excluded" if x else "correct" if c else "incorrect"
+            for c, x in zip(counts["correct"], counts["excluded"], strict=True)
+        ],
+    )
+    out = out.groupby(["run", "split", "group"], as_index=False, observed=True)["n"].sum()
+    return out.assign(run=out["run"].astype(str))
+
+
+def findings_table(findings: pd.DataFrame) -> pd.DataFrame:
+    """Leakage per run and kind: how many groups, a few example item ids, and one group's detail."""
+    rows = []
+    for (run_id, kind), group in findings.groupby(["run_id", "kind"], sort=True):
+        examples = [", ".join(ids) for ids in group["item_ids"].head(3)]
+        rows.append({"run_id": run_id, "kind": kind, "groups": len(group), "items": sum(map(len, group["item_ids"])),
+                     "examples": " | ".join(examples), "detail": group["detail"].iloc[0]})  # fmt: skip
+    return pd.DataFrame(rows, columns=["run_id", "kind", "groups", "items", "examples", "detail"])
+
+
+def items_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The failure browser's table: one row per item with a one-line preview of its context."""
+    return pd.DataFrame(
+        {
+            "item_id": frame["item_id"],
+            "split": frame["split"],
+            "correct": frame["correct"],
+            "gold": frame["gold"],
+            "pred": frame["pred"],
+            "margin": frame["margin"],
+            "excluded": frame["excluded"],
+            "reason": frame["reason"],
+            "context": frame["context"].map(lambda t: (s := " ".join(t.split()))[:90] + ("…" if len(s) > 90 else "")),
+        }
+    )
+
+
+def choice_table(row: Any) -> pd.DataFrame:
+    """One row per choice of an item: its text, gold and prediction markers, and the model's scores."""
+    choices, pred = list(row.choices), as_int(row.pred)
+    ll_sum, ll_norm, n_tok = as_list(row.ll_sum), as_list(row.ll_norm), as_list(row.n_tokens)
+    return pd.DataFrame(
+        {
+            "choice": choices,
+            "gold": ["✓" if j == row.gold else "" for j in range(len(choices))],
+            "prediction": ["◀ model's pick" if j == pred else "" for j in range(len(choices))],
+            "ll_sum": ll_sum or [None] * len(choices),
+            "ll_per_byte": ll_norm or [None] * len(choices),
+            "tokens": n_tok or [None] * len(choices),
+        },
+        index=pd.Index(list(LETTERS[: len(choices)]), name="option"),
+    )
+
+
+def meta_of(row: Any) -> dict[str, Any]:
+    """An item's ``meta`` as a dict (empty when absent)."""
+    return json.loads(row.meta) if isinstance(row.meta, str) and row.meta else {}
+
+
+# ---- shared pickers ----------------------------------------------------------------
+
+
+def run_selector(runs: pd.DataFrame) -> str:
+    """A run picker kept in ``?run=`` so a shared link opens the same run."""
+    if runs.empty:
+        _fail(f"the store at {db_path()} has no runs yet; add one with `wif collect` or `wif import`")
+    labels = {r.run_id: run_label(r) for r in runs.itertuples()}
+    if st.session_state.get("run_pick") not in labels:
+        wanted = st.query_params.get("run")
+        if wanted and wanted not in labels:
+            st.warning(f"This store has no run '{wanted}'; showing its first run instead.")
+        st.session_state["run_pick"] = wanted if wanted in labels else next(iter(labels))
+    run_id = st.selectbox("Run", list(labels), format_func=labels.__getitem__, key="run_pick")
+    st.query_params["run"] = run_id
+    run = next(runs[runs["run_id"] == run_id].itertuples())
+    accuracy = "n/a" if is_missing(run.accuracy) else f"{run.accuracy:.3f}"
+    layers = ", ".join(str(int(x)) for x in run.layers)
+    acts = f"activations at layers {layers}" if layers else "no activations (outcomes only)"
+    st.caption(f"`{run_id}`: {run.kind} run of **{run.model}** on **{run.task}**, {run.n_items} items, "
+               f"accuracy {accuracy}, {acts}")  # fmt: skip
+    return str(run_id)
+
+
+def _on_row_select() -> None:
+    rows = st.session_state["items_table"].selection.rows
+    ids = st.session_state.get("_item_ids", [])
+    if rows and rows[0] < len(ids):
+        st.session_state["item_pick"] = ids[rows[0]]
+
+
+def item_picker(frame: pd.DataFrame) -> str:
+    """The items table (click a row) and an item selectbox kept in ``?item=``; returns the chosen item id."""
+    ids = frame["item_id"].tolist()
+    st.session_state["_item_ids"] = ids
+    st.dataframe(
+        items_table(frame), key="items_table", on_select=_on_row_select, selection_mode="single-row",
+        hide_index=True, height=300, column_config={"margin": st.column_config.NumberColumn(format="%.3f")},
+    )  # fmt: skip
+    if st.session_state.get("item_pick") not in ids:
+        wanted = st.query_params.get("item")
+        st.session_state["item_pick"] = wanted if wanted in ids else ids[0]
+    marks = dict(zip(ids, frame["correct"].map({True: "✓", False: "✗"}), strict=True))
+    item_id = st.selectbox("Item", ids, key="item_pick", format_func=lambda i: f"{marks[i]} {i}")
+    st.query_params["item"] = item_id
+    return str(item_id)
