@@ -67,7 +67,7 @@ CRASH = textwrap.dedent(
 def test_resume_after_kill_mid_write(tmp_path, capsys, tiny_model_dir, items_file):
     db = str(tmp_path / "w.duckdb")
     argv = ["collect", "--model", str(tiny_model_dir), "--task", "piqa", "--source", str(items_file),
-            "--layers", "1,3", "--max-tokens", "300", "--db", db, "--json"]  # fmt: skip
+            "--layers", "1,3", "--token-layers", "2", "--max-tokens", "300", "--db", db, "--json"]  # fmt: skip
     killed = subprocess.run([sys.executable, "-c", CRASH, *argv], capture_output=True, text=True)
     assert killed.returncode == 137, killed.stderr
     with Store.open(db) as store:
@@ -75,13 +75,15 @@ def test_resume_after_kill_mid_write(tmp_path, capsys, tiny_model_dir, items_fil
         partial = store.counts(run_id)
         assert 0 < partial["outcomes"] < 40 and store.run(run_id).status == "collecting"
         assert partial["activations"] == partial["outcomes"] * 2 * 3  # no row of the killed batch survived
+        assert partial["token_activations"] == partial["outcomes"]
     out = _json(capsys, argv)
     assert out["n_resumed"] == partial["outcomes"] and out["n_scored"] == 40 - partial["outcomes"]
     reference = str(tmp_path / "ref.duckdb")
     _json(capsys, [*argv[:-3], "--db", reference, "--json"])
     with Store.open(db) as store, Store.open(reference) as ref:
         assert store.counts(run_id) == ref.counts(run_id) == {
-            "items": 40, "outcomes": 40, "activations": 240, "tokens": 120, "splits": 40}  # fmt: skip
+            "items": 40, "outcomes": 40, "activations": 240, "token_activations": 40, "tokens": 120, "splits": 40,
+        }  # fmt: skip
         a = store.items(run_id).sort_values("item_id")
         b = ref.items(run_id).sort_values("item_id")
         assert a["pred"].tolist() == b["pred"].tolist()

@@ -71,3 +71,13 @@ def test_empty_context_is_refused(tiny_tokenizer):
     item = TaskItem("e", "piqa", "   ", ("a", "b"), 0)
     with pytest.raises(InputError, match="context"):
         prepare(item, tiny_tokenizer)
+
+
+def test_token_layers_hold_the_listing_prompt(tiny_llama, tiny_tokenizer):
+    items = _items()
+    for batch in score_items(tiny_llama, tiny_tokenizer, items, [2], token_layers=[2]):
+        for s in batch:
+            per_token = s.acts[(2, "tokens")].astype(np.float32)
+            assert per_token.shape == (len(s.tokens["listing"].ids), 32)
+            np.testing.assert_allclose(per_token[-1], s.acts[(2, "last")], atol=1e-2)
+            np.testing.assert_allclose(per_token.mean(0), s.acts[(2, "mean")], atol=1e-2)

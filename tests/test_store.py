@@ -17,7 +17,8 @@ def _items(n: int = 4) -> list[TaskItem]:
 
 def _store(path) -> Store:
     store = Store.open(path, write=True)
-    store.create_run(RunInfo("r1", "m", "piqa", "test", layers=[1], sites=["last", "choice"], d_model=3), _items())
+    run = RunInfo("r1", "m", "piqa", "test", layers=[1], sites=["last", "choice"], token_layers=[1], d_model=3)
+    store.create_run(run, _items())
     return store
 
 
@@ -25,7 +26,8 @@ def test_roundtrip_activations_and_tokens(tmp_path):
     store = _store(tmp_path / "s.duckdb")
     rows = [
         OutcomeRow(f"i{j}", 0, j % 2 == 0, 0.5, [-1.0, -2.0], [-0.1, -0.2], [1, 1],
-                   {(1, "last"): np.full(3, j, np.float32), (1, "choice"): np.arange(6, dtype=np.float32).reshape(2, 3)},
+                   {(1, "last"): np.full(3, j, np.float32), (1, "choice"): np.arange(6, dtype=np.float32).reshape(2, 3),
+                    (1, "tokens"): np.full((j + 1, 3), j, np.float16)},
                    {"listing": (["a", "b"], [1, 2], 2)})
         for j in range(4)
     ]  # fmt: skip
@@ -35,6 +37,10 @@ def test_roundtrip_activations_and_tokens(tmp_path):
     ids, acts = store.activations("r1", 1, "choice", item_ids=["i3", "i1"])
     assert ids == ["i3", "i1"] and acts.shape == (2, 2, 3)
     assert store.tokens("r1", "i2") == {"listing": (["a", "b"], [1, 2], 2)}
+    ids, per_token = store.token_activations("r1", 1, item_ids=["i2", "i0"])
+    assert ids == ["i2", "i0"] and [a.shape for a in per_token] == [(3, 3), (1, 3)] and per_token[0][0, 0] == 2
+    with pytest.raises(StoreError, match="no per-token activations at layer 2"):
+        store.token_activations("r1", 2)
     with pytest.raises(StoreError, match="no activations at layer 2"):
         store.activations("r1", 2, "last")
     store.close()

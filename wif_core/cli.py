@@ -18,6 +18,7 @@ from wif_core.errors import InputError, WifError
 DEFAULT_DB = "data/wif.duckdb"
 DEMO_DB = "data/demo.duckdb"
 DEMO_TASKS = ("gen-physical", "gen-passage", "gen-coref", "gen-social")
+DEMO_TOKEN_LAYERS = "18"  # per-token activations of one middle layer, for attention probes and SAEs
 REPO_ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("wif")
 
@@ -75,10 +76,11 @@ def _collect_one(args: argparse.Namespace, store: Any, lm: Any, task: str, sourc
 
     items = load_items(task, source, limit, args.seed)
     layers = parse_layers(args.layers, lm.n_layers)
+    token_layers = parse_layers(args.token_layers, lm.n_layers) if args.token_layers else []
     with tqdm(total=len(items), desc=f"{task}", unit="item", disable=args.json or not sys.stderr.isatty()) as bar:
         result = collect(
             store, lm, task, items, source, layers, args.scoring, limit, args.seed,
-            SplitOptions(args.k, tuple(args.fractions), args.seed), args.max_tokens, bar.update,
+            SplitOptions(args.k, tuple(args.fractions), args.seed), args.max_tokens, bar.update, token_layers,
         )  # fmt: skip
     return {
         "run_id": result.run.run_id, "task": task, "n_items": result.run.n_planned, "n_scored": result.n_new,
@@ -162,8 +164,9 @@ def build_demo(db: Path, limit: int, cache_dir: Path | None, quiet: bool) -> lis
 
     lm = load_model(EMBEDDED, cache_dir)
     args = argparse.Namespace(
-        layers=None, seed=0, k=None, fractions=[0.5, 0.25, 0.25], scoring="sum", max_tokens=4096, json=quiet
-    )
+        layers=None, token_layers=DEMO_TOKEN_LAYERS, seed=0, k=None, fractions=[0.5, 0.25, 0.25], scoring="sum",
+        max_tokens=8192, json=quiet,
+    )  # fmt: skip
     tmp = db.with_name(db.name + ".building")
     out = []
     with Store.open(tmp, write=True) as store:
@@ -233,11 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="hf", help="'hf', 'hf:ORG/NAME[:CONFIG]', 'generated', or a file/dir")
     p.add_argument("--limit", type=int, default=None, help="at most N items")
     p.add_argument("--layers", default=None, help="blocks to capture, e.g. 5,10,15 (default: 5 spread evenly)")
+    p.add_argument("--token-layers", default=None, help="layers whose per-token activations are kept (attention probes, SAEs)")
     p.add_argument("--scoring", choices=["sum", "norm"], default="sum", help="log-likelihood sum or per byte")
     p.add_argument("--k", type=int, default=None, help="items per outcome in the balanced splits (default: all)")
     p.add_argument("--fractions", type=_fractions, default=[0.5, 0.25, 0.25], help="train,val,test fractions")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-tokens", type=int, default=4096, help="padded tokens per forward batch")
+    p.add_argument("--max-tokens", type=int, default=8192, help="padded tokens per forward batch")
     p.add_argument("--cache-dir", default=None, help="where converted model copies are cached")
     p.set_defaults(func=cmd_collect)
 

@@ -92,23 +92,26 @@ def collect(
     limit: int | None = None,
     seed: int = 0,
     split_options: SplitOptions | None = None,
-    max_tokens: int = 4096,
+    max_tokens: int = 8192,
     progress: Progress | None = None,
+    token_layers: Sequence[int] = (),
 ) -> CollectResult:
     """Score ``items`` with ``lm`` (a LoadedModel), storing outcomes and activations; resumable."""
     _check_items(items, task)
-    bad = [layer for layer in layers if not 1 <= layer <= lm.n_layers]
+    bad = [layer for layer in [*layers, *token_layers] if not 1 <= layer <= lm.n_layers]
     if bad:
         raise InputError(f"layers {bad} are beyond the model's depth; {lm.name} has blocks 1..{lm.n_layers}")
     config = {
         "model": lm.name, "task": task, "source": source, "limit": limit, "layers": list(layers),
         "scoring": scoring, "template": TEMPLATE_VERSION, "seed": seed,
     }  # fmt: skip
+    if token_layers:
+        config["token_layers"] = sorted(token_layers)
     run_id = make_run_id(lm.name, task, config)
     if run_id not in store.run_ids():
         run = RunInfo(
             run_id, lm.name, task, source, "collected", TEMPLATE_VERSION, scoring, list(layers), list(SITES),
-            lm.n_layers, lm.d_model, "float16", seed, config=config,
+            sorted(token_layers), lm.n_layers, lm.d_model, "float16", seed, config=config,
         )  # fmt: skip
         store.create_run(run, items)
     run = store.run(run_id)
@@ -116,7 +119,7 @@ def collect(
     done = store.done_item_ids(run_id)
     todo = [it for it in planned if it.item_id not in done]
     log.info("run %s: %d items, %d done, %d to score", run_id, len(planned), len(done), len(todo))
-    for batch in score_items(lm.model, lm.tokenizer, todo, run.layers, scoring, max_tokens):
+    for batch in score_items(lm.model, lm.tokenizer, todo, run.layers, scoring, max_tokens, run.token_layers):
         rows = [
             OutcomeRow(
                 s.item_id, s.pred, s.correct, s.margin, s.ll_sum,

@@ -232,8 +232,13 @@ def score_batch(
     layers: Sequence[int],
     scoring: Scoring = "sum",
     keep_tokens: bool = True,
+    token_layers: Sequence[int] = (),
 ) -> list[ScoredItem]:
-    """Score a batch of prepared items in one packed forward pass."""
+    """Score a batch of prepared items in one packed forward pass.
+
+    ``token_layers`` adds ``acts[(layer, "tokens")]``: the listing prompt's per-token
+    residual stream ``[n_tokens, d]`` at those layers, in float16 (for attention probes and SAEs).
+    """
     rows = [_pack(p) for p in prepared]
     length = max(len(r.ids) for r in rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -246,7 +251,7 @@ def score_batch(
         pos[b, :n] = torch.tensor(r.pos)
         seg[b, :n] = torch.tensor(r.seg)
     body = getattr(model, model.base_model_prefix)
-    with capture(model, layers) as got:
+    with capture(model, sorted(set(layers) | set(token_layers))) as got:
         hidden = body(input_ids=ids, attention_mask=block_mask(seg), position_ids=pos, use_cache=False)[0]
 
     flat_b, flat_i, flat_t = [], [], []
@@ -272,6 +277,8 @@ def score_batch(
             acts[(layer, "choice")] = h[r.last_idx].float().numpy().copy()
             acts[(layer, "last")] = h[hi - 1].float().numpy().copy()
             acts[(layer, "mean")] = h[lo:hi].float().mean(0).numpy()
+        for layer in token_layers:
+            acts[(layer, "tokens")] = got[layer][b, lo:hi].to(torch.float16).numpy().copy()
         tokens = _tokens(tokenizer, p) if keep_tokens else {}
         out.append(ScoredItem(p.item.item_id, ll, n_tok, n_bytes, pred, correct, margin, acts, tokens))
     return out
@@ -283,12 +290,13 @@ def score_items(
     items: Sequence[TaskItem],
     layers: Sequence[int],
     scoring: Scoring = "sum",
-    max_tokens: int = 4096,
+    max_tokens: int = 8192,
+    token_layers: Sequence[int] = (),
 ) -> Iterator[list[ScoredItem]]:
     """Score items batch by batch, longest first so that rows of a batch waste little padding."""
     prepared = sorted((prepare(it, tokenizer) for it in items), key=lambda p: -p.packed_len)
     for batch in batches(prepared, max_tokens):
-        yield score_batch(model, tokenizer, batch, layers, scoring)
+        yield score_batch(model, tokenizer, batch, layers, scoring, token_layers=token_layers)
 
 
 @torch.inference_mode()

@@ -14,6 +14,7 @@ DDL = [
         scoring VARCHAR,
         layers INTEGER[],
         sites VARCHAR[],
+        token_layers INTEGER[],           -- layers with per-token activations of the listing prompt
         n_layers INTEGER,
         d_model INTEGER,
         act_dtype VARCHAR,
@@ -53,6 +54,14 @@ DDL = [
         site VARCHAR NOT NULL,            -- 'choice' ([k, d], option order), 'last' or 'mean' ([d])
         vec BLOB NOT NULL,                -- little-endian array of runs.act_dtype
         PRIMARY KEY (run_id, item_id, layer, site)
+    )""",
+    """CREATE TABLE token_activations (
+        run_id VARCHAR NOT NULL,
+        item_id VARCHAR NOT NULL,
+        layer INTEGER NOT NULL,
+        n_tokens INTEGER NOT NULL,
+        vec BLOB NOT NULL,                -- [n_tokens, d] of runs.act_dtype: the listing prompt's tokens
+        PRIMARY KEY (run_id, item_id, layer)
     )""",
     """CREATE TABLE tokens (
         run_id VARCHAR NOT NULL,

@@ -39,6 +39,7 @@ class RunInfo:
     scoring: str | None = "sum"
     layers: list[int] = field(default_factory=list)
     sites: list[str] = field(default_factory=list)
+    token_layers: list[int] = field(default_factory=list)
     n_layers: int | None = None
     d_model: int | None = None
     act_dtype: str = "float16"
@@ -65,7 +66,7 @@ class OutcomeRow:
 
 
 _RUN_COLS = [
-    "run_id", "model", "task", "source", "kind", "template", "scoring", "layers", "sites", "n_layers",
+    "run_id", "model", "task", "source", "kind", "template", "scoring", "layers", "sites", "token_layers", "n_layers",
     "d_model", "act_dtype", "seed", "split_config", "config", "status", "n_planned",
 ]  # fmt: skip
 
@@ -202,6 +203,13 @@ class Store:
             (run_id, r.item_id, layer, site, np.ascontiguousarray(v, dtype=dtype).tobytes())
             for r in rows
             for (layer, site), v in r.acts.items()
+            if site != "tokens"
+        ]
+        token_acts = [
+            (run_id, r.item_id, layer, len(v), np.ascontiguousarray(v, dtype=dtype).tobytes())
+            for r in rows
+            for (layer, site), v in r.acts.items()
+            if site == "tokens"
         ]
         toks = [(run_id, r.item_id, seq, t, i, s) for r in rows for seq, (t, i, s) in r.tokens.items()]
         with self.transaction() as cur:
@@ -210,6 +218,8 @@ class Store:
             cur.unregister("new_outcomes")
             if acts:
                 cur.executemany("INSERT INTO activations VALUES (?, ?, ?, ?, ?)", acts)
+            if token_acts:
+                cur.executemany("INSERT INTO token_activations VALUES (?, ?, ?, ?, ?)", token_acts)
             if toks:
                 cur.executemany("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)", toks)
 
@@ -240,7 +250,7 @@ class Store:
 
     def delete_run(self, run_id: str) -> None:
         with self.transaction() as cur:
-            for table in ("findings", "splits", "tokens", "activations", "outcomes", "items", "runs"):
+            for table in ("findings", "splits", "tokens", "token_activations", "activations", "outcomes", "items", "runs"):
                 cur.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])  # noqa: S608 - fixed names
 
     # ---- reads -------------------------------------------------------------------
@@ -255,6 +265,7 @@ class Store:
         values["config"] = json.loads(values["config"] or "{}")
         values["layers"] = list(values["layers"] or [])
         values["sites"] = list(values["sites"] or [])
+        values["token_layers"] = list(values["token_layers"] or [])
         return RunInfo(**values)
 
     def run_ids(self) -> list[str]:
@@ -393,6 +404,28 @@ class Store:
         shape = (len(rows), per_item // d, d) if site == "choice" else (len(rows), d)
         return ids, flat.reshape(shape)
 
+    def token_activations(
+        self, run_id: str, layer: int, item_ids: Sequence[str] | None = None
+    ) -> tuple[list[str], list[np.ndarray]]:
+        """Per-token activations of the listing prompt at ``layer``: one ``[n_tokens, d]`` array per item."""
+        run = self.run(run_id)
+        if layer not in run.token_layers:
+            raise StoreError(
+                f"run {run_id} has no per-token activations at layer {layer} (it has {run.token_layers or 'none'}); "
+                "collect with --token-layers"
+            )
+        rows = self._cur().execute(
+            """SELECT a.item_id, a.n_tokens, a.vec FROM token_activations a JOIN items i USING (run_id, item_id)
+               WHERE a.run_id = ? AND a.layer = ? ORDER BY i.position""",
+            [run_id, layer],
+        ).fetchall()
+        if item_ids is not None:
+            wanted = {i: n for n, i in enumerate(item_ids)}
+            rows = sorted((r for r in rows if r[0] in wanted), key=lambda r: wanted[r[0]])
+        dtype = np.dtype(run.act_dtype).newbyteorder("<")
+        d = run.d_model or 0
+        return [r[0] for r in rows], [np.frombuffer(r[2], dtype=dtype).reshape(r[1], d) for r in rows]
+
     def tokens(self, run_id: str, item_id: str) -> dict[str, tuple[list[str], list[int], int]]:
         rows = (
             self._cur()
@@ -407,7 +440,7 @@ class Store:
     def counts(self, run_id: str) -> dict[str, int]:
         """Row counts per table for a run (used to check resume wrote nothing twice)."""
         out = {}
-        for table in ("items", "outcomes", "activations", "tokens", "splits"):
+        for table in ("items", "outcomes", "activations", "token_activations", "tokens", "splits"):
             q = f"SELECT count(*) FROM {table} WHERE run_id = ?"  # noqa: S608 - fixed names
             out[table] = int(self._cur().execute(q, [run_id]).fetchone()[0])  # type: ignore[index]
         return out
