@@ -1,0 +1,179 @@
+"""The explainer protocol, information tiers, and what an explainer may see of a split.
+
+An explainer is scikit-learn style: ``__init__`` stores settings; ``fit(train, val)``
+learns from the train split and tunes on val; ``predict_proba(test)`` gives P(failure)
+per item; ``explain()`` returns something a person can read.
+
+Each explainer declares its **tier**, and the views it is handed hold only what that tier
+allows, so the rule is kept by construction rather than by care:
+
+- ``input``: the item as the model read it (context and options, in option order) and the
+  model's internals while reading it; never the answer key, never the model's answer.
+- ``output``: adds the model's own scores for the choices.
+- ``gold``: adds the answer key (and other runs' outcomes on the same items).
+
+Failure labels are given to ``fit`` only, never inside a view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from wif_core.errors import InputError
+
+Tier = Literal["input", "output", "gold"]
+TIERS: tuple[Tier, ...] = ("input", "output", "gold")
+TIER_NOTES = {
+    "input": "sees the item and the model's internals while reading it: the paper's question",
+    "output": "adds the model's own choice scores: a baseline",
+    "gold": "adds the answer key: a diagnostic, failure is nearly given",
+}
+
+
+@dataclass
+class View:
+    """What an explainer of a given tier may see of one split's items.
+
+    Fields beyond the tier are None; asking for them raises. Activations are read lazily.
+    """
+
+    tier: Tier
+    item_ids: list[str]
+    task: str
+    contexts: list[str]
+    choices: list[tuple[str, ...]]
+    _acts: Callable[[int, str], np.ndarray]
+    _token_acts: Callable[[int], list[np.ndarray]]
+    layers: list[int] = field(default_factory=list)
+    _choice_scores: np.ndarray | None = None
+    _gold: np.ndarray | None = None
+    _other: Callable[[str], np.ndarray] | None = None
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def acts(self, layer: int, site: str) -> np.ndarray:
+        """Residual stream after block ``layer`` at ``site``: ``[n, d]``, or ``[n, k, d]`` for ``choice``."""
+        key = ("acts", layer, site)
+        if key not in self.cache:
+            self.cache[key] = self._acts(layer, site)
+        return self.cache[key]
+
+    def token_acts(self, layer: int) -> list[np.ndarray]:
+        """Per-token residual stream of the listing prompt at ``layer``: one ``[T, d]`` per item."""
+        key = ("tokens", layer)
+        if key not in self.cache:
+            self.cache[key] = self._token_acts(layer)
+        return self.cache[key]
+
+    @property
+    def choice_scores(self) -> np.ndarray:
+        """The model's log-likelihood of each choice, ``[n, k]`` (output tier and above)."""
+        if self._choice_scores is None:
+            raise PermissionError(f"a {self.tier}-tier explainer may not see the model's choice scores")
+        return self._choice_scores
+
+    @property
+    def gold(self) -> np.ndarray:
+        """The answer key, ``[n]`` (gold tier only)."""
+        if self._gold is None:
+            raise PermissionError(f"a {self.tier}-tier explainer may not see the answer key")
+        return self._gold
+
+    def other_run_failures(self, run_id: str) -> np.ndarray:
+        """Another run's outcome (1 = failed, NaN = not in that run) on these items (gold tier only)."""
+        if self._other is None:
+            raise PermissionError(f"a {self.tier}-tier explainer may not see other runs' outcomes")
+        return self._other(run_id)
+
+
+@dataclass
+class RunFacts:
+    """What a run holds, for deciding which explainers apply."""
+
+    run_id: str
+    task: str
+    n_choices: int
+    layers: list[int]
+    sites: list[str]
+    token_layers: list[int]
+    has_scores: bool
+    other_runs: list[str]
+
+
+class Explainer:
+    """Base class. Subclasses set ``name``, ``tier``, ``summary`` and implement the protocol."""
+
+    name: ClassVar[str] = ""
+    tier: ClassVar[Tier] = "input"
+    summary: ClassVar[str] = ""
+    uses_layer: ClassVar[bool] = False
+    sites: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, layer: int | None = None, site: str | None = None, seed: int = 0, **settings: Any) -> None:
+        self.layer = layer
+        self.site = site
+        self.seed = seed
+        self.settings = settings
+
+    # -- what a run must hold --------------------------------------------------------
+    @classmethod
+    def applicable(cls, run: RunFacts, layer: int | None = None, site: str | None = None) -> str | None:
+        """None if this explainer can run on ``run`` with these settings, else why not (one line)."""
+        if cls.uses_layer:
+            if layer is None:
+                return f"{cls.name} needs --layer (collected layers: {run.layers or 'none'})"
+            if site not in cls.sites:
+                return f"{cls.name} works at sites {', '.join(cls.sites)}, not '{site}'"
+            if site != "tokens" and (layer not in run.layers or site not in run.sites):
+                return f"run {run.run_id} has no activations at layer {layer}, site '{site}' (layers {run.layers})"
+        return None
+
+    @classmethod
+    def default_settings(cls, run: RunFacts) -> list[dict[str, Any]]:
+        """The settings `--all` tries on a run (one dict of __init__ kwargs per variant)."""
+        return [{}]
+
+    # -- the protocol ------------------------------------------------------------------
+    def fit(self, train: View, y_train: np.ndarray, val: View, y_val: np.ndarray) -> Explainer:
+        raise NotImplementedError
+
+    def predict_proba(self, test: View) -> np.ndarray:
+        raise NotImplementedError
+
+    def explain(self) -> dict[str, Any]:
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """Settings as recorded with every result."""
+        return {"explainer": self.name, "tier": self.tier, "layer": self.layer, "site": self.site,
+                "seed": self.seed, **self.settings}  # fmt: skip
+
+
+REGISTRY: dict[str, type[Explainer]] = {}
+
+
+def register(cls: type[Explainer]) -> type[Explainer]:
+    """Class decorator: add an explainer to the registry under its unique name."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    if cls.name in REGISTRY:
+        raise ValueError(f"an explainer named '{cls.name}' is already registered ({REGISTRY[cls.name].__name__})")
+    if cls.tier not in TIERS:
+        raise ValueError(f"{cls.__name__}.tier must be one of {TIERS}")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_explainer(name: str) -> type[Explainer]:
+    from wif_core import explainers as _  # noqa: F401 - importing the package registers them all
+
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise InputError(f"unknown explainer '{name}'; use one of: {', '.join(sorted(REGISTRY))}") from None

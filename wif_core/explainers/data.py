@@ -1,0 +1,108 @@
+"""A run's evaluation data: splits, failure labels, and tier-limited views built from the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from wif_core.errors import InputError
+from wif_core.explainers.base import RunFacts, Tier, View
+from wif_core.store import Store
+from wif_core.tasks.base import get_task
+
+MIN_PER_CLASS = 10
+
+
+@dataclass
+class RunData:
+    """Everything the explainers of one run draw on, read once from the store."""
+
+    store: Store
+    facts: RunFacts
+    frame: pd.DataFrame  # one row per evaluated item: item_id, split, failed, gold, ll_sum, key, context, choices
+    _acts: dict[tuple[int, str], tuple[dict[str, int], np.ndarray]] = field(default_factory=dict, repr=False)
+    _tokens: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, store: Store, run_id: str, include_excluded: bool = False) -> RunData:
+        run = store.run(run_id)
+        frame = store.items(run_id, include_excluded=include_excluded)
+        frame = frame[frame["split"].isin(["train", "val", "test"])].reset_index(drop=True)
+        frame["failed"] = (~frame["correct"].astype(bool)).astype(int)
+        others = [
+            r for r in store.runs().itertuples() if r.task == run.task and r.run_id != run_id and r.n_items > 0
+        ]
+        has_scores = bool(len(frame)) and bool(frame["ll_sum"].map(lambda v: isinstance(v, list | np.ndarray) and len(v) > 0).all())
+        facts = RunFacts(
+            run_id, run.task, get_task(run.task).n_choices, list(run.layers), list(run.sites), list(run.token_layers),
+            bool(has_scores), [r.run_id for r in others],
+        )  # fmt: skip
+        data = cls(store, facts, frame)
+        data.check()
+        return data
+
+    def check(self) -> None:
+        """Refuse runs that cannot give a defined AUC: too few items per class, or a one-class split."""
+        counts = self.frame.groupby("failed").size()
+        n_ok, n_fail = int(counts.get(0, 0)), int(counts.get(1, 0))
+        if min(n_ok, n_fail) < MIN_PER_CLASS:
+            raise InputError(
+                f"run {self.facts.run_id} has {n_ok} correct and {n_fail} failed items in its splits; "
+                f"explainers need at least {MIN_PER_CLASS} of each (collect more items)"
+            )
+        for split in ("train", "val", "test"):
+            part = self.frame[self.frame["split"] == split]
+            if part["failed"].nunique() < 2:
+                raise InputError(
+                    f"run {self.facts.run_id}: the {split} split has {len(part)} items of a single outcome; "
+                    "AUC is undefined (redraw the splits with more items)"
+                )
+
+    # -- lazily read arrays, indexed by item id ------------------------------------------
+    def _all_acts(self, layer: int, site: str) -> tuple[dict[str, int], np.ndarray]:
+        if (layer, site) not in self._acts:
+            ids, arr = self.store.activations(self.facts.run_id, layer, site, list(self.frame["item_id"]))
+            self._acts[(layer, site)] = ({i: n for n, i in enumerate(ids)}, arr)
+        return self._acts[(layer, site)]
+
+    def _all_tokens(self, layer: int) -> dict[str, np.ndarray]:
+        if layer not in self._tokens:
+            ids, arrs = self.store.token_activations(self.facts.run_id, layer, list(self.frame["item_id"]))
+            self._tokens[layer] = dict(zip(ids, arrs, strict=True))
+        return self._tokens[layer]
+
+    def _other_failures(self, other_run: str, keys: list[str]) -> np.ndarray:
+        other = self.store.items(other_run, include_excluded=True)
+        failed = dict(zip(other["key"], (~other["correct"].astype(bool)).astype(float), strict=True))
+        return np.array([failed.get(k, np.nan) for k in keys])
+
+    # -- views ----------------------------------------------------------------------------
+    def split(self, name: str, tier: Tier) -> tuple[View, np.ndarray]:
+        """The ``name`` split as a ``tier`` view, and its failure labels (1 = failed)."""
+        part = self.frame[self.frame["split"] == name]
+        ids = part["item_id"].tolist()
+        keys = part["key"].tolist()
+
+        def acts(layer: int, site: str) -> np.ndarray:
+            index, arr = self._all_acts(layer, site)
+            missing = [i for i in ids if i not in index]
+            if missing:
+                raise InputError(f"run {self.facts.run_id}: {len(missing)} items have no activations at layer {layer}")
+            return arr[[index[i] for i in ids]]
+
+        def token_acts(layer: int) -> list[np.ndarray]:
+            table = self._all_tokens(layer)
+            return [table[i] for i in ids]
+
+        scores = np.array([list(v) for v in part["ll_sum"]], dtype=float) if tier != "input" and self.facts.has_scores else None
+        view = View(
+            tier, ids, self.facts.task,
+            part["context"].tolist(), [tuple(c) for c in part["choices"]],
+            acts, token_acts, list(self.facts.layers),
+            _choice_scores=scores,
+            _gold=part["gold"].to_numpy(dtype=int) if tier == "gold" else None,
+            _other=(lambda run_id: self._other_failures(run_id, keys)) if tier == "gold" else None,
+        )  # fmt: skip
+        return view, part["failed"].to_numpy(dtype=int)

@@ -1,0 +1,233 @@
+"""Fit an explainer on a run's train split, tune on val, score the test split with an AUC and CI.
+
+Results are cached as JSON files beside the store (``<store>.results/``), keyed by the run,
+the explainer and its settings, the metric settings and the code version, so the app never
+fits the same thing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wif_core.errors import InputError
+from wif_core.explainers.base import REGISTRY, get_explainer
+from wif_core.explainers.data import RunData
+from wif_core.metrics import auc_ci, paired_compare
+from wif_core.metrics.auc import DEFAULT_LEVEL, DEFAULT_RESAMPLES
+
+log = logging.getLogger(__name__)
+RESULTS_VERSION = 1
+
+# The paper's reported test AUCs: last-token logistic probes on Gemma-2 2B (26 blocks).
+PAPER_MODEL_LAYERS = 26
+PAPER_AUCS: dict[str, dict[int, float]] = {
+    "piqa": {5: 0.456, 10: 0.445, 15: 0.457, 20: 0.495, 25: 0.509},
+    "boolq": {5: 0.570, 10: 0.561, 15: 0.590, 20: 0.611, 25: 0.609},
+    "winogrande": {5: 0.525, 10: 0.522, 15: 0.498, 20: 0.530, 25: 0.521},
+    "siqa": {5: 0.516, 10: 0.505, 15: 0.510, 20: 0.500, 25: 0.440},
+}
+
+
+@dataclass
+class ExplainResult:
+    """One explainer's held-out result on one run, with everything needed to trust and compare it."""
+
+    run_id: str
+    explainer: str
+    tier: str
+    layer: int | None
+    site: str | None
+    settings: dict[str, Any]
+    auc: float
+    ci_low: float
+    ci_high: float
+    ci_level: float
+    n_test: int
+    n_test_failed: int
+    n_train: int
+    n_val: int
+    seed: int
+    fit_seconds: float
+    explanation: dict[str, Any] = field(default_factory=dict)
+    item_ids: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    y_test: list[int] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        parts = [self.explainer]
+        if self.layer is not None:
+            parts.append(f"L{self.layer}")
+        if self.site and self.site not in ("tokens",):
+            parts.append(self.site)
+        if self.settings.get("other_run"):
+            parts.append(f"vs {self.settings['other_run']}")
+        return " ".join(parts)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON contract of `wif explain` (no per-item scores)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("item_ids", "scores", "y_test")}
+        out["label"] = self.label
+        return out
+
+
+def _key(data: RunData, name: str, settings: dict[str, Any], level: float, n_resamples: int) -> str:
+    run = data.store.run(data.facts.run_id)
+    payload = {
+        "v": RESULTS_VERSION, "run": data.facts.run_id, "n": len(data.frame), "split": run.split_config,
+        "config": run.config, "explainer": name, "settings": settings, "level": level, "resamples": n_resamples,
+    }  # fmt: skip
+    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+class ResultCache:
+    """JSON results in a directory; a missing or unwritable directory only costs time."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+
+    @classmethod
+    def beside(cls, store_path: Path) -> ResultCache:
+        return cls(store_path.with_name(store_path.name + ".results"))
+
+    def get(self, key: str) -> ExplainResult | None:
+        if self.directory is None:
+            return None
+        path = self.directory / f"{key}.json"
+        try:
+            return ExplainResult(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def put(self, key: str, result: ExplainResult) -> None:
+        if self.directory is None:
+            return
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = self.directory / f"{key}.tmp"
+            tmp.write_text(json.dumps(asdict(result), default=float))
+            tmp.replace(self.directory / f"{key}.json")
+        except OSError as exc:
+            log.warning("result cache not written (%s)", exc)
+
+
+def evaluate(
+    data: RunData,
+    name: str,
+    layer: int | None = None,
+    site: str | None = None,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    cache: ResultCache | None = None,
+    **settings: Any,
+) -> ExplainResult:
+    """Fit ``name`` on train (tuning on val), score test, and return the AUC with its CI."""
+    cls = get_explainer(name)
+    if cls.uses_layer and site is None:
+        site = cls.sites[0]
+    why_not = cls.applicable(data.facts, layer, site)
+    if why_not:
+        raise InputError(why_not)
+    described = {"layer": layer, "site": site, "seed": seed, **settings}
+    key = _key(data, name, described, level, n_resamples)
+    if cache is not None and (hit := cache.get(key)) is not None:
+        return hit
+    train, y_train = data.split("train", cls.tier)
+    val, y_val = data.split("val", cls.tier)
+    test, y_test = data.split("test", cls.tier)
+    start = time.perf_counter()
+    explainer = cls(layer=layer, site=site, seed=seed, **settings).fit(train, y_train, val, y_val)
+    scores = np.asarray(explainer.predict_proba(test), dtype=float)
+    elapsed = time.perf_counter() - start
+    if scores.shape != (len(test),):
+        raise RuntimeError(f"{name} returned {scores.shape} scores for {len(test)} test items")
+    ci = auc_ci(y_test, scores, level=level, n_resamples=n_resamples, seed=seed)
+    result = ExplainResult(
+        data.facts.run_id, name, cls.tier, layer, site, settings, ci.auc, ci.ci_low, ci.ci_high, ci.ci_level,
+        ci.n, ci.n_pos, len(train), len(val), seed, elapsed, _jsonable(explainer.explain()),
+        test.item_ids, scores.tolist(), y_test.tolist(),
+    )  # fmt: skip
+    if cache is not None:
+        cache.put(key, result)
+    return result
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
+
+
+def variants(data: RunData, names: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """Every (explainer, settings) that applies to the run: what `--all` evaluates."""
+    from wif_core import explainers as _  # noqa: F401 - registration
+
+    out = []
+    for name in names or sorted(REGISTRY):
+        cls = REGISTRY[name]
+        for s in cls.default_settings(data.facts):
+            if cls.applicable(data.facts, s.get("layer"), s.get("site") or (cls.sites[0] if cls.uses_layer else None)) is None:
+                out.append((name, s))
+    return out
+
+
+def evaluate_all(
+    data: RunData,
+    names: list[str] | None = None,
+    cache: ResultCache | None = None,
+    progress: Callable[[str], None] | None = None,
+    **kwargs: Any,
+) -> list[ExplainResult]:
+    results = []
+    for name, s in variants(data, names):
+        if progress:
+            progress(f"{name} {s}")
+        results.append(evaluate(data, name, cache=cache, **s, **kwargs))
+    return results
+
+
+def compare(a: ExplainResult, b: ExplainResult, method: str = "bootstrap") -> dict[str, Any]:
+    """Paired comparison of two results on the same test items: AUC(a) − AUC(b), CI and p."""
+    if a.item_ids != b.item_ids:
+        raise InputError("paired comparison needs both results on the same test items (same run and split)")
+    r = paired_compare(np.array(a.y_test), np.array(a.scores), np.array(b.scores), method=method,
+                       level=a.ci_level, n_resamples=2000, seed=a.seed)  # fmt: skip
+    return {"a": a.label, "b": b.label, "diff": r.diff, "ci_low": r.ci_low, "ci_high": r.ci_high,
+            "ci_level": r.ci_level, "p_value": r.p_value, "method": r.method, "n": r.n}  # fmt: skip
+
+
+def best_of(results: list[ExplainResult], tier: str | None = None, names: tuple[str, ...] | None = None) -> ExplainResult | None:
+    pool = [r for r in results if (tier is None or r.tier == tier) and (names is None or r.explainer in names)]
+    return max(pool, key=lambda r: r.auc, default=None)
+
+
+def reproduce(data: RunData, seed: int = 0, cache: ResultCache | None = None) -> dict[str, Any]:
+    """The paper's protocol on this run (probe-paper at every collected layer), beside the paper's numbers.
+
+    Layers are matched by relative depth: paper layer L of Gemma-2 2B's 26 blocks sits at
+    L/26 of the depth, shown next to this run's layer nearest that depth.
+    """
+    run = data.store.run(data.facts.run_id)
+    n_layers = run.n_layers or max(run.layers or [1])
+    ours = [evaluate(data, "probe-paper", layer=layer, site="last", seed=seed, cache=cache) for layer in run.layers]
+    paper = PAPER_AUCS.get(_paper_task(run.task), {})
+    rows = []
+    for r in ours:
+        depth = (r.layer or 0) / n_layers
+        nearest = min(paper, key=lambda L: abs(L / PAPER_MODEL_LAYERS - depth)) if paper else None
+        rows.append({**r.summary(), "relative_depth": depth, "paper_layer": nearest,
+                     "paper_auc": paper.get(nearest) if nearest else None})  # fmt: skip
+    return {"run_id": run.run_id, "task": run.task, "model": run.model, "paper_task": _paper_task(run.task),
+            "paper": {str(k): v for k, v in paper.items()}, "paper_model": "gemma-2-2b", "results": rows}  # fmt: skip
+
+
+def _paper_task(task: str) -> str:
+    return {"gen-physical": "piqa", "gen-passage": "boolq", "gen-coref": "winogrande", "gen-social": "siqa"}.get(task, task)
