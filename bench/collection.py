@@ -62,7 +62,9 @@ def _peak_rss(limit: int, source: Path, tmp: str) -> tuple[float, float]:
     return kb / 2**20, time.perf_counter() - t
 
 
-def main(n_items: int = 64, n_naive: int = 16, max_tokens: int = 8192, rss_sizes: tuple[int, ...] = (200, 1000)) -> dict:
+def main(
+    n_items: int = 64, n_naive: int = 16, max_tokens: int = 8192, rss_sizes: tuple[int, ...] = (200, 1000)
+) -> dict:
     torch.set_num_threads(2)
     flops = matmul_flops()
     lm = load_model(EMBEDDED)
@@ -88,7 +90,9 @@ def main(n_items: int = 64, n_naive: int = 16, max_tokens: int = 8192, rss_sizes
         "naive_items_s": naive_items_s, "n_items": len(items), "tokens": tokens, "rss": rss, "layers": layers,
         "max_tokens": max_tokens,
     }  # fmt: skip
-    rss_lines = "\n".join(f"| {k} PIQA items | {gb:.2f} GiB | {sec:.0f} s (load included) |" for k, (gb, sec) in rss.items())
+    rss_lines = "\n".join(
+        f"| {k} PIQA items | {gb:.2f} GiB | {sec:.0f} s (load included) |" for k, (gb, sec) in rss.items()
+    )
     write_section(
         "collection",
         f"""

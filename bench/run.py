@@ -1,15 +1,24 @@
-"""`make bench`: every benchmark, each writing its section of docs/BENCHMARKS.md."""
+"""`make bench`: every benchmark, each writing its section of docs/BENCHMARKS.md.
+
+`python -m bench.run [NAME ...]` runs only the named ones (collection, explainers).
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 
-from bench import collection
+from bench import collection, explainers
+
+BENCHES = {"explainers": explainers.main, "collection": collection.main}
 
 
-def main() -> None:
-    print(json.dumps({"collection": collection.main()}, indent=1, default=str))
+def main(names: list[str]) -> None:
+    out = {}
+    for name in names or list(BENCHES):
+        out[name] = BENCHES[name]()
+        print(json.dumps({name: out[name]}, default=str), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

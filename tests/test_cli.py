@@ -8,8 +8,8 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import BENCH
+
 from wif_core.cli import main
 from wif_core.store import Store
 

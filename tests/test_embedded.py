@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import BENCH
+
 from wif_core.models.scoring import score_items, score_naive
 from wif_core.store import Store
 from wif_core.tasks.sources import read_outcome_file

@@ -15,24 +15,57 @@ LAYERS = [1, 3, 4]
 
 def _items() -> list[TaskItem]:
     return [
-        TaskItem("p1", "piqa", render_context("two_choice", {"goal": "how do you boil water?"}),
-                 ("put it in a pot and heat it.", "use a sieve"), 0, {"goal": "how do you boil water?"}),
+        TaskItem(
+            "p1",
+            "piqa",
+            render_context("two_choice", {"goal": "how do you boil water?"}),
+            ("put it in a pot and heat it.", "use a sieve"),
+            0,
+            {"goal": "how do you boil water?"},
+        ),
         # continuations share their first tokens: the shared prefix reaches into the answers
-        TaskItem("p2", "piqa", render_context("two_choice", {"goal": "open a jar"}),
-                 ("use a pot", "use a cup"), 1, {"goal": "open a jar"}),
-        TaskItem("b1", "boolq", render_context("yes_no", {"passage": "The cat sat on the mat.", "question": "is the mat warm"}),
-                 ("no", "yes"), 1, {"passage": "The cat sat on the mat.", "question": "is the mat warm"}),
-        TaskItem("w1", "winogrande", "The trophy did not fit in the suitcase because the _ was too big.",
-                 ("trophy", "suitcase"), 0),
-        TaskItem("s1", "siqa", render_context("three_choice", {"context": "Alex gave Sam a gift.", "question": "What will Sam do next?"}),
-                 ("say thank you", "ignore it", "cry"), 0, {"context": "Alex gave Sam a gift.", "question": "What will Sam do next?"}),
+        TaskItem(
+            "p2",
+            "piqa",
+            render_context("two_choice", {"goal": "open a jar"}),
+            ("use a pot", "use a cup"),
+            1,
+            {"goal": "open a jar"},
+        ),
+        TaskItem(
+            "b1",
+            "boolq",
+            render_context("yes_no", {"passage": "The cat sat on the mat.", "question": "is the mat warm"}),
+            ("no", "yes"),
+            1,
+            {"passage": "The cat sat on the mat.", "question": "is the mat warm"},
+        ),
+        TaskItem(
+            "w1",
+            "winogrande",
+            "The trophy did not fit in the suitcase because the _ was too big.",
+            ("trophy", "suitcase"),
+            0,
+        ),
+        TaskItem(
+            "s1",
+            "siqa",
+            render_context("three_choice", {"context": "Alex gave Sam a gift.", "question": "What will Sam do next?"}),
+            ("say thank you", "ignore it", "cry"),
+            0,
+            {"context": "Alex gave Sam a gift.", "question": "What will Sam do next?"},
+        ),
     ]
 
 
 @pytest.mark.parametrize("max_tokens", [64, 10_000])
 def test_packed_matches_naive(tiny_llama, tiny_tokenizer, max_tokens):
     items = _items()
-    packed = {s.item_id: s for batch in score_items(tiny_llama, tiny_tokenizer, items, LAYERS, max_tokens=max_tokens) for s in batch}
+    packed = {
+        s.item_id: s
+        for batch in score_items(tiny_llama, tiny_tokenizer, items, LAYERS, max_tokens=max_tokens)
+        for s in batch
+    }
     assert set(packed) == {it.item_id for it in items}
     for it in items:
         ref = score_naive(tiny_llama, tiny_tokenizer, it, LAYERS)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import BENCH
+
 from wif_core.errors import InputError
 from wif_core.runner import _lm_eval_records
 from wif_core.tasks.sources import load_items, read_local, read_outcome_file

@@ -56,10 +56,18 @@ def _runs_payload(store: Any) -> list[dict[str, Any]]:
     frame = store.runs()
     return [
         {
-            "run_id": r.run_id, "model": r.model, "task": r.task, "source": r.source, "kind": r.kind,
-            "status": r.status, "n_items": int(r.n_items), "n_planned": int(r.n_planned),
-            "accuracy": None if r.n_items == 0 else float(r.accuracy), "n_correct": int(r.n_correct),
-            "n_incorrect": int(r.n_incorrect), "n_duplicates": int(r.n_duplicates),
+            "run_id": r.run_id,
+            "model": r.model,
+            "task": r.task,
+            "source": r.source,
+            "kind": r.kind,
+            "status": r.status,
+            "n_items": int(r.n_items),
+            "n_planned": int(r.n_planned),
+            "accuracy": None if r.n_items == 0 else float(r.accuracy),
+            "n_correct": int(r.n_correct),
+            "n_incorrect": int(r.n_incorrect),
+            "n_duplicates": int(r.n_duplicates),
             "layers": [int(x) for x in r.layers] if r.layers is not None else [],
             "sites": [str(x) for x in r.sites] if r.sites is not None else [],
         }  # fmt: skip
@@ -140,10 +148,16 @@ def cmd_items(args: argparse.Namespace) -> int:
         frame = store.items(args.run, args.outcome, args.split, args.search, args.limit)
     rows = [
         {
-            "item_id": r.item_id, "split": r.split, "correct": bool(r.correct),
+            "item_id": r.item_id,
+            "split": r.split,
+            "correct": bool(r.correct),
             "pred": None if r.pred is None or (isinstance(r.pred, float) and math.isnan(r.pred)) else int(r.pred),
-            "gold": int(r.gold), "margin": r.margin, "excluded": bool(r.excluded), "reason": r.reason,
-            "context": r.context, "choices": list(r.choices),
+            "gold": int(r.gold),
+            "margin": r.margin,
+            "excluded": bool(r.excluded),
+            "reason": r.reason,
+            "context": r.context,
+            "choices": list(r.choices),
         }  # fmt: skip
         for r in frame.itertuples()
     ]
@@ -252,7 +266,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if rows:
             print(f"[{tier} tier]")
         for r in sorted(rows, key=lambda r: -r.auc):
-            print(f"  {r.label:<32} AUC {r.auc:.3f}  {r.ci_level:.1%} CI [{r.ci_low:.3f}, {r.ci_high:.3f}]  n={r.n_test}")
+            print(
+                f"  {r.label:<32} AUC {r.auc:.3f}  {r.ci_level:.1%} CI [{r.ci_low:.3f}, {r.ci_high:.3f}]  n={r.n_test}"
+            )
     return 0
 
 
@@ -300,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="hf", help="'hf', 'hf:ORG/NAME[:CONFIG]', 'generated', or a file/dir")
     p.add_argument("--limit", type=int, default=None, help="at most N items")
     p.add_argument("--layers", default=None, help="blocks to capture, e.g. 5,10,15 (default: 5 spread evenly)")
-    p.add_argument("--token-layers", default=None, help="layers whose per-token activations are kept (attention probes, SAEs)")
+    p.add_argument(
+        "--token-layers", default=None, help="layers whose per-token activations are kept (attention probes, SAEs)"
+    )
     p.add_argument("--scoring", choices=["sum", "norm"], default="sum", help="log-likelihood sum or per byte")
     p.add_argument("--k", type=int, default=None, help="items per outcome in the balanced splits (default: all)")
     p.add_argument("--fractions", type=_fractions, default=[0.5, 0.25, 0.25], help="train,val,test fractions")

@@ -122,8 +122,14 @@ def collect(
     for batch in score_items(lm.model, lm.tokenizer, todo, run.layers, scoring, max_tokens, run.token_layers):
         rows = [
             OutcomeRow(
-                s.item_id, s.pred, s.correct, s.margin, s.ll_sum,
-                [ll / b for ll, b in zip(s.ll_sum, s.n_bytes, strict=True)], s.n_tokens, s.acts,
+                s.item_id,
+                s.pred,
+                s.correct,
+                s.margin,
+                s.ll_sum,
+                [ll / b for ll, b in zip(s.ll_sum, s.n_bytes, strict=True)],
+                s.n_tokens,
+                s.acts,
                 {k: (v.tokens, v.ids, v.cont_start) for k, v in s.tokens.items()},
             )  # fmt: skip
             for s in batch
@@ -185,10 +191,7 @@ def import_outcomes(
         store.delete_run(run_id)  # re-importing replaces the run as a whole
     run = RunInfo(run_id, model_name, task, str(path), "imported", None, None, config=config)
     store.create_run(run, items)
-    rows = [
-        OutcomeRow(it.item_id, o.pred, o.correct, None, list(o.ll) if o.ll else None)
-        for it, o in pairs
-    ]
+    rows = [OutcomeRow(it.item_id, o.pred, o.correct, None, list(o.ll) if o.ll else None) for it, o in pairs]
     store.write_outcomes(run_id, rows)
     given_splits = {it.item_id: str(o.split) for it, o in pairs} if given else None
     findings = write_splits(store, run_id, split_options or SplitOptions(), given_splits)

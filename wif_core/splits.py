@@ -47,9 +47,7 @@ def find_leakage(frame: pd.DataFrame) -> tuple[list[Finding], dict[str, str]]:
         if "gold" in group and "choices" in group:
             golds = {normalise(list(ch)[g]) for ch, g in zip(group["choices"], group["gold"], strict=True)}
             if len(golds) > 1:
-                findings.append(
-                    Finding("gold_conflict", str(key), ids, "the same item has different answer keys")
-                )
+                findings.append(Finding("gold_conflict", str(key), ids, "the same item has different answer keys"))
                 excluded.update({i: "gold_conflict" for i in ids})
         outcomes = group["correct"].nunique()
         splits = group["split"].dropna().nunique() if "split" in group else 0

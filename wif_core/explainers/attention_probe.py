@@ -92,7 +92,7 @@ class AttentionProbe(Explainer):
         self.net_ = _AttentionPool(tokens.shape[1], heads)
         opt = torch.optim.AdamW(self.net_.parameters(), lr=lr, weight_decay=wd)
         target = torch.tensor(y_train, dtype=torch.float32)
-        best = (-1.0, None, 0)
+        best: tuple[float, dict[str, torch.Tensor] | None, int] = (-1.0, None, 0)
         self.history_: list[float] = []
         for epoch in range(epochs):
             self.net_.train()
@@ -109,7 +109,7 @@ class AttentionProbe(Explainer):
                 break
         assert best[1] is not None
         self.net_.load_state_dict(best[1])
-        self.best_epoch_ = best[2]
+        self.best_epoch_: int = best[2]
         return self
 
     def predict_proba(self, test: View) -> np.ndarray:

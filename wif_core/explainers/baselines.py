@@ -74,7 +74,7 @@ def surface_features(view: View) -> tuple[np.ndarray, list[str]]:
     for context, choices in zip(view.contexts, view.choices, strict=True):
         ctx = _words(context)
         ctx_set = set(ctx)
-        row = [len(context), len(ctx), sum(w in NEGATIONS for w in ctx)]
+        row: list[float] = [len(context), len(ctx), sum(w in NEGATIONS for w in ctx)]
         lens = [len(_words(c)) for c in choices]
         for c in choices:
             cw = _words(c)

@@ -31,10 +31,10 @@ class RunData:
         frame = store.items(run_id, include_excluded=include_excluded)
         frame = frame[frame["split"].isin(["train", "val", "test"])].reset_index(drop=True)
         frame["failed"] = (~frame["correct"].astype(bool)).astype(int)
-        others = [
-            r for r in store.runs().itertuples() if r.task == run.task and r.run_id != run_id and r.n_items > 0
-        ]
-        has_scores = bool(len(frame)) and bool(frame["ll_sum"].map(lambda v: isinstance(v, list | np.ndarray) and len(v) > 0).all())
+        others = [r for r in store.runs().itertuples() if r.task == run.task and r.run_id != run_id and r.n_items > 0]
+        has_scores = bool(len(frame)) and bool(
+            frame["ll_sum"].map(lambda v: isinstance(v, list | np.ndarray) and len(v) > 0).all()
+        )
         facts = RunFacts(
             run_id, run.task, get_task(run.task).n_choices, list(run.layers), list(run.sites), list(run.token_layers),
             bool(has_scores), [r.run_id for r in others],
@@ -96,7 +96,11 @@ class RunData:
             table = self._all_tokens(layer)
             return [table[i] for i in ids]
 
-        scores = np.array([list(v) for v in part["ll_sum"]], dtype=float) if tier != "input" and self.facts.has_scores else None
+        scores = (
+            np.array([list(v) for v in part["ll_sum"]], dtype=float)
+            if tier != "input" and self.facts.has_scores
+            else None
+        )
         view = View(
             tier, ids, self.facts.task,
             part["context"].tolist(), [tuple(c) for c in part["choices"]],

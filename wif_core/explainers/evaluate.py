@@ -174,7 +174,10 @@ def variants(data: RunData, names: list[str] | None = None) -> list[tuple[str, d
     for name in names or sorted(REGISTRY):
         cls = REGISTRY[name]
         for s in cls.default_settings(data.facts):
-            if cls.applicable(data.facts, s.get("layer"), s.get("site") or (cls.sites[0] if cls.uses_layer else None)) is None:
+            if (
+                cls.applicable(data.facts, s.get("layer"), s.get("site") or (cls.sites[0] if cls.uses_layer else None))
+                is None
+            ):
                 out.append((name, s))
     return out
 
@@ -204,7 +207,9 @@ def compare(a: ExplainResult, b: ExplainResult, method: str = "bootstrap") -> di
             "ci_level": r.ci_level, "p_value": r.p_value, "method": r.method, "n": r.n}  # fmt: skip
 
 
-def best_of(results: list[ExplainResult], tier: str | None = None, names: tuple[str, ...] | None = None) -> ExplainResult | None:
+def best_of(
+    results: list[ExplainResult], tier: str | None = None, names: tuple[str, ...] | None = None
+) -> ExplainResult | None:
     pool = [r for r in results if (tier is None or r.tier == tier) and (names is None or r.explainer in names)]
     return max(pool, key=lambda r: r.auc, default=None)
 
@@ -230,4 +235,6 @@ def reproduce(data: RunData, seed: int = 0, cache: ResultCache | None = None) ->
 
 
 def _paper_task(task: str) -> str:
-    return {"gen-physical": "piqa", "gen-passage": "boolq", "gen-coref": "winogrande", "gen-social": "siqa"}.get(task, task)
+    return {"gen-physical": "piqa", "gen-passage": "boolq", "gen-coref": "winogrande", "gen-social": "siqa"}.get(
+        task, task
+    )

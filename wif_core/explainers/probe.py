@@ -114,4 +114,7 @@ class AllLayersProbe(Explainer):
     def explain(self) -> dict[str, Any]:
         w = self.fit_.weights.reshape(len(self.layers_), -1)
         share = np.abs(w).sum(1) / np.abs(w).sum()
-        return {"C": self.fit_.C, "weight_share_by_layer": {int(l): float(s) for l, s in zip(self.layers_, share, strict=True)}}
+        return {
+            "C": self.fit_.C,
+            "weight_share_by_layer": {int(layer): float(s) for layer, s in zip(self.layers_, share, strict=True)},
+        }

@@ -191,9 +191,7 @@ def _decode_tokens(tokenizer: Any, ids: list[int]) -> list[str]:
     return [tokenizer.decode([i]) for i in ids]
 
 
-def _finish(
-    item: TaskItem, ll: list[float], n_tok: list[int], scoring: Scoring
-) -> tuple[list[int], int, bool, float]:
+def _finish(item: TaskItem, ll: list[float], n_tok: list[int], scoring: Scoring) -> tuple[list[int], int, bool, float]:
     n_bytes = [max(1, len(c.encode())) for _, c in scoring_pairs(item)]
     scores = np.array(ll) if scoring == "sum" else np.array(ll) / np.array(n_bytes)
     pred = int(np.argmax(scores))

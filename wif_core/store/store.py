@@ -250,7 +250,16 @@ class Store:
 
     def delete_run(self, run_id: str) -> None:
         with self.transaction() as cur:
-            for table in ("findings", "splits", "tokens", "token_activations", "activations", "outcomes", "items", "runs"):
+            for table in (
+                "findings",
+                "splits",
+                "tokens",
+                "token_activations",
+                "activations",
+                "outcomes",
+                "items",
+                "runs",
+            ):
                 cur.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])  # noqa: S608 - fixed names
 
     # ---- reads -------------------------------------------------------------------
@@ -414,11 +423,15 @@ class Store:
                 f"run {run_id} has no per-token activations at layer {layer} (it has {run.token_layers or 'none'}); "
                 "collect with --token-layers"
             )
-        rows = self._cur().execute(
-            """SELECT a.item_id, a.n_tokens, a.vec FROM token_activations a JOIN items i USING (run_id, item_id)
+        rows = (
+            self._cur()
+            .execute(
+                """SELECT a.item_id, a.n_tokens, a.vec FROM token_activations a JOIN items i USING (run_id, item_id)
                WHERE a.run_id = ? AND a.layer = ? ORDER BY i.position""",
-            [run_id, layer],
-        ).fetchall()
+                [run_id, layer],
+            )
+            .fetchall()
+        )
         if item_ids is not None:
             wanted = {i: n for n, i in enumerate(item_ids)}
             rows = sorted((r for r in rows if r[0] in wanted), key=lambda r: wanted[r[0]])

@@ -62,9 +62,7 @@ class _Rec:
         except (TypeError, ValueError):
             raise InputError(f"{self.where}: field '{name}'={raw!r} is not an answer index") from None
         if not base <= value < n + base:
-            raise InputError(
-                f"{self.where}: field '{name}'={raw!r} is out of range; expected {base}..{n + base - 1}"
-            )
+            raise InputError(f"{self.where}: field '{name}'={raw!r} is out of range; expected {base}..{n + base - 1}")
         return value - base
 
     def flag(self, name: str) -> bool:
@@ -168,7 +166,9 @@ def read_json_records(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); give a JSON or JSONL file") from None
+        raise InputError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); give a JSON or JSONL file"
+        ) from None
 
 
 def is_outcome_layout(doc: Any) -> bool:
@@ -205,7 +205,9 @@ def read_outcome_file(task: str, path: Path) -> Iterator[tuple[TaskItem, RecordO
             raise InputError(f"{path}: field '{group}' must be a list of items")
         for n, raw in enumerate(records):
             rec = _Rec(raw, f"{path} {group}[{n}]")
-            item_id = str(raw["id"]) if isinstance(raw, dict) and raw.get("id") is not None else f"{prefix}-{group[0]}{n:05d}"
+            item_id = (
+                str(raw["id"]) if isinstance(raw, dict) and raw.get("id") is not None else f"{prefix}-{group[0]}{n:05d}"
+            )
             item, outcome = parse_item(task, rec, item_id)
             listed = group == "correct"
             if outcome is None:
@@ -227,12 +229,16 @@ def read_local(task: str, path: Path, limit: int | None = None) -> list[TaskItem
             raise InputError(f"{path}: expected a list of items (JSON array or JSONL), or an outcome file")
         items = []
         for n, raw in enumerate(doc):
-            item_id = str(raw.get("id") or raw.get("idx") or f"{task}-{path.stem}-{n:05d}") if isinstance(raw, dict) else ""
+            item_id = (
+                str(raw.get("id") or raw.get("idx") or f"{task}-{path.stem}-{n:05d}") if isinstance(raw, dict) else ""
+            )
             items.append(parse_item(task, _Rec(raw, f"{path} record {n}"), item_id)[0])
     return items[:limit] if limit else items
 
 
-def read_hf(task: str, limit: int | None = None, split: str = "validation", dataset: str | None = None) -> list[TaskItem]:
+def read_hf(
+    task: str, limit: int | None = None, split: str = "validation", dataset: str | None = None
+) -> list[TaskItem]:
     """Items from the Hugging Face hub with ``datasets`` (needs the hub to be reachable)."""
     spec = get_task(task)
     hf_id, config = (dataset, None) if dataset else (spec.hf_id, spec.hf_config)
