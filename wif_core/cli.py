@@ -82,13 +82,14 @@ def _collect_one(args: argparse.Namespace, store: Any, lm: Any, task: str, sourc
     from wif_core.runner import SplitOptions, collect
     from wif_core.tasks.sources import load_items
 
-    items = load_items(task, source, limit, args.seed)
+    items = load_items(task, source, limit, args.seed, getattr(args, "sample", None))
     layers = parse_layers(args.layers, lm.n_layers)
     token_layers = parse_layers(args.token_layers, lm.n_layers) if args.token_layers else []
     with tqdm(total=len(items), desc=f"{task}", unit="item", disable=args.json or not sys.stderr.isatty()) as bar:
         result = collect(
             store, lm, task, items, source, layers, args.scoring, limit, args.seed,
             SplitOptions(args.k, tuple(args.fractions), args.seed), args.max_tokens, bar.update, token_layers,
+            getattr(args, "sample", None),
         )  # fmt: skip
     return {
         "run_id": result.run.run_id, "task": task, "n_items": result.run.n_planned, "n_scored": result.n_new,
@@ -314,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="'smollm2-135m' (embedded), a local directory, or a hub id")
     p.add_argument("--task", required=True, help="piqa, boolq, winogrande, siqa, gen-physical, …")
     p.add_argument("--source", default="hf", help="'hf', 'hf:ORG/NAME[:CONFIG]', 'generated', or a file/dir")
-    p.add_argument("--limit", type=int, default=None, help="at most N items")
+    p.add_argument("--limit", type=int, default=None, help="the first N items")
+    p.add_argument("--sample", type=int, default=None, help="a seeded random N items (order kept)")
     p.add_argument("--layers", default=None, help="blocks to capture, e.g. 5,10,15 (default: 5 spread evenly)")
     p.add_argument(
         "--token-layers", default=None, help="layers whose per-token activations are kept (attention probes, SAEs)"

@@ -95,6 +95,7 @@ def collect(
     max_tokens: int = 8192,
     progress: Progress | None = None,
     token_layers: Sequence[int] = (),
+    sample: int | None = None,
 ) -> CollectResult:
     """Score ``items`` with ``lm`` (a LoadedModel), storing outcomes and activations; resumable."""
     _check_items(items, task)
@@ -107,6 +108,8 @@ def collect(
     }  # fmt: skip
     if token_layers:
         config["token_layers"] = sorted(token_layers)
+    if sample is not None:
+        config["sample"] = sample
     run_id = make_run_id(lm.name, task, config)
     if run_id not in store.run_ids():
         run = RunInfo(

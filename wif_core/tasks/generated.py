@@ -2,15 +2,19 @@
 
 Every item is built from the word lists and templates below (no real dataset text) and
 carries the factors that built it as flat ``meta`` keys, listed in ``meta["factors"]``,
-so that failures can be checked against known causes. Negation and misleading
-distractors make items harder on purpose. Gold positions are balanced by construction.
+so that failures can be checked against known causes. Negation, misleading distractors
+and (where present) lexical overlap of the wrong answer make items harder on purpose; the
+``P_*`` rates below set how often, and were chosen so that SmolLM2-135M-Instruct, scored by
+summed continuation log-likelihood, lands well inside 30-85% on every task. Gold positions
+are balanced by construction.
 """
 
 from __future__ import annotations
 
+import operator
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from wif_core.errors import InputError
 from wif_core.tasks.base import TASKS, TaskItem, item_key
@@ -21,13 +25,25 @@ GENERATED_TASKS = ("gen-physical", "gen-passage", "gen-coref", "gen-social")
 # (raw text fields, choices in option order, factors); the gold index is given to the builder
 Built = tuple[dict[str, str], list[str], dict[str, Any]]
 
+# how often the factors that make items harder are switched on (calibrated on SmolLM2-135M-Instruct)
+P_NEGATION, P_DISTRACTOR, P_OVERLAP = 0.25, 0.25, 0.25
+
+
+class Hard(NamedTuple):
+    """The difficulty factors of one item, drawn before its content so retries keep them."""
+
+    negation: bool
+    distractor: bool
+    overlap: bool
+
+
 NAMES = (
     "Anna", "Maria", "Laura", "Sofia", "Emma", "Clara", "Nora", "Julia",
     "James", "Peter", "Lucas", "Daniel", "Oliver", "Henry", "Samuel", "Thomas",
 )  # fmt: skip
 
 
-def _coin(rng: random.Random, p: float = 0.5) -> bool:
+def _coin(rng: random.Random, p: float) -> bool:
     return rng.random() < p
 
 
@@ -35,7 +51,7 @@ def _place(rng: random.Random, gold_text: str, wrong: list[str], gold: int) -> l
     """The wrong answers in random order with the gold answer inserted at index ``gold``."""
     wrong = list(wrong)
     rng.shuffle(wrong)
-    return wrong[:gold] + [gold_text] + wrong[gold:]
+    return [*wrong[:gold], gold_text, *wrong[gold:]]
 
 
 def _magnitude(x: float) -> str:
@@ -103,6 +119,8 @@ _TOOL_QUESTIONS = (
     ("tool/how", "How do you {vp}?"),
     ("tool/can", "How can I {vp}?"),
     ("tool/best", "What is the best way to {vp}?"),
+    ("tool/need", "I need to {vp}. What should I do?"),
+    ("tool/what", "What should you use to {vp}?"),
 )
 # (goal verb phrase, question, answer with {n} and {u}, numbers, sensible unit, absurd unit)
 _QUANTITIES = (
@@ -139,17 +157,18 @@ _TOOL_DISTRACTORS = (
 _QTY_DISTRACTORS = ("Your friend says {x} is about right.", "Someone online suggested {x}.")
 
 
-def _physical(rng: random.Random, gold: int) -> Built:
+def _physical(rng: random.Random, gold: int, hard: Hard) -> Built:
     """Affordance: which tool, or which amount, achieves a goal; negation asks for the one that does not."""
-    negation, distractor = _coin(rng), _coin(rng)
+    negation, distractor = hard.negation, hard.distractor
     if _coin(rng, 0.7):
         vp, para, goods, bads = rng.choice(_TOOL_GOALS)
         good, bad = rng.choice(goods), rng.choice(bads)
-        overlap, magnitude = _coin(rng), "none"
+        overlap, magnitude = hard.overlap, "none"
         template, question = rng.choice(_TOOL_QUESTIONS)
         right, wrong = (bad, good) if negation else (good, bad)
         right_text = f"Use {right} to {para}."
         wrong_text = f"Use {wrong} to {vp if overlap else para}."
+        distractors: tuple[str, ...]
         mention, distractors = wrong, _TOOL_DISTRACTORS
     else:
         vp, question, answer, numbers, good_u, bad_u = rng.choice(_QUANTITIES)
@@ -212,14 +231,17 @@ def _statement(attr: str, subject: str, value: Any) -> str:
     return _ATTRS[attr][1].format(S=subject, v=value)
 
 
-def _passage(rng: random.Random, gold: int) -> Built:
+def _passage(rng: random.Random, gold: int, hard: Hard) -> Built:
     """Passage QA on a fictional landmark; negation flips the question, a distractor describes a neighbour."""
-    negation, distractor, overlap = _coin(rng), _coin(rng), _coin(rng)
+    negation, distractor, overlap = hard
     truth = (gold == 1) != negation  # is the un-negated statement true of the landmark?
     name, kind = rng.choice(_PLACE_NAMES), rng.choice(_KINDS)
     subject = f"the {name} {kind}"
     attr = rng.choice(list(_ATTRS))
     values, _, q_verbatim, q_para = _ATTRS[attr]
+    stated: int | str
+    asked: int | str
+    other: int | str
     if values is None:
         magnitude = rng.choice(list(_NUMBER_RANGES))
         stated = rng.randint(*_NUMBER_RANGES[magnitude])
@@ -256,58 +278,57 @@ def _passage(rng: random.Random, gold: int) -> Built:
 
 # --- gen-coref (fill_blank, WinoGrande-like) ---------------------------------------------
 
-# (template id, frame with {A} {B} and the blank, trait pointing to A, trait pointing to B)
-_PERSON_FRAMES = (
-    ("lend", "{A} lent money to {B} because _ was", "rich", "poor"),
-    ("directions", "{A} asked {B} for directions because _ was", "lost", "familiar with the area"),
-    ("carry", "{A} asked {B} to carry the heavy box because _ was", "weak", "strong"),
-    ("wake", "{A} woke {B} up in the morning because _ was", "an early riser", "a heavy sleeper"),
-    ("swim", "{A} taught {B} to swim because _ was", "an expert swimmer", "a beginner"),
-    ("coat", "{A} lent a warm coat to {B} because _ was", "warm enough", "freezing"),
-    ("hospital", "{A} visited {B} in the hospital because _ was", "healthy", "sick"),
-    ("remind", "{A} reminded {B} about the meeting because _ was", "organized", "forgetful"),
-    ("homework", "{A} asked {B} for help with the homework because _ was", "confused", "good at math"),
-    ("chess", "{A} easily beat {B} at chess because _ was", "skilled", "a novice"),
-    ("listen", "{A} listened quietly while {B} talked because _ was", "shy", "talkative"),
-    ("cook", "{A} cooked dinner for {B} because _ was", "a good cook", "too busy to cook"),
-)
-# (template id, frame, trait pointing to A, trait pointing to B, (A, B) noun pairs)
-_OBJECT_FRAMES = (
-    ("fit", "The {A} did not fit in the {B} because the _ was", "large", "small",
-     (("trophy", "suitcase"), ("ball", "box"), ("book", "bag"), ("pillow", "drawer"), ("laptop", "backpack"),
-      ("lamp", "crate"), ("coat", "cupboard"), ("cake", "tin"))),
-    ("weight", "The {A} weighs more than the {B}, so the _ is", "harder to lift", "easier to lift",
-     (("piano", "guitar"), ("sofa", "chair"), ("suitcase", "backpack"), ("fridge", "toaster"),
-      ("anvil", "hammer"), ("bathtub", "bucket"), ("wardrobe", "stool"))),
-    ("speed", "The {A} went faster than the {B}, so the _ was", "the first to arrive", "the last to arrive",
-     (("train", "bus"), ("car", "bicycle"), ("plane", "ship"), ("horse", "donkey"),
-      ("motorbike", "tractor"))),
-    ("heat", "The {A} was hotter than the {B}, so the _ was", "dangerous to touch", "safe to touch",
-     (("stove", "table"), ("iron", "towel"), ("oven", "fridge"), ("radiator", "window"),
-      ("kettle", "plate"))),
+# (template id, entity kind, frame with {A} {B} {c} and the blank, trait of A, antonym of B, (A, B) pairs)
+_COREF_FRAMES = (
+    ("teach", "person", "the {A} taught the {B} {c} the _ was", "experienced", "inexperienced",
+     (("professor", "student"), ("veteran", "rookie"), ("master", "apprentice"), ("coach", "beginner"),
+      ("grandmother", "toddler"))),
+    ("pay", "person", "the {A} paid for the {B}'s meal {c} the _ was", "rich", "poor",
+     (("millionaire", "beggar"), ("banker", "student"), ("king", "peasant"), ("duke", "servant"))),
+    ("scare", "animal", "the {A} scared the {B} {c} the _ was", "fierce", "timid",
+     (("tiger", "rabbit"), ("wolf", "lamb"), ("bulldog", "kitten"), ("shark", "minnow"), ("bear", "deer"))),
+    ("race", "animal", "the {A} beat the {B} in the race {c} the _ was", "fast", "slow",
+     (("cheetah", "turtle"), ("horse", "tortoise"), ("greyhound", "sloth"), ("falcon", "slug"))),
+    ("step", "animal", "the {A} stepped over the {B} {c} the _ was", "huge", "tiny",
+     (("elephant", "mouse"), ("giraffe", "ant"), ("bear", "ladybug"))),
+    ("sink", "object", "the {A} sank but the {B} floated {c} the _ was", "heavy", "light",
+     (("rock", "feather"), ("anvil", "cork"), ("brick", "leaf"), ("boulder", "twig"))),
+    ("break", "object", "the {A} broke but the {B} did not {c} the _ was", "fragile", "sturdy",
+     (("glass", "brick"), ("vase", "anvil"), ("egg", "rock"), ("porcelain cup", "iron pot"),
+      ("wine glass", "oak table"))),
+    ("burn", "object", "the {A} burned but the {B} did not {c} the _ was", "flammable", "fireproof",
+     (("paper", "brick"), ("cardboard", "steel pan"), ("wooden spoon", "metal spoon"))),
+    ("light", "object", "the {A} lit up the {B} {c} the _ was", "bright", "dark",
+     (("candle", "cave"), ("moon", "forest"), ("lantern", "cellar"), ("torch", "basement"), ("sun", "valley"),
+      ("lamp", "attic"))),
+    ("fit", "object", "the {A} did not fit in the {B} {c} the _ was", "huge", "tiny",
+     (("watermelon", "cup"), ("mattress", "drawer"))),
 )  # fmt: skip
+_OPENERS = ("", "Yesterday, ", "Last week, ", "That morning, ")
+_CONNECTIVES = ("because", "since")
+_COREF_DISTRACTORS = (
+    "Some people think the {w} is {p}.",
+    "Someone said the {w} was {p}.",
+    "A sign claimed the {w} was {p}.",
+)
 
 
-def _coref(rng: random.Random, gold: int) -> Built:
+def _coref(rng: random.Random, gold: int, hard: Hard) -> Built:
     """Twin-style coreference; negating the trait swaps the referent, a distractor pins it on the other."""
-    negation, distractor = _coin(rng), _coin(rng)
+    negation, distractor = hard.negation, hard.distractor
     role = rng.choice(("first", "second"))
-    if _coin(rng):
-        tid, frame, trait_a, trait_b = rng.choice(_PERSON_FRAMES)
-        a, b = rng.sample(NAMES, 2)
-        kind, ref = "person", "{}"
-    else:
-        tid, frame, trait_a, trait_b, pairs = rng.choice(_OBJECT_FRAMES)
-        a, b = rng.choice(pairs)
-        kind, ref = "object", "the {}"
+    tid, kind, frame, trait_a, trait_b, pairs = rng.choice(_COREF_FRAMES)
+    a, b = rng.choice(pairs)
     trait = trait_a if (role == "first") != negation else trait_b
     phrase = ("not " if negation else "") + trait
     answer, wrong = (a, b) if role == "first" else (b, a)
-    sentence = f"{frame.format(A=a, B=b)} {phrase}."
+    opener = rng.choice(_OPENERS)
+    sentence = f"{opener}{frame.format(A=a, B=b, c=rng.choice(_CONNECTIVES))} {phrase}."
+    sentence = sentence[0].upper() + sentence[1:]
     if distractor:
-        sentence = f"Some people think {ref.format(wrong)} is {phrase}. {sentence}"
+        sentence = f"{rng.choice(_COREF_DISTRACTORS).format(w=wrong, p=phrase)} {sentence}"
     factors = {
-        "template": f"{kind}/{tid}", "entity_kind": kind, "answer_role": role, "negation": negation,
+        "template": tid, "entity_kind": kind, "answer_role": role, "negation": negation,
         "distractor": distractor,
     }  # fmt: skip
     return {"sentence": sentence}, _place(rng, answer, [wrong], gold), factors
@@ -318,49 +339,49 @@ def _coref(rng: random.Random, gold: int) -> Built:
 # (event id, event, negated event, {feel,trait,next} x {event, negated event})
 _EVENTS = (
     ("gift", "{X} gave {Y} a present on {Y}'s birthday.", "{X} did not give {Y} a present on {Y}'s birthday.",
-     ("grateful", "disappointed"), ("generous", "thoughtless"), ("thank {X}", "ask {X} why")),
+     ("happy", "disappointed"), ("generous", "thoughtless"), ("hug {X}", "ask {X} why")),
     ("boxes", "{X} helped {Y} carry the heavy boxes.", "{X} did not help {Y} carry the heavy boxes.",
-     ("relieved", "annoyed"), ("helpful", "unhelpful"), ("thank {X}", "complain about {X}")),
+     ("grateful", "annoyed"), ("helpful", "unhelpful"), ("thank {X}", "complain about {X}")),
     ("name", "{X} remembered {Y}'s name at the party.", "{X} did not remember {Y}'s name at the party.",
-     ("pleased", "hurt"), ("attentive", "forgetful"), ("chat with {X}", "walk away from {X}")),
+     ("happy", "hurt"), ("polite", "forgetful"), ("chat with {X}", "walk away from {X}")),
     ("wedding", "{X} invited {Y} to the wedding.", "{X} did not invite {Y} to the wedding.",
-     ("happy", "left out"), ("friendly", "unfriendly"), ("buy a gift for {X}", "stay at home")),
+     ("happy", "left out"), ("friendly", "unfriendly"), ("celebrate with {X}", "stop talking to {X}")),
     ("secret", "{X} kept {Y}'s secret.", "{X} did not keep {Y}'s secret.",
-     ("safe", "betrayed"), ("loyal", "untrustworthy"), ("confide in {X} again", "stop talking to {X}")),
+     ("safe", "betrayed"), ("loyal", "untrustworthy"), ("hug {X}", "confront {X}")),
     ("book", "{X} returned the book {Y} had lent them.", "{X} did not return the book {Y} had lent them.",
-     ("satisfied", "frustrated"), ("responsible", "careless"), ("lend {X} another book", "ask for the book")),
+     ("glad", "frustrated"), ("responsible", "careless"), ("thank {X}", "ask {X} for the book")),
     ("painting", "{X} praised {Y}'s painting in front of everyone.",
      "{X} did not praise {Y}'s painting in front of everyone.",
-     ("proud", "ignored"), ("supportive", "dismissive"), ("paint another picture", "hide the painting")),
+     ("proud", "humiliated"), ("kind", "spiteful"), ("thank {X}", "walk away from {X}")),
     ("meeting", "{X} showed up on time to meet {Y}.", "{X} did not show up to meet {Y}.",
-     ("glad", "upset"), ("reliable", "unreliable"), ("start the meeting", "go home alone")),
+     ("glad", "stood up"), ("reliable", "flaky"), ("greet {X}", "complain about {X}")),
     ("lunch", "{X} shared lunch with {Y}, who had forgotten theirs.",
      "{X} did not share lunch with {Y}, who had forgotten theirs.",
-     ("thankful", "let down"), ("kind", "selfish"), ("thank {X}", "buy lunch elsewhere")),
+     ("thankful", "let down"), ("generous", "stingy"), ("thank {X}", "complain about {X}")),
     ("job", "{X} congratulated {Y} on the new job.", "{X} did not congratulate {Y} on the new job.",
-     ("appreciated", "overlooked"), ("thoughtful", "indifferent"), ("celebrate with {X}", "celebrate alone")),
+     ("proud", "overlooked"), ("thoughtful", "indifferent"), ("celebrate with {X}", "stop talking to {X}")),
     ("money", "{X} paid back the money {Y} had lent them.",
      "{X} did not pay back the money {Y} had lent them.",
-     ("relieved", "cheated"), ("honest", "dishonest"), ("lend {X} money again", "demand the money back")),
+     ("relieved", "cheated"), ("honest", "dishonest"), ("thank {X}", "ask {X} for the money")),
     ("vase", "{X} told {Y} the truth about the broken vase.",
      "{X} did not tell {Y} the truth about the broken vase.",
-     ("respected", "deceived"), ("honest", "deceitful"), ("forgive {X}", "stop trusting {X}")),
+     ("grateful", "deceived"), ("honest", "deceitful"), ("forgive {X}", "confront {X}")),
 )  # fmt: skip
 # question type: (question templates, neutral off-topic answers, distractor sentence about {Z})
 _SOCIAL_QUESTIONS = {
     "feel": (("How would {Y} feel as a result?", "How would {Y} likely feel?"),
-             ("sleepy", "thirsty", "itchy", "sunburned"), "Earlier that day, {Z} had felt {w}."),
+             ("seasick", "sunburned", "jet-lagged", "frostbitten"), "Earlier that day, {Z} had felt {w}."),
     "trait": (("How would you describe {X}?", "What does this show about {X}?"),
-              ("tall", "left-handed", "blond", "short-sighted"), "Everyone knows {Z} is {w}."),
+              ("left-handed", "short-sighted", "freckled", "red-haired"), "Everyone knows {Z} is {w}."),
     "next": (("What will {Y} want to do next?", "What will {Y} probably do next?"),
-             ("take a nap", "water the plants", "wash the car", "paint the fence"),
+             ("repaint the garage", "tune the piano", "polish the silverware", "water the cactus"),
              "{Z} was planning to {w}."),
 }  # fmt: skip
 
 
-def _social(rng: random.Random, gold: int) -> Built:
+def _social(rng: random.Random, gold: int, hard: Hard) -> Built:
     """Social reaction to an event; negating the event flips the fitting answer to the distractor's one."""
-    negation, distractor = _coin(rng), _coin(rng)
+    negation, distractor = hard.negation, hard.distractor
     eid, event, neg_event, *answers = rng.choice(_EVENTS)
     qtype = rng.choice(list(_SOCIAL_QUESTIONS))
     questions, neutral, distract = _SOCIAL_QUESTIONS[qtype]
@@ -371,7 +392,7 @@ def _social(rng: random.Random, gold: int) -> Built:
     context = (neg_event if negation else event).format(X=x, Y=y)
     if distractor:
         extra = distract.format(Z=z, w=flipped)
-        context = f"{extra} {context}" if _coin(rng) else f"{context} {extra}"
+        context = f"{extra} {context}" if _coin(rng, 0.5) else f"{context} {extra}"
     qi = rng.randrange(len(questions))
     question = questions[qi].format(X=x, Y=y)
     choices = _place(rng, right, [flipped, rng.choice(neutral)], gold)
@@ -382,7 +403,8 @@ def _social(rng: random.Random, gold: int) -> Built:
     return {"context": context, "question": question}, choices, factors
 
 
-_BUILDERS: dict[str, Callable[[random.Random, int], Built]] = {
+_RETRIES = 50
+_BUILDERS: dict[str, Callable[[random.Random, int, Hard], Built]] = {
     "gen-physical": _physical,
     "gen-passage": _passage,
     "gen-coref": _coref,
@@ -401,28 +423,38 @@ def generate(task: str, n: int = 400, seed: int = 0) -> list[TaskItem]:
     """
     if task not in _BUILDERS:
         raise InputError(f"unknown generated task '{task}'; use one of: {', '.join(GENERATED_TASKS)}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+    try:
+        count = operator.index(n)
+    except TypeError:
+        count = -1
+    if count < 0 or isinstance(n, bool):
         raise InputError(f"n={n!r} is not a valid item count; use a whole number >= 0")
-    spec = TASKS[task]
+    spec, build = TASKS[task], _BUILDERS[task]
     rng = random.Random(f"{task}/{seed}")
-    positions = [i % spec.n_choices for i in range(n)]
+    positions = [i % spec.n_choices for i in range(count)]
     rng.shuffle(positions)
     items: list[TaskItem] = []
     seen: set[str] = set()
-    attempts = 0
-    while len(items) < n:
-        attempts += 1
-        if attempts > 50 * n + 1000:
-            raise InputError(f"{task} made only {len(items)} distinct items of the {n} asked; ask for fewer")
+    misses = 0
+    while len(items) < count:
         gold = positions[len(items)]
-        fields, choices, factors = _BUILDERS[task](rng, gold)
-        context = render_context(spec.format, fields)
-        meta: dict[str, Any] = {**fields, **factors, "gold_position": gold}
-        meta["factors"] = [*factors, "gold_position"]
-        meta["generator"] = task
-        item = TaskItem(f"{task}-{len(items):04d}", task, context, tuple(choices), gold, meta)
-        key = item_key(item)
-        if key not in seen:
-            seen.add(key)
-            items.append(item)
+        hard = Hard(_coin(rng, P_NEGATION), _coin(rng, P_DISTRACTOR), _coin(rng, P_OVERLAP))
+        for _ in range(_RETRIES):  # redraw the content, keeping the factors, until the item is new
+            fields, choices, factors = build(rng, gold, hard)
+            meta: dict[str, Any] = {**fields, **factors, "gold_position": gold}
+            meta["factors"] = [*factors, "gold_position"]
+            meta["generator"] = task
+            context = render_context(spec.format, fields)
+            item = TaskItem(f"{task}-{len(items):04d}", task, context, tuple(choices), gold, meta)
+            key = item_key(item)
+            if key not in seen:
+                seen.add(key)
+                items.append(item)
+                break
+        else:
+            misses += 1
+            if misses > _RETRIES:
+                raise InputError(
+                    f"{task} made only {len(items)} distinct items of the {count} asked; ask for fewer"
+                )
     return items

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,8 +267,23 @@ def read_hf(
     return items
 
 
-def load_items(task: str, source: str, limit: int | None = None, seed: int = 0) -> list[TaskItem]:
-    """Items of ``task`` from ``source``: 'hf', 'hf:ORG/NAME[:CONFIG]', 'generated', or a path."""
+def load_items(
+    task: str, source: str, limit: int | None = None, seed: int = 0, sample: int | None = None
+) -> list[TaskItem]:
+    """Items of ``task`` from ``source``: 'hf', 'hf:ORG/NAME[:CONFIG]', 'generated', or a path.
+
+    ``limit`` keeps the first N items; ``sample`` a seeded random N (in source order).
+    """
+    items = _load_items(task, source, limit, seed)
+    if sample is not None:
+        if not 0 < sample <= len(items):
+            raise InputError(f"--sample {sample} is out of range: the source has {len(items)} items")
+        keep = sorted(random.Random(seed).sample(range(len(items)), sample))
+        items = [items[i] for i in keep]
+    return items
+
+
+def _load_items(task: str, source: str, limit: int | None, seed: int) -> list[TaskItem]:
     get_task(task)
     if source == "generated":
         if not task.startswith("gen-"):
