@@ -7,5 +7,7 @@ st.navigation(
     [
         st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", url_path="overview", default=True),
         st.Page("pages/failures.py", title="Failure browser", icon=":material/search:", url_path="failures"),
+        st.Page("pages/compare.py", title="Compare explainers", icon=":material/compare_arrows:", url_path="compare"),
+        st.Page("pages/reproduce.py", title="Paper reproduction", icon=":material/science:", url_path="reproduce"),
     ]
 ).run()

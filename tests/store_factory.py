@@ -1,14 +1,20 @@
 """A small synthetic store built through the Store API, without any model.
 
-Two runs with known contents, so app tests can assert exact counts:
+Three runs with known contents, so app tests can assert exact counts:
 
 - ``collected``: task ``gen-physical``, 40 items, activations (numpy random, layers 2
-  and 4, sites choice/last/mean), tokens, per-choice ``ll_sum``/``ll_norm``; even items
-  are correct, odd items incorrect; items 0..9 mention a kettle, the rest a hammer;
-  item 39 repeats item 37 (same content, same outcome: a ``repeat`` finding).
+  and 4, sites choice/last/mean; per-token activations of 3..8 tokens at layer 4), tokens,
+  per-choice ``ll_sum``/``ll_norm``; even items are correct, odd items incorrect; items
+  0..9 mention a kettle, the rest a hammer; item 39 repeats item 37 (same content, same
+  outcome: a ``repeat`` finding). Layer 4 carries a failure signal (dimension 0 is shifted
+  for failed items), layer 2 none. Every registered explainer applies to this run.
 - ``imported``: task ``piqa``, 40 items, outcomes only (no activations, no scores,
   ``pred`` None for every fifth item); items 38 and 39 are one question with conflicting
-  answer keys (``gold_conflict`` and ``both_outcomes`` findings).
+  answer keys (``gold_conflict`` and ``both_outcomes`` findings). Explainers that need
+  neither internals nor scores (surface, text, label-prior) apply to it.
+- ``other``: imported outcomes of another model on the first 16 ``gen-physical`` items (the
+  same content as the collected run's, so ``cross-model`` applies to the collected run);
+  8 correct and 8 failed, too few for an explainer to be evaluated on this run itself.
 """
 
 from __future__ import annotations
@@ -24,10 +30,14 @@ from wif_core.tasks.templates import render_context
 
 N_ITEMS = 40
 LAYERS = [2, 4]
+TOKEN_LAYERS = [4]
+SIGNAL_LAYER = 4  # failed items are shifted along dimension 0 here
+N_OTHER = 16
 SITES = ["choice", "last", "mean"]
 D_MODEL = 8
 COLLECTED_RUN = "synthetic-lm--gen-physical--0000aaaa"
 IMPORTED_RUN = "other-lm--piqa--0000bbbb"
+OTHER_RUN = "other-lm--gen-physical--0000cccc"
 SEARCH_WORD = "kettle"  # in the contexts of collected items 0..9 only
 
 
@@ -64,6 +74,12 @@ def _collected_rows(items: list[TaskItem], rng: np.random.Generator) -> list[Out
         n_bytes = [len(c) + 1 for c in it.choices]
         acts = {(layer, "choice"): rng.standard_normal((2, D_MODEL)) for layer in LAYERS}
         acts |= {(layer, site): rng.standard_normal(D_MODEL) for layer in LAYERS for site in ("last", "mean")}
+        acts |= {(layer, "tokens"): rng.standard_normal((3 + n % 6, D_MODEL)) for layer in TOKEN_LAYERS}
+        if not correct:
+            for (layer, _site), v in acts.items():
+                if layer == SIGNAL_LAYER:
+                    v[..., 0] += 3.0
+        acts = {key: v.astype(np.float16) for key, v in acts.items()}
         words = it.context.split()
         tokens = {"listing": (words, list(range(len(words))), 0)}
         tokens |= {f"choice{j}": (words + c.split(), list(range(len(words + c.split()))), len(words))
@@ -93,22 +109,31 @@ def _imported_rows(items: list[TaskItem]) -> list[OutcomeRow]:
     return rows
 
 
+def _other_rows(items: list[TaskItem]) -> list[OutcomeRow]:
+    """Another model's outcomes: the collected run's, flipped on every fifth item (so 8 of 16 correct)."""
+    return [OutcomeRow(it.item_id, None, (n % 2 == 0) != (n % 5 == 0)) for n, it in enumerate(items)]
+
+
 def make_synthetic_store(path: str | Path) -> list[str]:
-    """Write the two synthetic runs (see the module docstring) to a new store at ``path``; their run ids."""
+    """Write the three synthetic runs (see the module docstring) to a new store at ``path``; their run ids."""
     rng = np.random.default_rng(0)
     physical = [_physical_item(n) for n in range(N_ITEMS)]
     piqa = [_piqa_item(n) for n in range(N_ITEMS)]
     with Store.open(path, write=True) as store:
         collected = RunInfo(
             COLLECTED_RUN, "synthetic-lm", "gen-physical", "generated", "collected", "lm-eval-v1", "sum",
-            LAYERS, SITES, 4, D_MODEL, "float16", 0,
+            layers=LAYERS, sites=SITES, token_layers=TOKEN_LAYERS, n_layers=4, d_model=D_MODEL, act_dtype="float16",
+            seed=0,
         )  # fmt: skip
         store.create_run(collected, physical)
         store.write_outcomes(COLLECTED_RUN, _collected_rows(physical, rng), "float16")
         imported = RunInfo(IMPORTED_RUN, "other-lm", "piqa", "outcomes.json", "imported", None, None)
         store.create_run(imported, piqa)
         store.write_outcomes(IMPORTED_RUN, _imported_rows(piqa))
-        for run_id in (COLLECTED_RUN, IMPORTED_RUN):
+        other = RunInfo(OTHER_RUN, "other-lm", "gen-physical", "outcomes.json", "imported", None, None)
+        store.create_run(other, physical[:N_OTHER])
+        store.write_outcomes(OTHER_RUN, _other_rows(physical[:N_OTHER]))
+        for run_id in (COLLECTED_RUN, IMPORTED_RUN, OTHER_RUN):
             write_splits(store, run_id, SplitOptions())
             store.set_status(run_id, "complete")
-    return [COLLECTED_RUN, IMPORTED_RUN]
+    return [COLLECTED_RUN, IMPORTED_RUN, OTHER_RUN]

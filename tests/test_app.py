@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from store_factory import COLLECTED_RUN, IMPORTED_RUN, SEARCH_WORD, make_synthetic_store
+from store_factory import COLLECTED_RUN, IMPORTED_RUN, N_ITEMS, N_OTHER, OTHER_RUN, SEARCH_WORD, make_synthetic_store
 from streamlit.testing.v1 import AppTest
 
 from wif_core.store import Store
@@ -63,12 +63,12 @@ def test_overview_shows_runs_balance_and_leakage(wif_db: Path) -> None:
     at = _run(OVERVIEW)
     assert not at.exception
     cards = {m.label: m.value for m in at.metric}
-    assert cards["Runs"] == "2" and cards["Items"] == "80" and cards["Failures"] == "40"
+    assert cards["Runs"] == "3" and cards["Items"] == str(2 * N_ITEMS + N_OTHER) and cards["Failures"] == "48"
     runs = at.dataframe[0].value
-    assert runs["run_id"].tolist() == [COLLECTED_RUN, IMPORTED_RUN]
-    assert runs["n_incorrect"].tolist() == [20, 20] and runs["excluded"].tolist() == [1, 2]
+    assert runs["run_id"].tolist() == [COLLECTED_RUN, IMPORTED_RUN, OTHER_RUN]
+    assert runs["n_incorrect"].tolist() == [20, 20, 8] and runs["excluded"].tolist() == [1, 2, 0]
     text = " ".join(m.value for m in at.markdown)
-    assert COLLECTED_RUN in text and IMPORTED_RUN in text
+    assert COLLECTED_RUN in text and IMPORTED_RUN in text and OTHER_RUN in text
     leakage = {kind for df in at.dataframe[1:] for kind in df.value["kind"]}
     assert leakage == {"repeat", "gold_conflict", "both_outcomes"}
     assert "answer keys" in text  # the gold_conflict kind is explained
@@ -170,10 +170,10 @@ def test_split_counts_agree_with_items(synthetic_db: Path) -> None:
     """``Store.split_counts`` (the overview's balance chart) counts what ``Store.items`` lists."""
     with Store.open(synthetic_db) as store:
         counts = store.split_counts()
-        for run_id in (COLLECTED_RUN, IMPORTED_RUN):
+        for run_id, n_items in ((COLLECTED_RUN, N_ITEMS), (IMPORTED_RUN, N_ITEMS), (OTHER_RUN, N_OTHER)):
             items = store.items(run_id)
             mine = counts[counts["run_id"] == run_id]
-            assert mine["n"].sum() == len(items) == 40
+            assert mine["n"].sum() == len(items) == n_items
             for (split, correct, excluded), n in mine.set_index(["split", "correct", "excluded"])["n"].items():
                 same = items[
                     (items["split"] == split) & (items["correct"] == correct) & (items["excluded"] == excluded)

@@ -31,9 +31,7 @@ def _items(task: str, n: int = 400, seed: int = 0) -> tuple[TaskItem, ...]:
 
 
 def _snapshot(items: tuple[TaskItem, ...]) -> list[tuple]:
-    return [
-        (i.item_id, i.context, i.choices, i.gold, json.dumps(dict(i.meta), sort_keys=True)) for i in items
-    ]
+    return [(i.item_id, i.context, i.choices, i.gold, json.dumps(dict(i.meta), sort_keys=True)) for i in items]
 
 
 def test_task_names_match_registry() -> None:

@@ -83,6 +83,22 @@ def _items(
     return _open(path).items(run_id, outcome, split, search, include_excluded=excluded)
 
 
+def store_path() -> str:
+    """The store's path once it is known to open; otherwise the page shows its one-line error and stops."""
+    return _path()
+
+
+def store(path: str) -> Store:
+    """The process's shared read-only ``Store`` at ``path`` (opened once, cached)."""
+    return _open(path)
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message as one line, for ``st.error``."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 def runs() -> pd.DataFrame:
     """One row per run (``Store.runs``)."""
     return _runs(_path())
