@@ -5,6 +5,7 @@ import streamlit as st
 from ui import charts, data, explain
 from wif_core.explainers import TIER_NOTES
 
+data.ensure_entry()
 st.title("Compare explainers")
 run_id = data.run_selector(data.runs())
 run = explain.run_data(run_id)

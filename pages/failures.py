@@ -7,6 +7,7 @@ from ui import data
 
 EXPORT = {"toImageButtonOptions": {"format": "png"}}
 
+data.ensure_entry()
 st.title("Failure browser")
 run_id = data.run_selector(data.runs())
 

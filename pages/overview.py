@@ -8,6 +8,7 @@ from ui import data
 EXPORT = {"toImageButtonOptions": {"format": "png"}}
 COLOURS = {"correct": "#2e7d32", "incorrect": "#c62828", "excluded": "#9e9e9e"}
 
+data.ensure_entry()
 st.title("Overview")
 st.caption(f"Store: `{data.db_path()}`")
 runs = data.runs()

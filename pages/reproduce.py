@@ -5,6 +5,7 @@ import streamlit as st
 
 from ui import charts, data, explain
 
+data.ensure_entry()
 st.title("Paper reproduction")
 run_id = data.run_selector(data.runs())
 run = explain.run_data(run_id)

@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,16 +63,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def app_url(browser_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``streamlit run app.py`` on a free port with ``WIF_DB`` set; stopped when the module's tests end."""
+@contextmanager
+def _serve(db: Path, log_dir: Path) -> Iterator[str]:
+    """``streamlit run app.py`` on a free port with ``WIF_DB`` set, stopped on exit."""
     port = _free_port()
-    log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("w")
+    log = (log_dir / f"streamlit-{port}.log").open("w")
     cmd = [
         sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true", "--server.port", str(port),
         "--browser.gatherUsageStats=false", "--server.fileWatcherType=none",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "WIF_DB": str(browser_db)}, stdout=log, stderr=log)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "WIF_DB": str(db)}, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -96,6 +97,12 @@ def app_url(browser_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(browser_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _serve(browser_db, tmp_path_factory.mktemp("server")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -173,4 +180,31 @@ def test_failure_browser_opens_a_run_and_a_linked_item(
     url = f"{app_url}/failures?run={other['run_id']}&item={other['first_success']}"
     text = _visit(driver, url, png, "Item metadata")
     assert other["run_id"] in text and other["first_success"] in text and "correct" in text
+    _assert_not_blank(png)
+
+
+def test_deep_link_as_a_fresh_servers_first_request(
+    browser_db: Path, driver: Any, runs: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """A shared link opened before anyone loaded the entry page still gets app.py's navigation."""
+    from selenium.webdriver.common.by import By
+
+    run = next(r for r in runs if r["first_failure"])
+    with _serve(browser_db, tmp_path) as url:
+        png = tmp_path / "deep_link.png"
+        text = _visit(driver, f"{url}/failures?run={run['run_id']}", png, "Item metadata")
+        nav = driver.find_element(By.CSS_SELECTOR, '[data-testid="stSidebarNav"]').text
+    assert run["run_id"] in text and "Failure browser" in text
+    for title in ("Overview", "Failure browser", "Compare explainers", "Paper reproduction"):
+        assert title in nav
+    assert "app" not in nav.split("\n") and "failures" not in nav.split("\n")  # not the v1 file-name list
+    _assert_not_blank(png)
+
+
+def test_compare_page_fits_and_draws(app_url: str, driver: Any, runs: list[dict[str, Any]], tmp_path: Path) -> None:
+    run = runs[0]
+    png = tmp_path / "compare.png"
+    text = _visit(driver, f"{app_url}/compare?run={run['run_id']}", png, "Compare explainers")
+    assert run["run_id"] in text
+    assert "AUC" in text or "need at least" in text  # fitted results, or the one-line reason they cannot be
     _assert_not_blank(png)

@@ -37,9 +37,9 @@ def test_demo_store_is_populated(demo_db):
     with Store.open(demo_db) as store:
         runs = store.runs()
         assert set(runs.task) == {"gen-physical", "gen-passage", "gen-coref", "gen-social"}
-        assert (runs.n_items == 24).all() and (runs.status == "complete").all()
+        assert (runs.n_items == 40).all() and (runs.status == "complete").all()
         for run_id in runs.run_id:
             ids, acts = store.activations(run_id, 30, "last")
-            assert acts.shape == (24, 576) and np.isfinite(acts).all()
+            assert acts.shape == (40, 576) and np.isfinite(acts).all()
             tokens = store.tokens(run_id, ids[0])
             assert "listing" in tokens and "choice0" in tokens

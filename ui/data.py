@@ -35,6 +35,21 @@ FINDING_KINDS = {
 }
 
 
+def ensure_entry() -> None:
+    """Run this page through ``app.py``'s navigation, even on a fresh server's first request.
+
+    Streamlit treats a ``pages/`` folder as a v1 multipage app until the entry script has
+    called ``st.navigation`` once. A deep link (``/failures?run=…``) that is a server's first
+    request would then run the page file alone: the wrong sidebar and no wide layout.
+    Switching the v1 mode off and rerunning sends the same URL through ``app.py``.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def db_path() -> str:
     """The store this app reads: ``$WIF_DB``, else the demo store."""
     return os.environ.get("WIF_DB", DEFAULT_DB)
