@@ -174,6 +174,8 @@ def _physical(rng: random.Random, gold: int, hard: Hard) -> Built:
         vp, question, answer, numbers, good_u, bad_u = rng.choice(_QUANTITIES)
         n = rng.choice(numbers)
         overlap, magnitude, template = False, _magnitude(n), "qty/ask"
+        if n == 1:  # "1 hour", not "1 hours"
+            good_u, bad_u = good_u.removesuffix("s"), bad_u.removesuffix("s")
         units = (bad_u, good_u) if negation else (good_u, bad_u)
         right_text, wrong_text = (answer.format(n=n, u=u) for u in units)
         mention, distractors = f"{n} {units[1]}", _QTY_DISTRACTORS
