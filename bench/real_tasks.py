@@ -23,22 +23,31 @@ INTERNALS = ("probe", "probe-paper", "probe-all-layers", "attention-probe")
 BASELINES = ("surface", "text")
 
 
+def _complete(task: str, model: str) -> bool:
+    if not DB.exists():
+        return False
+    with Store.open(DB) as store:
+        runs = store.runs()
+    return bool(((runs.task == task) & (runs.model == model) & (runs.status == "complete")).any())
+
+
 def ensure_runs() -> dict[str, str]:
     """Run ids of the embedded model's real-task runs, collecting and importing what is missing."""
     for task, n in SAMPLES.items():
+        if _complete(task, "smollm2-135m"):
+            continue
         src = str(SHARED_BENCH / task)
         args = ["collect", "--model", "smollm2-135m", "--task", task, "--source", src, "--sample", str(n),
                 "--token-layers", "18", "--db", str(DB), "--json"]  # fmt: skip
         if wif(args) != 0:
             raise RuntimeError(f"collect failed for {task}")
-    with Store.open(DB) as store:
-        runs = store.runs()
     for task in SAMPLES:
-        if not ((runs.task == task) & (runs.model == "gemma-2-2b")).any():
+        if not _complete(task, "gemma-2-2b"):
             wif(["import", str(SHARED_BENCH / task), "--task", task, "--model-name", "gemma-2-2b", "--db", str(DB), "--json"])
     with Store.open(DB) as store:
         runs = store.runs()
-    return {t: runs[(runs.task == t) & (runs.model == "smollm2-135m")].run_id.iloc[0] for t in SAMPLES}
+    done = runs[(runs.model == "smollm2-135m") & (runs.status == "complete")]
+    return {t: done[done.task == t].run_id.iloc[0] for t in SAMPLES}
 
 
 def _fmt(r) -> str:

@@ -123,3 +123,13 @@ def test_layer_beyond_depth(tmp_path, capsys, tiny_model_dir, items_file):
             "--layers", "2,9", "--db", str(tmp_path / "w.duckdb")]  # fmt: skip
     assert main(argv) == 2
     assert "the model has blocks 1..4" in capsys.readouterr().err
+
+
+def test_same_source_from_another_directory_resumes(tmp_path, capsys, monkeypatch, tiny_model_dir, items_file):
+    db = str(tmp_path / "w.duckdb")
+    common = ["collect", "--model", str(tiny_model_dir), "--task", "piqa", "--layers", "2", "--db", db, "--json"]
+    monkeypatch.chdir(items_file.parent)
+    first = _json(capsys, [*common, "--source", items_file.name])
+    monkeypatch.chdir(tmp_path.parent)
+    again = _json(capsys, [*common, "--source", str(items_file)])
+    assert again["run_id"] == first["run_id"] and again["n_scored"] == 0 and again["n_resumed"] == 40

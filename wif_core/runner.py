@@ -102,8 +102,10 @@ def collect(
     bad = [layer for layer in [*layers, *token_layers] if not 1 <= layer <= lm.n_layers]
     if bad:
         raise InputError(f"layers {bad} are beyond the model's depth; {lm.name} has blocks 1..{lm.n_layers}")
+    # a local source is identified by its absolute path, so a run resumes from any working directory
+    source_id = str(Path(source).resolve()) if Path(source).exists() else source
     config = {
-        "model": lm.name, "task": task, "source": source, "limit": limit, "layers": list(layers),
+        "model": lm.name, "task": task, "source": source_id, "limit": limit, "layers": list(layers),
         "scoring": scoring, "template": TEMPLATE_VERSION, "seed": seed,
     }  # fmt: skip
     if token_layers:
