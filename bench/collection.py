@@ -13,7 +13,7 @@ import torch
 
 from bench.common import SHARED_BENCH, machine, matmul_flops, write_section
 from wif_core.models.loading import EMBEDDED, default_layers, load_model
-from wif_core.models.scoring import _pack, prepare, score_naive
+from wif_core.models.scoring import DEFAULT_MAX_TOKENS, _pack, prepare, score_naive
 from wif_core.runner import collect
 from wif_core.store import Store
 from wif_core.tasks.generated import generate
@@ -63,7 +63,7 @@ def _peak_rss(limit: int, source: Path, tmp: str) -> tuple[float, float]:
 
 
 def main(
-    n_items: int = 64, n_naive: int = 16, max_tokens: int = 8192, rss_sizes: tuple[int, ...] = (200, 1000)
+    n_items: int = 64, n_naive: int = 16, max_tokens: int = DEFAULT_MAX_TOKENS, rss_sizes: tuple[int, ...] = (200, 1000)
 ) -> dict:
     torch.set_num_threads(2)
     flops = matmul_flops()

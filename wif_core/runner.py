@@ -19,7 +19,7 @@ from typing import Any
 
 from wif_core import splits as splitting
 from wif_core.errors import InputError
-from wif_core.models.scoring import SITES, Scoring, score_items
+from wif_core.models.scoring import DEFAULT_MAX_TOKENS, SITES, Scoring, score_items
 from wif_core.store import OutcomeRow, RunInfo, Store
 from wif_core.tasks.base import TaskItem, get_task
 from wif_core.tasks.sources import RecordOutcome, _Rec, outcome_files, parse_item, read_json_records, read_outcome_file
@@ -92,7 +92,7 @@ def collect(
     limit: int | None = None,
     seed: int = 0,
     split_options: SplitOptions | None = None,
-    max_tokens: int = 8192,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
     progress: Progress | None = None,
     token_layers: Sequence[int] = (),
     sample: int | None = None,
