@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, each writing its section of docs/BENCHMARKS.md.
 
-`python -m bench.run [NAME ...]` runs only the named ones (explainers, collection, app, real).
+`python -m bench.run [NAME ...]` runs only the named ones (explainers, collection, app, real, sae).
 """
 
 from __future__ import annotations
@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import app_render, collection, explainers, real_tasks
+from bench import app_render, collection, explainers, real_tasks, sae
 
 BENCHES = {
     "explainers": explainers.main,
     "collection": collection.main,
     "app": app_render.main,
     "real": real_tasks.main,
+    "sae": sae.main,
 }
 
 

@@ -7,7 +7,8 @@ Three runs with known contents, so app tests can assert exact counts:
   per-choice ``ll_sum``/``ll_norm``; even items are correct, odd items incorrect; items
   0..9 mention a kettle, the rest a hammer; item 39 repeats item 37 (same content, same
   outcome: a ``repeat`` finding). Layer 4 carries a failure signal (dimension 0 is shifted
-  for failed items), layer 2 none. Every registered explainer applies to this run.
+  for failed items), layer 2 none. A tiny SAE (32 features, k 4) is trained at layer 4 beside
+  the store (``with_sae``), so every registered explainer applies to this run.
 - ``imported``: task ``piqa``, 40 items, outcomes only (no activations, no scores,
   ``pred`` None for every fifth item); items 38 and 39 are one question with conflicting
   answer keys (``gold_conflict`` and ``both_outcomes`` findings). Explainers that need
@@ -114,7 +115,10 @@ def _other_rows(items: list[TaskItem]) -> list[OutcomeRow]:
     return [OutcomeRow(it.item_id, None, (n % 2 == 0) != (n % 5 == 0)) for n, it in enumerate(items)]
 
 
-def make_synthetic_store(path: str | Path) -> list[str]:
+SAE_WIDTH = 32
+
+
+def make_synthetic_store(path: str | Path, with_sae: bool = True) -> list[str]:
     """Write the three synthetic runs (see the module docstring) to a new store at ``path``; their run ids."""
     rng = np.random.default_rng(0)
     physical = [_physical_item(n) for n in range(N_ITEMS)]
@@ -136,4 +140,10 @@ def make_synthetic_store(path: str | Path) -> list[str]:
         for run_id in (COLLECTED_RUN, IMPORTED_RUN, OTHER_RUN):
             write_splits(store, run_id, SplitOptions())
             store.set_status(run_id, "complete")
+    if with_sae:
+        from wif_core.sae.train import TrainConfig, train_run_sae
+
+        with Store.open(path) as store:
+            train_run_sae(store, COLLECTED_RUN, SIGNAL_LAYER,
+                          TrainConfig(width=SAE_WIDTH, k=4, samples=4096, batch=64, lr=1e-2))  # fmt: skip
     return [COLLECTED_RUN, IMPORTED_RUN, OTHER_RUN]

@@ -24,7 +24,7 @@ from wif_core.explainers import evaluate as ev
 from wif_core.explainers.data import RunData
 
 ROLES = {"input": "headline", "output": "baseline", "gold": "diagnostic"}
-INTERNALS = ("probe", "probe-paper", "probe-all-layers", "attention-probe")
+INTERNALS = ("probe", "probe-paper", "probe-all-layers", "attention-probe", "sae")
 TEXT_BASELINES = ("surface", "text")
 DEFAULT_NAMES = ("probe-paper", "surface", "text", "confidence", "label-prior")
 ALL = "all"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from wif_core.errors import InputError, WifError
+from wif_core.models.scoring import DEFAULT_MAX_TOKENS
 
 DEFAULT_DB = "data/wif.duckdb"
 DEMO_DB = "data/demo.duckdb"
@@ -180,7 +181,7 @@ def build_demo(db: Path, limit: int, cache_dir: Path | None, quiet: bool) -> lis
     lm = load_model(EMBEDDED, cache_dir)
     args = argparse.Namespace(
         layers=None, token_layers=DEMO_TOKEN_LAYERS, seed=0, k=None, fractions=[0.5, 0.25, 0.25], scoring="sum",
-        max_tokens=8192, json=quiet,
+        max_tokens=DEFAULT_MAX_TOKENS, json=quiet,
     )  # fmt: skip
     tmp = db.with_name(db.name + ".building")
     out = []
@@ -188,6 +189,26 @@ def build_demo(db: Path, limit: int, cache_dir: Path | None, quiet: bool) -> lis
         for task in DEMO_TASKS:
             out.append(_collect_one(args, store, lm, task, "generated", limit))
     tmp.rename(db)  # the demo store appears only once it is whole
+    build_demo_saes(db, quiet)
+    return out
+
+
+def build_demo_saes(db: Path, quiet: bool) -> list[dict[str, Any]]:
+    """Train the demo's SAEs: one per run at DEMO_TOKEN_LAYERS, where none is saved yet (a small budget)."""
+    from tqdm import tqdm
+
+    from wif_core.sae import available
+    from wif_core.sae.train import DEMO_SAMPLES, TrainConfig, train_run_sae
+    from wif_core.store import Store
+
+    layer, out = int(DEMO_TOKEN_LAYERS), []
+    with Store.open(db) as store:
+        todo = [r for r in store.run_ids() if layer in store.run(r).token_layers and layer not in available(db, r)]
+        for run_id in todo:
+            with tqdm(total=DEMO_SAMPLES, desc=f"SAE {run_id.split('--')[1]}", unit="tok",
+                      disable=quiet or not sys.stderr.isatty()) as bar:  # fmt: skip
+                result = train_run_sae(store, run_id, layer, TrainConfig(samples=DEMO_SAMPLES), bar.update)
+            out.append({"run_id": run_id, "layer": layer, "explained_variance": result.explained_variance})
     return out
 
 
@@ -212,6 +233,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if not args.json:
             for b in built:
                 print(f"built {b['run_id']}: {b['n_items']} items")
+    else:
+        build_demo_saes(db, args.json)  # a demo store from before SAEs were part of it
     if args.no_app:
         from wif_core.store import Store
 
@@ -291,6 +314,87 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sae_train(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from tqdm import tqdm
+
+    from wif_core.sae.train import TrainConfig, train_run_sae
+    from wif_core.store import Store
+
+    cfg = TrainConfig(arch=args.arch, width=args.width, k=args.k, samples=args.samples, batch=args.batch, lr=args.lr,
+                      seed=args.seed, splits=tuple(s for s in args.splits.split(",") if s))  # fmt: skip
+    cfg.check()
+    with Store.open(args.db) as store:
+        with tqdm(desc="training SAE", unit="tok", disable=args.json or not sys.stderr.isatty()) as bar:
+            r = train_run_sae(store, args.run, args.layer, cfg, bar.update)
+    _emit(args, asdict(r), f"trained a {r.arch} SAE ({r.width} features, k={r.k}) on {r.n_tokens} tokens of "
+          f"{r.n_items} {'/'.join(r.splits)} items in {r.seconds:.1f} s; on {r.n_eval_tokens} held-out {r.eval_split} "
+          f"tokens: explained variance {r.explained_variance:.3f} (untrained "
+          f"{r.untrained['explained_variance']:.3f}), MSE {r.mse:.4g}, mean L0 {r.mean_l0:.1f}, "
+          f"dead {r.dead_fraction:.0%}; saved to {r.path}")  # fmt: skip
+    return 0
+
+
+def cmd_sae_add(args: argparse.Namespace) -> int:
+    from wif_core.sae.load import add_sae
+    from wif_core.store import Store
+
+    with Store.open(args.db) as store:
+        r = add_sae(store, args.run, args.layer, args.sae)
+    _emit(args, r, f"added {r['source']} ({r['arch']}, {r['width']} features) as run {r['run_id']}'s SAE at layer "
+          f"{r['layer']}: explained variance {r['explained_variance']:.3f}, mean L0 {r['mean_l0']:.1f} on the run's "
+          f"{r['n_eval_tokens']} tokens" + (f"; note: {r['note']}" if r["note"] else ""))  # fmt: skip
+    return 0
+
+
+def cmd_sae_list(args: argparse.Namespace) -> int:
+    from wif_core.sae import available, sae_info
+    from wif_core.store import Store
+
+    with Store.open(args.db) as store:
+        run_ids = [store.run(args.run).run_id] if args.run else store.run_ids()
+    rows = []
+    for run_id in run_ids:
+        for layer, path in available(args.db, run_id).items():
+            info = sae_info(path)
+            m = info.metrics
+            rows.append({"run_id": run_id, "layer": layer, "path": str(path), "arch": info.architecture,
+                         "width": info.d_sae, "d_in": info.d_in, "source": m.get("source", "?"),
+                         "explained_variance": m.get("explained_variance"), "mean_l0": m.get("mean_l0"),
+                         "n_tokens": m.get("n_tokens")})  # fmt: skip
+    text = "\n".join(f"{r['run_id']}  L{r['layer']}  {r['arch']} {r['width']}  EV {r['explained_variance'] or float('nan'):.3f}"
+                     f"  L0 {r['mean_l0'] or float('nan'):.1f}  {r['path']}" for r in rows)  # fmt: skip
+    _emit(args, rows, text or f"no SAEs beside {args.db}; train one with `wif sae train --run RUN_ID --layer L`")
+    return 0
+
+
+def cmd_sae_diff(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from wif_core.sae.diff import run_diff
+    from wif_core.store import Store
+
+    with Store.open(args.db) as store:
+        with tqdm(desc="encoding", unit="item", disable=args.json or not sys.stderr.isatty()) as bar:
+            d = run_diff(store, args.run, args.layer, top=args.top, by=args.by, n_contexts=args.contexts,
+                         level=args.level, n_resamples=args.resamples, seed=args.seed, path=args.sae,
+                         progress=bar.update)  # fmt: skip
+    if args.json:
+        _emit(args, [f.summary(contexts=bool(args.contexts)) for f in d.features], "")
+        return 0
+    print(f"{d.run_id} L{d.layer}: {d.n_live} live features of {d.d_sae} ({d.n_dead} dead); train split "
+          f"{d.n_train_failed} failed / {d.n_train_success} successful items; ranked by {d.rank_by}")  # fmt: skip
+    print(
+        f"{'#':>3} {'feature':>7} {'freq_fail':>9} {'freq_ok':>8} {'effect':>7} {'AUC':>6} {'CI':>15} {'AUC test':>8}"
+    )
+    for f in d.features:
+        test = "—" if f.auc_test is None else f"{f.auc_test:.3f}"
+        print(f"{f.rank:>3} {f.feature:>7} {f.freq_fail:>9.2f} {f.freq_success:>8.2f} {f.effect:>+7.2f} {f.auc:>6.3f} "
+              f"[{f.ci_low:.3f}, {f.ci_high:.3f}] {test:>8}  {f.contexts[0].snippet() if f.contexts else ''}")  # fmt: skip
+    return 0
+
+
 def _fractions(text: str) -> list[float]:
     try:
         parts = [float(x) for x in text.split(",")]
@@ -325,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=None, help="items per outcome in the balanced splits (default: all)")
     p.add_argument("--fractions", type=_fractions, default=[0.5, 0.25, 0.25], help="train,val,test fractions")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-tokens", type=int, default=8192, help="padded tokens per forward batch")
+    p.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="padded tokens per forward batch")
     p.add_argument("--cache-dir", default=None, help="where converted model copies are cached")
     p.set_defaults(func=cmd_collect)
 
@@ -366,6 +470,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-cache", action="store_true")
     p.set_defaults(func=cmd_reproduce)
+
+    sae = sub.add_parser("sae", help="sparse autoencoders: train, add, list, and diff features of failures")
+    sae_sub = sae.add_subparsers(dest="sae_command", required=True)
+    p = common(sae_sub.add_parser("train", help="train an SAE (sae-lens) on a run's train-split token activations"))
+    p.add_argument("--run", required=True)
+    p.add_argument("--layer", type=int, required=True, help="a layer collected with --token-layers")
+    p.add_argument("--arch", choices=["topk", "jumprelu"], default="topk")
+    p.add_argument("--width", type=int, default=None, help="features (default 8 × the model's width)")
+    p.add_argument("--k", type=int, default=32, help="active features per token (jumprelu: the target L0)")
+    p.add_argument("--samples", type=int, default=None, help="token vectors to train on, with repeats "
+                   "(default 20 passes, 20k..300k)")  # fmt: skip
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--splits", default="train", help="the splits whose items train it (default train only)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sae_train)
+
+    p = common(sae_sub.add_parser("add", help="use a pretrained SAE (RELEASE:SAE_ID) or an SAE directory for a run"))
+    p.add_argument("--run", required=True)
+    p.add_argument("--layer", type=int, required=True)
+    p.add_argument("--sae", required=True, help="RELEASE:SAE_ID of sae-lens's pretrained SAEs, or a directory")
+    p.set_defaults(func=cmd_sae_add)
+
+    p = common(sae_sub.add_parser("list", help="the SAEs beside a store"))
+    p.add_argument("--run", default=None)
+    p.set_defaults(func=cmd_sae_list)
+
+    p = common(sae_sub.add_parser("diff", help="which SAE features separate failures from successes"))
+    p.add_argument("--run", required=True)
+    p.add_argument("--layer", type=int, required=True)
+    p.add_argument("--top", type=int, default=20, help="features to report")
+    p.add_argument("--by", choices=["auc", "effect"], default="auc", help="rank by |AUC − 0.5| or by |effect|")
+    p.add_argument("--contexts", type=int, default=3, help="top-activating contexts per feature")
+    p.add_argument("--sae", default=None, help="an SAE directory (default: the run's SAE beside the store)")
+    p.add_argument("--level", type=float, default=0.999)
+    p.add_argument("--resamples", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sae_diff)
 
     p = common(sub.add_parser("demo", help=f"build {DEMO_DB} if absent, then open the dashboard"))
     p.add_argument("--limit", type=int, default=120, help="items per generated task")

@@ -1,6 +1,6 @@
 """Explainers: one protocol, one registry; importing this package registers them all."""
 
-from wif_core.explainers import attention_probe, baselines, probe  # noqa: F401 - registration
+from wif_core.explainers import attention_probe, baselines, probe, sae  # noqa: F401 - registration
 from wif_core.explainers.base import REGISTRY, TIER_NOTES, TIERS, Explainer, RunFacts, View, get_explainer, register
 
 __all__ = ["REGISTRY", "TIERS", "TIER_NOTES", "Explainer", "RunFacts", "View", "get_explainer", "register"]

@@ -104,6 +104,7 @@ class RunFacts:
     token_layers: list[int]
     has_scores: bool
     other_runs: list[str]
+    store_path: str | None = None  # where the store lives: explainers that read files beside it (SAEs) need it
 
 
 class Explainer:
@@ -138,6 +139,15 @@ class Explainer:
     def default_settings(cls, run: RunFacts) -> list[dict[str, Any]]:
         """The settings `--all` tries on a run (one dict of __init__ kwargs per variant)."""
         return [{}]
+
+    @classmethod
+    def resolve_settings(cls, run: RunFacts, layer: int | None, settings: dict[str, Any]) -> dict[str, Any]:
+        """The settings to fit with, filled in from the run (e.g. which SAE file and its version).
+
+        Called by ``evaluate`` before the result-cache key is made, so what is filled in here
+        is part of the key and is recorded with the result.
+        """
+        return settings
 
     # -- the protocol ------------------------------------------------------------------
     def fit(self, train: View, y_train: np.ndarray, val: View, y_val: np.ndarray) -> Explainer:

@@ -37,7 +37,7 @@ class RunData:
         )
         facts = RunFacts(
             run_id, run.task, get_task(run.task).n_choices, list(run.layers), list(run.sites), list(run.token_layers),
-            bool(has_scores), [r.run_id for r in others],
+            bool(has_scores), [r.run_id for r in others], str(store.path),
         )  # fmt: skip
         data = cls(store, facts, frame)
         data.check()

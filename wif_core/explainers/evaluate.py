@@ -138,6 +138,7 @@ def evaluate(
     why_not = cls.applicable(data.facts, layer, site)
     if why_not:
         raise InputError(why_not)
+    settings = cls.resolve_settings(data.facts, layer, dict(settings))
     described = {"layer": layer, "site": site, "seed": seed, **settings}
     key = _key(data, name, described, level, n_resamples)
     if cache is not None and (hit := cache.get(key)) is not None:

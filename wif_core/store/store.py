@@ -439,6 +439,19 @@ class Store:
         d = run.d_model or 0
         return [r[0] for r in rows], [np.frombuffer(r[2], dtype=dtype).reshape(r[1], d) for r in rows]
 
+    def token_item_ids(self, run_id: str, layer: int) -> list[str]:
+        """The items that have per-token activations at ``layer``, in item order (no vectors read)."""
+        rows = (
+            self._cur()
+            .execute(
+                """SELECT a.item_id FROM token_activations a JOIN items i USING (run_id, item_id)
+               WHERE a.run_id = ? AND a.layer = ? ORDER BY i.position""",
+                [run_id, layer],
+            )
+            .fetchall()
+        )
+        return [r[0] for r in rows]
+
     def tokens(self, run_id: str, item_id: str) -> dict[str, tuple[list[str], list[int], int]]:
         rows = (
             self._cur()

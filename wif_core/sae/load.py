@@ -1,0 +1,135 @@
+"""Load an SAE through sae-lens: a local directory in sae-lens's saved format, or a pretrained
+release by name (``RELEASE:SAE_ID``, e.g. ``gemma-scope-2b-pt-res-canonical:layer_12/width_16k/canonical``).
+
+Weights are read from safetensors (or numpy ``.npz`` without pickle, as Gemma Scope ships them);
+releases whose sae-lens loader unpickles ``.pt`` files are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+from wif_core.errors import InputError
+from wif_core.sae.paths import CFG_FILE, WEIGHTS_FILE, is_sae_dir
+
+log = logging.getLogger(__name__)
+
+# sae-lens conversion functions that read pickled weights (torch.load): refused, since wif never unpickles
+PICKLE_LOADERS = frozenset({"connor_rob_hook_z", "goodfire", "deepseek_r1", "qwen_scope", "dictionary_learning_1"})
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def is_release_spec(spec: str) -> bool:
+    """Whether ``spec`` names a pretrained release (``RELEASE:SAE_ID``) rather than a directory."""
+    return ":" in spec and not Path(spec).exists() and not spec.startswith((".", "/", "~"))
+
+
+def load_sae(spec: str | Path, device: str = "cpu") -> Any:
+    """An inference SAE (sae-lens ``SAE``) from a directory or a ``RELEASE:SAE_ID``; one-line errors."""
+    text = str(spec)
+    if is_release_spec(text):
+        release, sae_id = text.split(":", 1)
+        return _from_pretrained(release, sae_id, device)
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        raise InputError(f"no SAE at {path}; train one with `wif sae train`, or give a directory in sae-lens format "
+                         "or a pretrained RELEASE:SAE_ID")  # fmt: skip
+    if not is_sae_dir(path):
+        raise InputError(f"{path} is not an SAE in sae-lens format (it needs {CFG_FILE} and {WEIGHTS_FILE})")
+    from sae_lens import SAE
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sae = SAE.load_from_disk(str(path), device=device, dtype="float32")
+    except Exception as exc:  # sae-lens raises many kinds for a bad config or weights file
+        raise InputError(f"cannot load the SAE at {path}: {_one_line(exc)}") from None
+    return sae.eval()
+
+
+def _from_pretrained(release: str, sae_id: str, device: str) -> Any:
+    from sae_lens import SAE
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    known = get_pretrained_saes_directory().get(release)
+    if known is not None and known.conversion_func in PICKLE_LOADERS:
+        raise InputError(f"SAE release '{release}' ships pickled weights ({known.conversion_func}); wif reads only "
+                         "safetensors: convert it and pass its directory")  # fmt: skip
+    if known is None and "/" not in release:
+        raise InputError(f"unknown SAE release '{release}'; see sae-lens's pretrained SAEs list, or give a directory")
+    if known is not None and sae_id not in known.saes_map:
+        ids = ", ".join(list(known.saes_map)[:4])
+        raise InputError(f"release '{release}' has no SAE '{sae_id}' (it has e.g. {ids}, …)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sae = SAE.from_pretrained(release, sae_id, device=device, dtype="float32")
+    except Exception as exc:  # network, hub and format errors alike
+        raise InputError(f"cannot load SAE {release}:{sae_id}: {_one_line(exc)}") from None
+    return sae.eval()
+
+
+def check_width(sae: Any, d_model: int | None, run_id: str, source: str) -> None:
+    """Refuse an SAE whose input width is not the run's activation width, in one line."""
+    d_in = int(sae.cfg.d_in)
+    if d_model is not None and d_in != int(d_model):
+        raise InputError(f"the SAE {source} reads vectors of width {d_in}, but run {run_id}'s activations have width "
+                         f"{d_model}: use an SAE trained on this model's residual stream")  # fmt: skip
+
+
+def hook_note(sae: Any, layer: int) -> str | None:
+    """A warning when a pretrained SAE's hook is not the residual stream after block ``layer``, else None.
+
+    wif's layer L is the residual stream after block L (1-based), TransformerLens's
+    ``blocks.{L-1}.hook_resid_post``.
+    """
+    hook = getattr(sae.cfg.metadata, "hook_name", None) if getattr(sae.cfg, "metadata", None) else None
+    expected = f"blocks.{layer - 1}.hook_resid_post"
+    if hook and hook != expected:
+        return f"this SAE was trained on {hook}; wif's layer {layer} is {expected}"
+    return None
+
+
+def add_sae(store: Any, run_id: str, layer: int, spec: str) -> dict[str, Any]:
+    """Copy an SAE (pretrained ``RELEASE:SAE_ID`` or a directory) beside the store as the run's SAE at
+    ``layer``, after checking its width; record how well it reconstructs the run's tokens."""
+    import json
+
+    import numpy as np
+
+    from wif_core.sae.codes import kept_tokens, reconstruction, run_codes, sink_threshold
+    from wif_core.sae.paths import CODES_FILE, METRICS_FILE, sae_dir
+
+    run = store.run(run_id)
+    if layer not in run.token_layers:
+        raise InputError(f"run {run_id} has no per-token activations at layer {layer} (it has "
+                         f"{run.token_layers or 'none'}); collect with --token-layers {layer}")  # fmt: skip
+    sae = load_sae(spec)
+    check_width(sae, run.d_model, run_id, spec)
+    _, tokens = store.token_activations(run_id, layer)
+    X = np.concatenate([t.astype(np.float32) for t in tokens]) if tokens else np.zeros((0, int(sae.cfg.d_in)))
+    max_norm = sink_threshold(X)
+    kept = X[kept_tokens(X, max_norm)]
+    fit = reconstruction(sae, kept)
+    out = sae_dir(store.path, run_id, layer)
+    if out.resolve() != Path(spec).expanduser().resolve():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CODES_FILE).unlink(missing_ok=True)
+        sae.save_model(str(out))
+    result = {
+        "run_id": run_id, "layer": layer, "path": str(out), "source": spec, "arch": sae.cfg.architecture(),
+        "width": int(sae.cfg.d_sae), "d_in": int(sae.cfg.d_in), "n_tokens": len(kept), "n_sink_tokens": len(X) - len(kept),
+        "max_norm": max_norm, "eval_split": "all", "n_eval_tokens": fit["n_tokens"],
+        "explained_variance": fit["explained_variance"], "mse": fit["mse"], "mean_l0": fit["mean_l0"],
+        "dead_fraction": fit["dead_fraction"], "note": hook_note(sae, layer),
+    }  # fmt: skip
+    (out / METRICS_FILE).write_text(json.dumps(result, indent=1, default=float))
+    run_codes(store, run_id, layer)
+    return result
