@@ -48,6 +48,20 @@ def matmul_flops(n: int = 1024, reps: int = 30) -> float:
     return best
 
 
+def shaped_matmul_flops(m: int, k: int, n: int, reps: int = 30) -> float:
+    """FLOP/s of an ``[m, k] @ [k, n]`` fp32 matmul (e.g. a model's own layer shapes)."""
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * m * k * n * reps / (time.perf_counter() - t))
+    return best
+
+
 def write_section(name: str, body: str) -> None:
     """Replace (or append) the section between the markers for ``name`` in docs/BENCHMARKS.md."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
