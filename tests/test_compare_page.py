@@ -225,3 +225,25 @@ def test_missing_store_shows_a_one_line_error(script: str, tmp_path: Path, monke
     at = _run(script)
     assert not at.exception
     assert len(at.error) == 1 and "no store at" in at.error[0].value and "\n" not in at.error[0].value
+
+
+def test_demo_prefit_serves_the_first_visit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`wif demo` pre-fits the page's default selection: the first visit then fits nothing."""
+    from wif_core.cli import prefit_demo
+    from wif_core.explainers.base import Explainer
+
+    db = tmp_path / "demo.duckdb"
+    make_synthetic_store(db, with_sae=False)
+    assert prefit_demo(db) > 0
+    monkeypatch.setenv("WIF_DB", str(db))
+
+    def no_fitting(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the page fitted an explainer the demo had already fitted")
+
+    for cls in REGISTRY.values():
+        monkeypatch.setattr(cls, "fit", no_fitting)
+    monkeypatch.setattr(Explainer, "fit", no_fitting)
+    at = _run(COMPARE, run=COLLECTED_RUN)
+    assert not at.exception
+    table = next(df.value for df in at.dataframe if "AUC" in df.value.columns)
+    assert set(DEFAULT_LABELS) <= set(table["label"])

@@ -26,7 +26,7 @@ from wif_core.explainers.data import RunData
 ROLES = {"input": "headline", "output": "baseline", "gold": "diagnostic"}
 INTERNALS = ("probe", "probe-paper", "probe-all-layers", "attention-probe", "sae")
 TEXT_BASELINES = ("surface", "text")
-DEFAULT_NAMES = ("probe-paper", "surface", "text", "confidence", "label-prior")
+DEFAULT_NAMES = ev.DEFAULT_COMPARISON
 ALL = "all"
 
 

@@ -190,7 +190,27 @@ def build_demo(db: Path, limit: int, cache_dir: Path | None, quiet: bool) -> lis
             out.append(_collect_one(args, store, lm, task, "generated", limit))
     tmp.rename(db)  # the demo store appears only once it is whole
     build_demo_saes(db, quiet)
+    prefit_demo(db)
     return out
+
+
+def prefit_demo(db: Path) -> int:
+    """Fit the comparison page's default explainers on every demo run into the result cache,
+    so a workshop audience's first visit is instant. Returns how many results were fitted."""
+    from wif_core.explainers.data import RunData
+    from wif_core.explainers.evaluate import DEFAULT_COMPARISON, ResultCache, evaluate_all
+    from wif_core.store import Store
+
+    n = 0
+    with Store.open(db) as store:
+        for run_id in store.run_ids():
+            try:
+                data = RunData.load(store, run_id)
+            except WifError as exc:  # a run too small to evaluate: the page says why
+                log.warning("not pre-fitting %s: %s", run_id, exc)
+                continue
+            n += len(evaluate_all(data, list(DEFAULT_COMPARISON), cache=ResultCache.beside(db)))
+    return n
 
 
 def build_demo_saes(db: Path, quiet: bool) -> list[dict[str, Any]]:

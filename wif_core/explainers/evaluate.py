@@ -26,6 +26,8 @@ from wif_core.metrics.auc import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 
 log = logging.getLogger(__name__)
 RESULTS_VERSION = 1
+# What the comparison page shows first, and what `wif demo` fits ahead of time.
+DEFAULT_COMPARISON = ("probe-paper", "surface", "text", "confidence", "label-prior")
 
 # The paper's reported test AUCs: last-token logistic probes on Gemma-2 2B (26 blocks).
 PAPER_MODEL_LAYERS = 26
