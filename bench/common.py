@@ -35,21 +35,12 @@ def machine() -> str:
 
 
 def matmul_flops(n: int = 1024, reps: int = 30) -> float:
-    """Dense fp32 matmul FLOP/s on this machine now (best of three timed blocks)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    best = 0.0
-    for _ in range(3):
-        t = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t))
-    return best
+    """Dense fp32 matmul FLOP/s on this machine now (square ``n``; best of three timed blocks)."""
+    return shaped_matmul_flops(n, n, n, reps)
 
 
 def shaped_matmul_flops(m: int, k: int, n: int, reps: int = 30) -> float:
-    """FLOP/s of an ``[m, k] @ [k, n]`` fp32 matmul (e.g. a model's own layer shapes)."""
+    """FLOP/s of an ``[m, k] @ [k, n]`` fp32 matmul (best of three timed blocks)."""
     a, b = torch.randn(m, k), torch.randn(k, n)
     for _ in range(3):
         a @ b

@@ -112,3 +112,36 @@ def demo_db(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
     build_demo(path, limit=40, cache_dir=None, quiet=True)
     return path
+
+
+# ---- app tier: a synthetic store (no model) and empty Streamlit caches ----------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic_db(tmp_path_factory) -> Path:
+    """tests/store_factory.py's synthetic store, one per test module (pages write result caches beside it)."""
+    from store_factory import make_synthetic_store
+
+    path = tmp_path_factory.mktemp("store") / "synthetic.duckdb"
+    make_synthetic_store(path)
+    return path
+
+
+@pytest.fixture
+def fresh_st_caches(monkeypatch):
+    """Streamlit caches the store and its reads per process: each app test starts and ends with them empty."""
+    import streamlit as st
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # pages import `ui` from the root
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()  # closes the cached read-only Store
+
+
+@pytest.fixture
+def wif_db(synthetic_db, monkeypatch) -> Path:
+    """The synthetic store, as the app's store (``WIF_DB``)."""
+    monkeypatch.setenv("WIF_DB", str(synthetic_db))
+    return synthetic_db

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from store_factory import COLLECTED_RUN, IMPORTED_RUN, N_ITEMS, N_OTHER, OTHER_RUN, SEARCH_WORD, make_synthetic_store
+from store_factory import COLLECTED_RUN, IMPORTED_RUN, N_ITEMS, N_OTHER, OTHER_RUN, SEARCH_WORD
 from streamlit.testing.v1 import AppTest
 
 from wif_core.store import Store
@@ -16,28 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OVERVIEW, FAILURES, APP = (str(ROOT / p) for p in ("pages/overview.py", "pages/failures.py", "app.py"))
 
 
-@pytest.fixture(scope="module")
-def synthetic_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("store") / "synthetic.duckdb"
-    make_synthetic_store(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The store and its reads are cached per process, so every test starts and ends with empty caches."""
-    monkeypatch.syspath_prepend(str(ROOT))  # the pages import the `ui` package from the repository root
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()  # closes the cached read-only Store
-
-
-@pytest.fixture
-def wif_db(synthetic_db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("WIF_DB", str(synthetic_db))
-    return synthetic_db
+pytestmark = pytest.mark.usefixtures("fresh_st_caches")
 
 
 def _run(script: str, **query: str) -> AppTest:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +21,7 @@ COMPARE, REPRODUCE = (str(ROOT / p) for p in ("pages/compare.py", "pages/reprodu
 DEFAULT_LABELS = ["probe-paper L2 last", "probe-paper L4 last", "surface", "text", "confidence", "label-prior"]
 
 
-@pytest.fixture(scope="module")
-def synthetic_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("store") / "synthetic.duckdb"
-    make_synthetic_store(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The store, run data and fits are cached per process, so every test starts and ends with empty caches."""
-    monkeypatch.syspath_prepend(str(ROOT))  # the pages import the `ui` package from the repository root
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-@pytest.fixture
-def wif_db(synthetic_db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("WIF_DB", str(synthetic_db))
-    return synthetic_db
+pytestmark = pytest.mark.usefixtures("fresh_st_caches")
 
 
 def _run(script: str, **query: Any) -> AppTest:

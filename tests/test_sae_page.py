@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import streamlit as st
 import torch
 from store_factory import COLLECTED_RUN, IMPORTED_RUN, SAE_WIDTH, SIGNAL_LAYER, make_synthetic_store
 from streamlit.testing.v1 import AppTest
@@ -20,27 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGE, APP = str(ROOT / "pages" / "sae.py"), str(ROOT / "app.py")
 
 
-@pytest.fixture(scope="module")
-def synthetic_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("store") / "synthetic.duckdb"
-    make_synthetic_store(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.syspath_prepend(str(ROOT))  # the pages import the `ui` package from the repository root
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-@pytest.fixture
-def wif_db(synthetic_db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("WIF_DB", str(synthetic_db))
-    return synthetic_db
+pytestmark = pytest.mark.usefixtures("fresh_st_caches")
 
 
 def _run(script: str = PAGE, **query: Any) -> AppTest:

@@ -400,9 +400,7 @@ class Store:
             )
             .fetchall()
         )
-        if item_ids is not None:
-            wanted = {i: n for n, i in enumerate(item_ids)}
-            rows = sorted((r for r in rows if r[0] in wanted), key=lambda r: wanted[r[0]])
+        rows = _in_order(rows, item_ids)
         dtype = np.dtype(run.act_dtype).newbyteorder("<")
         d = run.d_model or 0
         ids = [r[0] for r in rows]
@@ -432,9 +430,7 @@ class Store:
             )
             .fetchall()
         )
-        if item_ids is not None:
-            wanted = {i: n for n, i in enumerate(item_ids)}
-            rows = sorted((r for r in rows if r[0] in wanted), key=lambda r: wanted[r[0]])
+        rows = _in_order(rows, item_ids)
         dtype = np.dtype(run.act_dtype).newbyteorder("<")
         d = run.d_model or 0
         return [r[0] for r in rows], [np.frombuffer(r[2], dtype=dtype).reshape(r[1], d) for r in rows]
@@ -470,6 +466,14 @@ class Store:
             q = f"SELECT count(*) FROM {table} WHERE run_id = ?"  # noqa: S608 - fixed names
             out[table] = int(self._cur().execute(q, [run_id]).fetchone()[0])  # type: ignore[index]
         return out
+
+
+def _in_order(rows: list[Any], item_ids: Sequence[str] | None) -> list[Any]:
+    """Rows keyed by their first column, kept to ``item_ids`` and in that order (all rows if None)."""
+    if item_ids is None:
+        return rows
+    wanted = {i: n for n, i in enumerate(item_ids)}
+    return sorted((r for r in rows if r[0] in wanted), key=lambda r: wanted[r[0]])
 
 
 def _run_value(run: RunInfo, col: str) -> Any:
