@@ -421,32 +421,21 @@ class Store:
                 f"run {run_id} has no per-token activations at layer {layer} (it has {run.token_layers or 'none'}); "
                 "collect with --token-layers"
             )
-        rows = (
-            self._cur()
-            .execute(
-                """SELECT a.item_id, a.n_tokens, a.vec FROM token_activations a JOIN items i USING (run_id, item_id)
-               WHERE a.run_id = ? AND a.layer = ? ORDER BY i.position""",
-                [run_id, layer],
-            )
-            .fetchall()
-        )
-        rows = _in_order(rows, item_ids)
+        rows = _in_order(self._token_rows(run_id, layer, with_vectors=True), item_ids)
         dtype = np.dtype(run.act_dtype).newbyteorder("<")
         d = run.d_model or 0
         return [r[0] for r in rows], [np.frombuffer(r[2], dtype=dtype).reshape(r[1], d) for r in rows]
 
     def token_item_ids(self, run_id: str, layer: int) -> list[str]:
         """The items that have per-token activations at ``layer``, in item order (no vectors read)."""
-        rows = (
-            self._cur()
-            .execute(
-                """SELECT a.item_id FROM token_activations a JOIN items i USING (run_id, item_id)
-               WHERE a.run_id = ? AND a.layer = ? ORDER BY i.position""",
-                [run_id, layer],
-            )
-            .fetchall()
-        )
-        return [r[0] for r in rows]
+        return [r[0] for r in self._token_rows(run_id, layer, with_vectors=False)]
+
+    def _token_rows(self, run_id: str, layer: int, with_vectors: bool) -> list[Any]:
+        """(item_id[, n_tokens, vec]) of the per-token activations at ``layer``, in item order."""
+        cols = "a.item_id, a.n_tokens, a.vec" if with_vectors else "a.item_id"
+        sql = f"""SELECT {cols} FROM token_activations a JOIN items i USING (run_id, item_id)
+                  WHERE a.run_id = ? AND a.layer = ? ORDER BY i.position"""  # noqa: S608 - fixed column lists
+        return self._cur().execute(sql, [run_id, layer]).fetchall()
 
     def tokens(self, run_id: str, item_id: str) -> dict[str, tuple[list[str], list[int], int]]:
         rows = (

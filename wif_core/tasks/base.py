@@ -53,7 +53,9 @@ class TaskSpec:
 
 
 TASKS: dict[str, TaskSpec] = {
-    "piqa": TaskSpec("piqa", "two_choice", 2, "baber/piqa", None, "PIQA physical commonsense"),  # parquet mirror: no script
+    "piqa": TaskSpec(
+        "piqa", "two_choice", 2, "baber/piqa", None, "PIQA physical commonsense"
+    ),  # parquet mirror: no script
     "boolq": TaskSpec("boolq", "yes_no", 2, "google/boolq", None, "BoolQ yes/no passage QA"),
     "winogrande": TaskSpec(
         "winogrande", "fill_blank", 2, "allenai/winogrande", "winogrande_xl", "WinoGrande coreference"

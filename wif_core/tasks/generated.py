@@ -456,7 +456,5 @@ def generate(task: str, n: int = 400, seed: int = 0) -> list[TaskItem]:
         else:
             misses += 1
             if misses > _RETRIES:
-                raise InputError(
-                    f"{task} made only {len(items)} distinct items of the {count} asked; ask for fewer"
-                )
+                raise InputError(f"{task} made only {len(items)} distinct items of the {count} asked; ask for fewer")
     return items

@@ -220,10 +220,10 @@ def read_outcome_file(task: str, path: Path) -> Iterator[tuple[TaskItem, RecordO
 
 def read_local(task: str, path: Path, limit: int | None = None) -> list[TaskItem]:
     """Items from a local file: the original layout (JSON list or JSONL) or an outcome file/dir."""
-    if path.is_dir() or is_outcome_layout(read_json_records(path)):
+    doc = None if path.is_dir() else read_json_records(path)
+    if doc is None or is_outcome_layout(doc):
         items = [it for f in outcome_files(path) for it, _ in read_outcome_file(task, f)]
     else:
-        doc = read_json_records(path)
         if isinstance(doc, dict):
             doc = doc.get("data", doc.get("items"))
         if not isinstance(doc, list):
