@@ -110,6 +110,7 @@ def test_import_reports_piqa_leakage(tmp_path, capsys):
         (["collect", "--model", "smollm2-135m", "--task", "nope"], "unknown task 'nope'"),
         (["collect", "--model", "not-a-model", "--task", "piqa"], "unknown model 'not-a-model'"),
         (["items", "--run", "nope"], "no store at"),
+        (["migrate"], "no store at"),
     ],
 )
 def test_errors_are_one_line(tmp_path, capsys, argv, message):

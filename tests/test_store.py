@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from wif_core.errors import StoreError
-from wif_core.store import OutcomeRow, RunInfo, Store
+from wif_core.store import AttributionRow, OutcomeRow, RunInfo, Store
 from wif_core.tasks.base import TaskItem
 
 
@@ -74,7 +74,7 @@ def test_other_schema_version_and_non_duckdb_files(tmp_path):
     con = duckdb.connect(str(path))
     con.execute("UPDATE wif_meta SET value = '99' WHERE key = 'schema_version'")
     con.close()
-    with pytest.raises(StoreError, match="schema version 99; this wif reads version 1"):
+    with pytest.raises(StoreError, match="schema version 99; this wif reads version 2"):
         Store.open(path)
     junk = tmp_path / "junk.duckdb"
     junk.write_text("hello")
@@ -98,3 +98,41 @@ def test_search_is_a_parameter(tmp_path):
         assert len(store.items("r1", search="'; DROP TABLE runs; --")) == 0
         assert store.run_ids() == ["r1"]
         assert len(store.items("r1", outcome="incorrect")) == 3
+
+
+def test_version_1_store_is_migrated_in_place_and_keeps_its_data(tmp_path):
+    path = tmp_path / "s.duckdb"
+    _store(path).close()
+    con = duckdb.connect(str(path))  # what a wif of schema 1 wrote: no attributions table
+    con.execute("DROP TABLE attributions")
+    con.execute("UPDATE wif_meta SET value = '1' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(StoreError, match="schema version 1; .*`wif migrate --db"):
+        Store.open(path)  # the app opens read-only and must not write
+    Store.open(path, write=True).close()
+    with Store.open(path) as store:
+        assert store.run_ids() == ["r1"] and store.counts("r1")["items"] == 4
+        assert store.attributions("r1") == []
+
+
+def test_attributions_roundtrip_replace_and_delete(tmp_path):
+    store = _store(tmp_path / "s.duckdb")
+    store.write_outcomes("r1", [OutcomeRow(f"i{j}", 0, j % 2 == 0) for j in range(4)])
+
+    def row(item: str, method: str, scale: float) -> AttributionRow:
+        return AttributionRow(item, method, 1, 0, ["a", "b"], ["context", "wrong"], [scale, -1.0], 0.5, scale - 1.0,
+                              layer_profile=[0.1, 0.9], deletion={"k": [0, 1], "top": [0.5, 0.0], "random": [0.5, 0.3]},
+                              faithfulness=0.15, seconds=0.01, config={"steps": 8})  # fmt: skip
+
+    store.write_attributions("r1", [row("i2", "grad_x_input", 1.0), row("i0", "grad_x_input", 2.0)])
+    store.write_attributions("r1", [row("i0", "grad_x_input", 3.0), row("i0", "attnlrp", 4.0)])  # replaces i0
+    got = store.attributions("r1", "grad_x_input")
+    assert [(a.item_id, a.scores[0]) for a in got] == [("i0", 3.0), ("i2", 1.0)]  # item order, replaced once
+    assert got[0].deletion == {"k": [0, 1], "top": [0.5, 0.0], "random": [0.5, 0.3]} and got[0].config == {"steps": 8}
+    assert len(store.attributions("r1")) == 3 and store.attributions("r1", item_ids=["i2"])[0].method == "grad_x_input"
+    counts = store.attribution_counts("r1")
+    assert counts["n"].sum() == 3 and set(counts["method"]) == {"attnlrp", "grad_x_input"}
+    with pytest.raises(StoreError, match="no run 'zz'"):
+        store.write_attributions("zz", [row("i0", "attnlrp", 1.0)])
+    store.delete_run("r1")
+    assert store.attributions("r1") == []

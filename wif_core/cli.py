@@ -264,6 +264,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _launch_app(str(db), args.port, args.headless)
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from wif_core.store import SCHEMA_VERSION, Store
+
+    if not Path(args.db).exists():
+        raise InputError(f"no store at {args.db}; --db must name an existing wif store")
+    with Store.open(args.db, write=True):  # opening for writing upgrades an older schema in place
+        pass
+    _emit(args, {"db": args.db, "schema_version": SCHEMA_VERSION}, f"{args.db}: store schema version {SCHEMA_VERSION}")
+    return 0
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     return _launch_app(args.db, args.port, args.headless)
 
@@ -536,6 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--headless", action="store_true")
     p.add_argument("--cache-dir", default=None)
     p.set_defaults(func=cmd_demo)
+
+    p = common(sub.add_parser("migrate", help="upgrade a store written by an older wif, in place"))
+    p.set_defaults(func=cmd_migrate)
 
     p = common(sub.add_parser("app", help="open the dashboard on a store"))
     p.add_argument("--port", type=int, default=None)

@@ -1,6 +1,34 @@
-"""The store's schema. Bump SCHEMA_VERSION on any change; stores of another version are refused."""
+"""The store's schema. Bump SCHEMA_VERSION on any change and add the step to MIGRATIONS.
 
-SCHEMA_VERSION = 1
+Older stores are upgraded in place by ``wif migrate`` (or any command that opens them for
+writing); the app, which opens stores read-only, asks for that instead of guessing.
+"""
+
+SCHEMA_VERSION = 2
+
+_V2 = [
+    """CREATE TABLE attributions (
+        run_id VARCHAR NOT NULL,
+        item_id VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,          -- 'grad_x_input', 'integrated_gradients', 'occlusion', 'attnlrp'
+        wrong_choice INTEGER NOT NULL,    -- the choice pushed toward: the model's wrong pick, or the best wrong one
+        right_choice INTEGER NOT NULL,    -- the gold choice
+        tokens VARCHAR[] NOT NULL,
+        segments VARCHAR[] NOT NULL,      -- per token: 'context', 'question', 'choice<j>', 'wrong', 'right', 'template', ...
+        scores DOUBLE[] NOT NULL,         -- relevance per token; positive pushes toward wrong_choice
+        delta DOUBLE NOT NULL,            -- log p(wrong | context) - log p(right | context)
+        sum_scores DOUBLE NOT NULL,
+        layer_profile DOUBLE[],           -- relevance at the final context position after each block
+        deletion JSON,                    -- deletion curves: {"k": [...], "top": [...], "random": [...]}
+        faithfulness DOUBLE,              -- area between the random and the top-first deletion curves
+        seconds DOUBLE,
+        config JSON,
+        PRIMARY KEY (run_id, item_id, method)
+    )""",
+]
+
+# Steps from version v to v + 1; each is additive, so older data stays valid.
+MIGRATIONS: dict[int, list[str]] = {1: _V2}
 
 DDL = [
     "CREATE TABLE wif_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
@@ -87,4 +115,5 @@ DDL = [
         item_ids VARCHAR[] NOT NULL,
         detail VARCHAR
     )""",
+    *_V2,
 ]

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from wif_core.errors import StoreError
-from wif_core.store.schema import DDL, SCHEMA_VERSION
+from wif_core.store.schema import DDL, MIGRATIONS, SCHEMA_VERSION
 from wif_core.tasks.base import TaskItem, item_key
 
 
@@ -64,6 +64,31 @@ class OutcomeRow:
     acts: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
     tokens: dict[str, tuple[list[str], list[int], int]] = field(default_factory=dict)
 
+
+@dataclass
+class AttributionRow:
+    """One item's contrastive attribution by one method (see wif_core.attribution)."""
+
+    item_id: str
+    method: str
+    wrong_choice: int
+    right_choice: int
+    tokens: list[str]
+    segments: list[str]
+    scores: list[float]
+    delta: float
+    sum_scores: float
+    layer_profile: list[float] | None = None
+    deletion: dict[str, list[float]] | None = None
+    faithfulness: float | None = None
+    seconds: float | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+_ATTR_COLS = [
+    "item_id", "method", "wrong_choice", "right_choice", "tokens", "segments", "scores", "delta", "sum_scores",
+    "layer_profile", "deletion", "faithfulness", "seconds", "config",
+]  # fmt: skip
 
 _RUN_COLS = [
     "run_id", "model", "task", "source", "kind", "template", "scoring", "layers", "sites", "token_layers", "n_layers",
@@ -123,11 +148,27 @@ class Store:
         except duckdb.CatalogException:
             raise StoreError(f"{self.path} is a DuckDB file but not a wif store (no wif_meta table)") from None
         version = int(row[0]) if row else -1
+        if version < SCHEMA_VERSION and all(v in MIGRATIONS for v in range(version, SCHEMA_VERSION)):
+            if self.read_only:
+                raise StoreError(
+                    f"{self.path} has store schema version {version}; this wif reads version {SCHEMA_VERSION}: "
+                    f"upgrade it in place with `wif migrate --db {self.path}`"
+                )
+            self._migrate(version)
+            return
         if version != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has store schema version {version}; this wif reads version {SCHEMA_VERSION}: "
                 "rebuild it with `wif collect`/`wif import`, or use the wif release that wrote it"
             )
+
+    def _migrate(self, version: int) -> None:
+        """Upgrade an older store in place, one all-or-nothing transaction."""
+        with self.transaction() as cur:
+            for v in range(version, SCHEMA_VERSION):
+                for stmt in MIGRATIONS[v]:
+                    cur.execute(stmt)
+            cur.execute("UPDATE wif_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
 
     def close(self) -> None:
         self._con.close()
@@ -248,9 +289,34 @@ class Store:
                 cur.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?)", rows)
             cur.execute("UPDATE runs SET split_config = ? WHERE run_id = ?", [json.dumps(split_config), run_id])
 
+    def write_attributions(self, run_id: str, rows: Sequence[AttributionRow]) -> None:
+        """Store (or replace) attributions of items by method, all or nothing."""
+        if not rows:
+            return
+        self.run(run_id)
+        values = [
+            [run_id]
+            + [
+                json.dumps(getattr(r, c)) if c in ("deletion", "config") else getattr(r, c)
+                for c in _ATTR_COLS
+            ]
+            for r in rows
+        ]
+        cols = ", ".join(["run_id", *_ATTR_COLS])
+        with self.transaction() as cur:
+            cur.executemany(
+                "DELETE FROM attributions WHERE run_id = ? AND item_id = ? AND method = ?",
+                [[run_id, r.item_id, r.method] for r in rows],
+            )
+            cur.executemany(
+                f"INSERT INTO attributions ({cols}) VALUES ({', '.join('?' * (len(_ATTR_COLS) + 1))})",  # noqa: S608
+                values,
+            )
+
     def delete_run(self, run_id: str) -> None:
         with self.transaction() as cur:
             for table in (
+                "attributions",
                 "findings",
                 "splits",
                 "tokens",
@@ -448,10 +514,43 @@ class Store:
         )
         return {seq: (list(t), list(i), int(s)) for seq, t, i, s in rows}
 
+    def attributions(
+        self, run_id: str, method: str | None = None, item_ids: Sequence[str] | None = None
+    ) -> list[AttributionRow]:
+        """Stored attributions of a run (one method, or all), in item order."""
+        where, params = "a.run_id = ?", [run_id]
+        if method is not None:
+            where += " AND a.method = ?"
+            params.append(method)
+        cols = ", ".join(f"a.{c}" for c in _ATTR_COLS)
+        sql = f"""SELECT {cols} FROM attributions a JOIN items i USING (run_id, item_id)
+                  WHERE {where} ORDER BY i.position, a.method"""  # noqa: S608 - fixed strings; values are parameters
+        rows = _in_order(self._cur().execute(sql, params).fetchall(), item_ids)
+        out = []
+        for row in rows:
+            values = dict(zip(_ATTR_COLS, row, strict=True))
+            values["deletion"] = json.loads(values["deletion"]) if values["deletion"] else None
+            values["config"] = json.loads(values["config"] or "{}")
+            for key in ("tokens", "segments", "scores", "layer_profile"):
+                values[key] = list(values[key]) if values[key] is not None else None
+            out.append(AttributionRow(**values))
+        return out
+
+    def attribution_counts(self, run_id: str | None = None) -> pd.DataFrame:
+        """Attributed items per (run_id, method, correct), with the mean faithfulness."""
+        where, params = ("WHERE a.run_id = ?", [run_id]) if run_id is not None else ("", [])
+        sql = f"""
+            SELECT a.run_id, a.method, o.correct, count(*) AS n, avg(a.faithfulness) AS faithfulness
+            FROM attributions a JOIN outcomes o USING (run_id, item_id)
+            {where}
+            GROUP BY ALL ORDER BY a.run_id, a.method, o.correct
+        """  # noqa: S608 - the WHERE part is a fixed string; the value is a parameter
+        return self._cur().execute(sql, params).df()
+
     def counts(self, run_id: str) -> dict[str, int]:
         """Row counts per table for a run (used to check resume wrote nothing twice)."""
         out = {}
-        for table in ("items", "outcomes", "activations", "token_activations", "tokens", "splits"):
+        for table in ("items", "outcomes", "activations", "token_activations", "tokens", "splits", "attributions"):
             q = f"SELECT count(*) FROM {table} WHERE run_id = ?"  # noqa: S608 - fixed names
             out[table] = int(self._cur().execute(q, [run_id]).fetchone()[0])  # type: ignore[index]
         return out
