@@ -8,7 +8,9 @@ Three runs with known contents, so app tests can assert exact counts:
   0..9 mention a kettle, the rest a hammer; item 39 repeats item 37 (same content, same
   outcome: a ``repeat`` finding). Layer 4 carries a failure signal (dimension 0 is shifted
   for failed items), layer 2 none. A tiny SAE (32 features, k 4) is trained at layer 4 beside
-  the store (``with_sae``), so every registered explainer applies to this run.
+  the store (``with_sae``), so every registered explainer applies to this run. Every item has
+  stored attributions by ``grad_x_input`` and ``attnlrp``: failures draw relevance from the
+  goal and have layer profiles peaking late, successes early.
 - ``imported``: task ``piqa``, 40 items, outcomes only (no activations, no scores,
   ``pred`` None for every fifth item); items 38 and 39 are one question with conflicting
   answer keys (``gold_conflict`` and ``both_outcomes`` findings). Explainers that need
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from wif_core.runner import SplitOptions, write_splits
-from wif_core.store import OutcomeRow, RunInfo, Store
+from wif_core.store import AttributionRow, OutcomeRow, RunInfo, Store
 from wif_core.tasks.base import TaskItem
 from wif_core.tasks.templates import render_context
 
@@ -116,6 +118,47 @@ def _other_rows(items: list[TaskItem]) -> list[OutcomeRow]:
 
 
 SAE_WIDTH = 32
+ATTRIBUTION_METHODS = ("grad_x_input", "attnlrp")
+
+
+def _attribution_rows(items: list[TaskItem], rows: list[OutcomeRow]) -> list[AttributionRow]:
+    """Stored attributions of every collected item by two methods; failures push from the goal and late layers."""
+    out = []
+    for n, (it, row) in enumerate(zip(items, rows, strict=True)):
+        wrong = row.pred if not row.correct else 1 - it.gold
+        words = it.context.split()
+        tokens = [
+            "<s>",
+            *words,
+            *(" " + w for w in it.choices[wrong].split()),
+            *(" " + w for w in it.choices[it.gold].split()),
+        ]
+        segments = ["special", *(["goal"] * len(words)), *(["wrong"] * len(it.choices[wrong].split())),
+                    *(["right"] * len(it.choices[it.gold].split()))]  # fmt: skip
+        push = 0.0 if row.correct else 1.0
+        for m, method in enumerate(ATTRIBUTION_METHODS):
+            scores = [2.0] + [(push - 0.5) * (1 + (j + n + m) % 3) / 10 for j in range(len(tokens) - 1)]
+            profile = [0.2, 1.0, 0.1, n / 100] if row.correct else [n / 100, 0.1, 0.4 + (n % 3) / 10, 1.0]
+            top = [1.0, 0.6 - 0.2 * m, 0.3, 0.1]
+            out.append(
+                AttributionRow(
+                    it.item_id,
+                    method,
+                    int(wrong),
+                    it.gold,
+                    tokens,
+                    segments,
+                    scores,
+                    -float(row.margin or 0),
+                    float(sum(scores)),
+                    profile,
+                    {"fraction": [0.0, 0.1, 0.3, 0.5], "k": [0, 1, 2, 4], "top": top, "random": [1.0, 0.9, 0.8, 0.7]},
+                    0.3 + 0.2 * m + (n % 4) / 10,
+                    0.01,
+                    {"target": "delta"},
+                )  # fmt: skip
+            )
+    return out
 
 
 def make_synthetic_store(path: str | Path, with_sae: bool = True) -> list[str]:
@@ -130,7 +173,9 @@ def make_synthetic_store(path: str | Path, with_sae: bool = True) -> list[str]:
             seed=0,
         )  # fmt: skip
         store.create_run(collected, physical)
-        store.write_outcomes(COLLECTED_RUN, _collected_rows(physical, rng), "float16")
+        collected_rows = _collected_rows(physical, rng)
+        store.write_outcomes(COLLECTED_RUN, collected_rows, "float16")
+        store.write_attributions(COLLECTED_RUN, _attribution_rows(physical, collected_rows))
         imported = RunInfo(IMPORTED_RUN, "other-lm", "piqa", "outcomes.json", "imported", None, None)
         store.create_run(imported, piqa)
         store.write_outcomes(IMPORTED_RUN, _imported_rows(piqa))
