@@ -10,6 +10,7 @@ st.navigation(
         st.Page("pages/compare.py", title="Compare explainers", icon=":material/compare_arrows:", url_path="compare"),
         st.Page("pages/reproduce.py", title="Paper reproduction", icon=":material/science:", url_path="reproduce"),
         st.Page("pages/sae.py", title="SAE features", icon=":material/scatter_plot:", url_path="sae"),
+        st.Page("pages/clusters.py", title="Clusters", icon=":material/bubble_chart:", url_path="clusters"),
         st.Page("pages/attribution.py", title="Attribution", icon=":material/format_color_text:", url_path="attribution"),
     ]
 ).run()

@@ -92,14 +92,14 @@ def test_each_explainer_fits_and_shows_its_tier(name: str, wif_db: Path) -> None
 
 def test_only_applicable_explainers_are_offered(wif_db: Path) -> None:
     at = _run(COMPARE, run=COLLECTED_RUN)
-    assert len(_offered(at)) == sum(map(len, _variant_ids(wif_db, COLLECTED_RUN).values())) == 16
+    assert len(_offered(at)) == sum(map(len, _variant_ids(wif_db, COLLECTED_RUN).values())) == 20
     assert all(o.endswith((" · input", " · output", " · gold")) for o in _offered(at))  # tier in every label
 
     # outcomes only: no activations (no probes) and no choice scores (no confidence)
     paper_probe = _variant_ids(wif_db, COLLECTED_RUN)["probe-paper"][0]
     at = _run(COMPARE, run=IMPORTED_RUN, ex=paper_probe)
     assert not at.exception and not at.error
-    assert sorted(_offered(at)) == ["label-prior · gold", "surface · input", "text · input"]
+    assert sorted(_offered(at)) == ["cluster text · input", "label-prior · gold", "surface · input", "text · input"]
     assert [ms.label for ms in at.multiselect] == ["input tier · headline", "gold tier · diagnostic"]
     assert sorted(_table(at)["label"]) == ["label-prior", "surface", "text"]  # the linked probe is not fitted
     assert "Internals − text (ΔAUC)" not in [m.label for m in at.metric]

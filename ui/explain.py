@@ -54,14 +54,7 @@ class Variant:
     @property
     def label(self) -> str:
         """Named as ``ExplainResult.label`` names its result, with the tier."""
-        s, parts = self.settings, [self.name]
-        if s.get("layer") is not None:
-            parts.append(f"L{s['layer']}")
-        if s.get("site") and s["site"] != "tokens":
-            parts.append(s["site"])
-        if s.get("other_run"):
-            parts.append(f"vs {s['other_run']}")
-        return f"{' '.join(parts)} · {self.tier}"
+        return f"{ev.label_of(self.name, self.settings)} · {self.tier}"
 
 
 def tier_heading(tier: str) -> str:

@@ -39,6 +39,20 @@ PAPER_AUCS: dict[str, dict[int, float]] = {
 }
 
 
+def label_of(explainer: str, settings: dict[str, Any]) -> str:
+    """A result's short name: explainer, then the space, layer, site and other run its settings pick."""
+    parts = [explainer]
+    if settings.get("space"):
+        parts.append(str(settings["space"]))
+    if settings.get("layer") is not None:
+        parts.append(f"L{settings['layer']}")
+    if settings.get("site") and settings["site"] != "tokens":
+        parts.append(str(settings["site"]))
+    if settings.get("other_run"):
+        parts.append(f"vs {settings['other_run']}")
+    return " ".join(parts)
+
+
 @dataclass
 class ExplainResult:
     """One explainer's held-out result on one run, with everything needed to trust and compare it."""
@@ -66,14 +80,7 @@ class ExplainResult:
 
     @property
     def label(self) -> str:
-        parts = [self.explainer]
-        if self.layer is not None:
-            parts.append(f"L{self.layer}")
-        if self.site and self.site not in ("tokens",):
-            parts.append(self.site)
-        if self.settings.get("other_run"):
-            parts.append(f"vs {self.settings['other_run']}")
-        return " ".join(parts)
+        return label_of(self.explainer, {**self.settings, "layer": self.layer, "site": self.site})
 
     def summary(self) -> dict[str, Any]:
         """The JSON contract of `wif explain` (no per-item scores)."""

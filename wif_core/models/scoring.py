@@ -27,13 +27,11 @@ import numpy as np
 import torch
 
 from wif_core.errors import InputError
+from wif_core.models import DEFAULT_MAX_TOKENS  # re-exported: the batch size's home is the light package
 from wif_core.tasks.base import TaskItem
 from wif_core.tasks.templates import listing_prompt, scoring_pairs
 
 SITES = ("choice", "last", "mean")
-# Padded tokens per forward batch. On 2 CPU cores ~1024 is fastest (measured in bench/collection.py:
-# 1010 tokens/s at 1024 vs 784 at 4096): larger batches spill the activations out of cache.
-DEFAULT_MAX_TOKENS = 1024
 Scoring = Literal["sum", "norm"]
 _SHARED, _LISTING, _PAD = -1, -2, -3
 

@@ -1,0 +1,31 @@
+"""Clusters of failed items and slice discovery, in the model's own spaces or the item text.
+
+``cluster_run`` clusters a run's items in one space (activations, SAE codes, attribution
+profiles, text embeddings) and summarises each cluster as a card; the ``cluster`` and
+``cluster-attribution`` explainers (``wif_core.clusters.explainer``) score clusters on held-out
+items like every other explanation.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from wif_core.clusters.names import MODES, SPACES
+
+if TYPE_CHECKING:
+    from wif_core.clusters.run import ClusterCache, ClusterResult, cluster_run
+    from wif_core.clusters.spaces import SPACE_TIERS, Space, build_space
+
+# Imported on first use: `wif --help` must not pay for scikit-learn and the explainers.
+_LAZY = {"ClusterCache": "run", "ClusterResult": "run", "cluster_run": "run", "SPACE_TIERS": "spaces",
+         "Space": "spaces", "build_space": "spaces"}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"wif_core.clusters.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'wif_core.clusters' has no attribute '{name}'")
+
+
+__all__ = ["MODES", "SPACES", "SPACE_TIERS", "ClusterCache", "ClusterResult", "Space", "build_space", "cluster_run"]
