@@ -1,0 +1,145 @@
+"""Cached accessors and figures of the zoo page. Models come from ``data/zoo`` (no store needed);
+a zoo run in the store, if there is one, is linked to the failure browser."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
+
+from ui import data
+from wif_core.errors import WifError
+from wif_core.zoo import analysis
+from wif_core.zoo.cli import accuracy_fields, model_summary
+from wif_core.zoo.deductive import deduce
+from wif_core.zoo.estimators import ESTIMATORS
+from wif_core.zoo.evaluate import evaluate
+from wif_core.zoo.models import ZooModel, ZooRNN
+from wif_core.zoo.weights import available, load
+
+LIVE_SAMPLES = 200_000  # models without a measured accuracy (the handcrafted ones) are measured on open
+COLOURS = {"sampling": "#546e7a", "importance": "#ef6c00", "deductive": "#2e7d32"}
+
+
+@st.cache_data(show_spinner=False)
+def models() -> list[str]:
+    return available()
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def model(name: str) -> ZooModel:
+    return load(name)
+
+
+@st.cache_data(show_spinner=False)
+def summary(name: str) -> dict[str, Any]:
+    return model_summary(name)
+
+
+@st.cache_data(show_spinner="Measuring accuracy…")
+def accuracy(name: str) -> dict[str, Any]:
+    """The accuracy recorded with the model, or measured now on fresh samples when none is recorded."""
+    meta = model(name).spec.meta
+    if meta.get("accuracy") is not None:
+        return {**meta, "measured_now": False}
+    return {**accuracy_fields(evaluate(model(name), LIVE_SAMPLES, seed=0)), "measured_now": True}
+
+
+@st.cache_data(show_spinner=False)
+def deduction(name: str) -> float | None:
+    """The exact deductive accuracy where it applies (two inputs), else None."""
+    m = model(name)
+    if ESTIMATORS["deductive"]().applicable(m) is not None:
+        return None
+    return deduce(m).accuracy
+
+
+@st.cache_data(show_spinner=False)
+def failures(name: str, samples: int, seed: int) -> pd.DataFrame:
+    return analysis.failure_table(model(name), samples, seed)
+
+
+def heatmaps(name: str) -> tuple[go.Figure, pd.DataFrame] | None:
+    """W_hi, W_hh and W_oh side by side, each neuron rescaled so W_hi ∈ {±1}; None for a transformer."""
+    m = model(name)
+    if not isinstance(m, ZooRNN):
+        return None
+    w = analysis.rescaled(m)
+    d = m.spec.hidden
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=3, column_widths=[0.08, 0.5, 0.42], horizontal_spacing=0.06,
+                        subplot_titles=["W_hi", "W_hh (row ← column)", "W_oh (logit ← neuron)"])  # fmt: skip
+    bound = float(max(np.abs(w["W_hh"]).max(), np.abs(w["W_oh"]).max(), 1.0))
+    style = {"colorscale": "RdBu", "zmid": 0.0, "zmin": -bound, "zmax": bound}
+    neurons = [f"h{i}" for i in range(d)]
+    fig.add_heatmap(z=w["W_hi"][:, None], y=neurons, x=["x"], showscale=False, **style, row=1, col=1)
+    fig.add_heatmap(z=w["W_hh"], y=neurons, x=neurons, showscale=False, **style, row=1, col=2)
+    fig.add_heatmap(z=w["W_oh"], y=[f"out {j}" for j in range(w["W_oh"].shape[0])], x=neurons, **style, row=1, col=3)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(height=max(280, 22 * d + 120), margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    rows = [{"matrix": k, "row": i, "col": j, "value": float(v)}
+            for k in ("W_hi", "W_hh", "W_oh") for (i, j), v in np.ndenumerate(np.atleast_2d(w[k].T).T)]  # fmt: skip
+    return fig, pd.DataFrame(rows)
+
+
+def sequence_figure(row: Any) -> go.Figure:
+    """One input sequence as bars: the true answer green, the model's pick red."""
+    values = list(row.inputs)
+    colours = [
+        "#2e7d32" if p == row.true else "#c62828" if p == row.predicted else "#9e9e9e" for p in range(len(values))
+    ]
+    fig = go.Figure(go.Bar(x=[str(p) for p in range(len(values))], y=values, marker_color=colours,
+                           hovertemplate="position %{x}: %{y:.4f}<extra></extra>"))  # fmt: skip
+    fig.update_xaxes(title="position (green: true answer, red: the model's pick)")
+    fig.update_yaxes(title="input value")
+    fig.update_layout(height=300, margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=False)
+    return fig
+
+
+def curve_figure(name: str) -> tuple[go.Figure, pd.DataFrame] | None:
+    """MSE against FLOPs on log-log axes, one line per estimator; exact estimates sit on a marked floor."""
+    curve = analysis.load_curve(name)
+    if curve is None:
+        return None
+    frame = analysis.curve_frame(curve)
+    positive = frame.loc[frame["mse"] > 0, "mse"]
+    floor = float(positive.min() / 100) if len(positive) else 1e-12
+    fig = go.Figure()
+    for method, part in frame.groupby("method", sort=False):
+        exact = part["mse"] <= 0
+        y = part["mse"].where(~exact, floor)
+        fig.add_scatter(x=part["flops"], y=y, name=f"{method}" + (" (MSE 0: exact)" if exact.all() else ""),
+                        mode="lines+markers" if len(part) > 1 else "markers",
+                        marker={"size": 12 if exact.all() else 7, "symbol": "star" if exact.all() else "circle",
+                                "color": COLOURS.get(str(method))},
+                        customdata=np.stack([part["budget"].fillna(0), part["n_runs"]], axis=1),
+                        hovertemplate="%{x:.3g} FLOPs, budget %{customdata[0]:.0f}: MSE %{y:.3g} "
+                        "(%{customdata[1]} runs)<extra>" + str(method) + "</extra>")  # fmt: skip
+    fig.update_xaxes(type="log", title="compute per estimate (FLOPs)")
+    fig.update_yaxes(type="log", title="mean squared error vs the true accuracy")
+    fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    return fig, frame
+
+
+def zoo_runs(name: str) -> list[str]:
+    """Runs of this model in the app's store, if a store is there (the page works without one)."""
+    try:
+        store = data.store(data.db_path())
+        return [r for r in store.run_ids() if store.run(r).model == f"zoo:{name}"]
+    except (WifError, OSError):
+        return []
+
+
+def run_link(run_id: str) -> None:
+    """A link to the run in the failure browser (a plain link where this page runs outside app.py's navigation)."""
+    label = f"This model's run in the store: {run_id}"
+    try:
+        st.page_link("pages/failures.py", label=label, icon=":material/search:", query_params={"run": run_id})
+    except StreamlitPageNotFoundError:
+        st.markdown(f"[{label}](failures?{urlencode({'run': run_id})})")

@@ -1,0 +1,46 @@
+"""The zoo: ARC's AlgZoo family of tiny algorithmic models, with known ground truth.
+
+Tasks and their input distributions (``tasks``), the bias-free ReLU RNN and the attention-only
+transformer with ARC's handcrafted 2nd-argmax models (``models``), safetensors I/O (``weights``),
+ARC's training recipe (``train``), fast evaluation with exact CIs (``evaluate``), the exact
+deductive accuracy of two-input models (``deductive``), pluggable accuracy estimators and their
+MSE against compute (``estimators``), zoo runs in the store (``runs``) and the ``wif zoo`` CLI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wif_core.zoo.deductive import Deduction, deduce
+    from wif_core.zoo.estimators import ESTIMATORS, Curve, Estimate, Estimator, get_estimator, mse_curve
+    from wif_core.zoo.evaluate import Accuracy, evaluate
+    from wif_core.zoo.models import ZooRNN, ZooSpec, ZooTransformer, build, handcrafted_2nd_argmax
+    from wif_core.zoo.tasks import TASKS, ZooTask, get_task
+    from wif_core.zoo.train import TrainConfig, train, train_best
+    from wif_core.zoo.weights import ZOO_DIR, available, load, save
+
+# Imported on first use: `wif --help` (which registers `wif zoo`) must not pay for torch.
+_LAZY = {
+    **dict.fromkeys(["Deduction", "deduce"], "deductive"),
+    **dict.fromkeys(["ESTIMATORS", "Curve", "Estimate", "Estimator", "get_estimator", "mse_curve"], "estimators"),
+    **dict.fromkeys(["Accuracy", "evaluate"], "evaluate"),
+    **dict.fromkeys(["ZooRNN", "ZooSpec", "ZooTransformer", "build", "handcrafted_2nd_argmax"], "models"),
+    **dict.fromkeys(["TASKS", "ZooTask", "get_task"], "tasks"),
+    **dict.fromkeys(["TrainConfig", "train", "train_best"], "train"),
+    **dict.fromkeys(["ZOO_DIR", "available", "load", "save"], "weights"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"wif_core.zoo.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'wif_core.zoo' has no attribute '{name}'")
+
+
+__all__ = [
+    "ESTIMATORS", "TASKS", "ZOO_DIR", "Accuracy", "Curve", "Deduction", "Estimate", "Estimator", "TrainConfig",
+    "ZooRNN", "ZooSpec", "ZooTask", "ZooTransformer", "available", "build", "deduce", "evaluate", "get_estimator",
+    "get_task", "handcrafted_2nd_argmax", "load", "mse_curve", "save", "train", "train_best",
+]  # fmt: skip

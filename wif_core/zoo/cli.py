@@ -1,0 +1,231 @@
+"""``wif zoo …``: train, list, evaluate, estimate and store the zoo's tiny models.
+
+``add_commands(sub, common)`` adds the ``zoo`` command group to the ``wif`` parser; every
+handler returns an exit code and prints one JSON document with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from wif_core.errors import InputError
+
+
+def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    from wif_core.cli import _emit as emit
+
+    emit(args, payload, text)
+
+
+def _zoo_dir(args: argparse.Namespace) -> Path | None:
+    return Path(args.zoo_dir) if getattr(args, "zoo_dir", None) else None
+
+
+def model_summary(name: str, zoo_dir: Path | None = None) -> dict[str, Any]:
+    """What ``wif zoo list`` shows of one model."""
+    from wif_core.zoo.weights import load
+
+    model = load(name, zoo_dir)
+    s, meta = model.spec, model.spec.meta
+    return {
+        "name": s.name, "task": s.task, "n": s.n, "hidden": s.hidden, "arch": s.arch,
+        "parameters": sum(p.numel() for p in model.parameters()), "handcrafted": bool(meta.get("handcrafted")),
+        "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"), "seed": meta.get("seed"),
+        "accuracy": meta.get("accuracy"), "accuracy_ci": meta.get("accuracy_ci"), "accuracy_n": meta.get("accuracy_n"),
+    }  # fmt: skip
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from wif_core.zoo.weights import available
+
+    rows = [model_summary(name, _zoo_dir(args)) for name in available(_zoo_dir(args))]
+    lines = [
+        f"{r['name']:<28} {r['task']:<12} n={r['n']:<3} d={r['hidden']:<3} params={r['parameters']:<5} "
+        + ("handcrafted" if r["handcrafted"] else f"steps={r['steps']} ({r['train_seconds']} s)")
+        + ("" if r["accuracy"] is None else f"  accuracy {r['accuracy']:.5f}")
+        for r in rows
+    ]
+    _emit(args, rows, "\n".join(lines) or "no zoo models; train one with `wif zoo train 2nd_argmax --hidden 4 --seq 3`")
+    return 0
+
+
+def _progress(args: argparse.Namespace, total: int) -> Callable[[int, float], None] | None:
+    if args.json or not sys.stderr.isatty():
+        return None
+
+    def show(step: int, loss: float) -> None:
+        print(f"\rstep {step}/{total}  loss {loss:.4f}", end="" if step < total else "\n", file=sys.stderr)
+
+    return show
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from wif_core.zoo.evaluate import evaluate
+    from wif_core.zoo.train import TrainConfig, train_best
+    from wif_core.zoo.weights import ZOO_DIR, save
+
+    cfg = TrainConfig(args.task, args.hidden, args.seq, steps=args.steps, lr=args.lr, seed=args.seed, arch=args.arch,
+                      layers=args.layers, name=args.name)  # fmt: skip
+    cfg.check()
+    model = train_best(cfg, args.seeds, progress=_progress(args, args.steps))
+    acc = evaluate(model, args.eval_samples, seed=args.seed + 1)
+    model.spec.meta.update(accuracy_fields(acc))
+    model.spec.meta["command"] = " ".join(["wif", "zoo", "train", *sys.argv[3:]]) if len(sys.argv) > 3 else ""
+    path = save(model, Path(args.out or ZOO_DIR) / f"{model.spec.name}.safetensors")
+    out = {"name": model.spec.name, "path": str(path), **model.spec.meta, "eval": asdict(acc)}
+    score = f"accuracy {acc.accuracy:.4f}" if acc.accuracy is not None else f"RMSE {acc.rmse:.4f}"
+    _emit(args, out, f"trained {model.spec.name} ({model.spec.meta['steps']} steps, "
+          f"{model.spec.meta['train_seconds_all_seeds']} s): {score} on {acc.n:,} fresh samples; saved to {path}")  # fmt: skip
+    return 0
+
+
+def accuracy_fields(acc: Any) -> dict[str, Any]:
+    """The measured accuracy as stored in a model's metadata."""
+    return {"accuracy": acc.accuracy, "accuracy_ci": [acc.ci_low, acc.ci_high], "accuracy_level": acc.level,
+            "accuracy_n": acc.n, "rmse": acc.rmse}  # fmt: skip
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from wif_core.zoo.evaluate import evaluate
+    from wif_core.zoo.weights import load
+
+    if args.samples < 1:
+        raise InputError(f"--samples {args.samples} must be at least 1")
+    acc = evaluate(load(args.name, _zoo_dir(args)), args.samples, seed=args.seed, level=args.level)
+    if acc.accuracy is None:
+        text = f"{acc.model}: RMSE {acc.rmse:.5f} on {acc.n:,} samples"
+    else:
+        text = (f"{acc.model}: accuracy {acc.accuracy:.6f}, {acc.level:.1%} CI [{acc.ci_low:.6f}, {acc.ci_high:.6f}] "
+                f"on {acc.n:,} fresh samples ({acc.samples_per_second / 1e6:.1f} M samples/s)")  # fmt: skip
+    _emit(args, asdict(acc), text)
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from wif_core.zoo.estimators import default_budgets, get_estimator, mse_curve
+    from wif_core.zoo.weights import load
+
+    model = load(args.name, _zoo_dir(args))
+    if args.curve:
+        return _curve(args, model, default_budgets, mse_curve)
+    est = get_estimator(args.method)
+    why = est.applicable(model)
+    if why:
+        raise InputError(why)
+    e = est.estimate(model, args.budget, seed=args.seed)
+    _emit(args, {"model": model.spec.name, **asdict(e)},
+          f"{model.spec.name}: {e.method} estimate {e.accuracy:.6f} ({e.flops:.3g} FLOPs, {e.seconds:.3f} s)")  # fmt: skip
+    return 0
+
+
+def _curve(args: argparse.Namespace, model: Any, default_budgets: Any, mse_curve: Any) -> int:
+    from wif_core.zoo.models import ZooRNN
+    from wif_core.zoo.weights import ZOO_DIR
+
+    if not isinstance(model, ZooRNN):
+        raise InputError(f"model {model.spec.name} is a {model.spec.arch}; the MSE curve covers the RNNs")
+    methods = [m for m in args.methods.split(",") if m]
+    budgets = default_budgets(args.low, args.high, args.per_decade)
+    curve = mse_curve(model, methods, budgets, copies=args.copies, repeats=args.repeats, noise=args.noise,
+                      truth_samples=args.truth_samples, seed=args.seed)  # fmt: skip
+    path = Path(args.out or ZOO_DIR) / f"estimates_{model.spec.name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(curve.as_dict(), indent=1))
+    lines = [
+        f"{p.method:<11} budget {p.budget or '-':>7}  {p.flops:10.3g} FLOPs  MSE {p.mse:.3g}" for p in curve.points
+    ]
+    _emit(args, {"path": str(path), **curve.as_dict()}, "\n".join(lines + [f"saved to {path}"]))
+    return 0
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from wif_core.store import Store
+    from wif_core.zoo.runs import cause_recovery, store_run
+    from wif_core.zoo.weights import load
+
+    model = load(args.name, _zoo_dir(args))
+    with Store.open(args.db, write=True) as store:
+        with tqdm(total=args.samples, unit="item", disable=args.json or not sys.stderr.isatty()) as bar:
+            r = store_run(store, model, args.samples, seed=args.seed, split_seed=args.seed, progress=bar.update)
+        rows = [asdict(c) for c in cause_recovery(store, r.run_id, seed=args.seed)] if args.cause else []
+    out = {**asdict(r), "cause_recovery": rows}
+    text = [f"run {r.run_id}: {r.n_items} items of {r.model}, accuracy {r.accuracy:.4f}, {r.n_in_splits} in the "
+            f"balanced splits" + (" (already stored)" if r.resumed else "")]  # fmt: skip
+    for c in rows:
+        text.append(f"  {c['label']:<28} {c['tier']:<6} AUC {c['auc']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]  "
+                    f"Spearman with gap12 {c['spearman_gap12']:+.3f}")  # fmt: skip
+    _emit(args, out, "\n".join(text))
+    return 0
+
+
+def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
+    """Add ``wif zoo {list,train,eval,estimate,store}`` to the ``wif`` subparsers ``sub``."""
+    from wif_core.zoo.names import DEFAULT_STEPS, ESTIMATOR_NAMES, TASK_NAMES
+
+    zoo = sub.add_parser("zoo", help="tiny algorithmic models (AlgZoo): train, evaluate, estimate, store as runs")
+    zsub = zoo.add_subparsers(dest="zoo_command", required=True)
+
+    def with_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        common(p)
+        p.add_argument("--zoo-dir", default=None, help="where models live (default data/zoo)")
+        return p
+
+    p = with_dir(zsub.add_parser("list", help="the shipped, trained and handcrafted zoo models"))
+    p.set_defaults(func=cmd_list)
+
+    p = with_dir(zsub.add_parser("train", help="train a zoo model on fresh samples (CPU)"))
+    p.add_argument("task", help=f"one of: {', '.join(TASK_NAMES)}")
+    p.add_argument("--hidden", type=int, required=True, help="hidden width d")
+    p.add_argument("--seq", type=int, required=True, help="sequence length n")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"optimiser steps of 1024 samples "
+                   f"(default {DEFAULT_STEPS:,}: about 4 min for d=16, n=10 on one core)")  # fmt: skip
+    p.add_argument("--seeds", type=int, default=1, help="train this many seeds and keep the best (ARC: 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.04/√hidden)")
+    p.add_argument("--arch", choices=["rnn", "transformer"], default="rnn")
+    p.add_argument("--layers", type=int, default=1, help="attention layers (transformer)")
+    p.add_argument("--name", default=None, help="model name (default TASK_dHIDDEN_nSEQ)")
+    p.add_argument("--out", default=None, help="directory to save into (default data/zoo)")
+    p.add_argument("--eval-samples", type=int, default=1_000_000)
+    p.set_defaults(func=cmd_train)
+
+    p = with_dir(zsub.add_parser("eval", help="accuracy on fresh samples with a Clopper–Pearson CI"))
+    p.add_argument("name", help="a model name from `wif zoo list` or a .safetensors path")
+    p.add_argument("--samples", type=int, default=1_000_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--level", type=float, default=0.999)
+    p.set_defaults(func=cmd_eval)
+
+    p = with_dir(
+        zsub.add_parser("estimate", help="estimate accuracy (sampling, deductive, importance) or its MSE curve")
+    )
+    p.add_argument("name")
+    p.add_argument("--method", default="sampling", help=f"one of: {', '.join(ESTIMATOR_NAMES)}")
+    p.add_argument("--budget", type=int, default=100_000, help="forward passes the estimator may spend")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--curve", action="store_true", help="MSE vs compute over weight-noised copies; saved as JSON")
+    p.add_argument("--methods", default=",".join(ESTIMATOR_NAMES), help="estimators on the curve")
+    p.add_argument("--low", type=int, default=100, help="smallest budget on the curve")
+    p.add_argument("--high", type=int, default=100_000, help="largest budget on the curve")
+    p.add_argument("--per-decade", type=int, default=2)
+    p.add_argument("--copies", type=int, default=8, help="weight-noised copies of the model")
+    p.add_argument("--repeats", type=int, default=12, help="estimates per copy and budget")
+    p.add_argument("--noise", type=float, default=0.05, help="noise std as a fraction of each matrix's RMS")
+    p.add_argument("--truth-samples", type=int, default=4_000_000, help="samples for a copy's true accuracy")
+    p.add_argument("--out", default=None, help="directory for estimates_NAME.json (default data/zoo)")
+    p.set_defaults(func=cmd_estimate)
+
+    p = with_dir(zsub.add_parser("store", help="run a zoo model on fresh inputs and store it as a run"))
+    p.add_argument("name")
+    p.add_argument("--samples", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cause", action="store_true", help="then report which explainer recovers the top-2 gap")
+    p.set_defaults(func=cmd_store)

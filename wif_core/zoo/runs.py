@@ -1,0 +1,270 @@
+"""Zoo runs in the store: inputs as items, correctness as outcomes, every time step's hidden state as activations.
+
+Written through the store's own API and split by the runner's split code, so wif's explainers,
+clusters and attribution run on a zoo run unchanged. Each item carries its ground-truth factors
+(the gaps between the top three inputs, where the maximum sits), which is what makes the zoo a
+test bench: does an explainer's failure score track the cause we know?
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from wif_core.errors import InputError, WifError
+from wif_core.metrics import auc_ci
+from wif_core.runner import SplitOptions, make_run_id, write_splits
+from wif_core.store import OutcomeRow, RunInfo, Store
+from wif_core.tasks.base import TASKS, TaskItem, TaskSpec
+from wif_core.zoo.models import ZooModel, ZooRNN
+from wif_core.zoo.tasks import TASKS as ZOO_TASKS
+from wif_core.zoo.tasks import get_task, order_factors
+
+log = logging.getLogger(__name__)
+WRITE_BATCH = 2000
+FACTORS = ("gap12", "gap23", "max_pos", "second_pos")
+
+
+def store_task(task: str, n: int) -> str:
+    """The store's task name for a zoo task at length n (``zoo-2nd_argmax-n10``), registered so the
+    explainers can look up its number of choices."""
+    name = f"zoo-{task}-n{n}"
+    if name not in TASKS:
+        TASKS[name] = TaskSpec(name, "three_choice", n, description=f"AlgZoo {task}, n = {n} (one choice per output)")
+    return name
+
+
+def register_task_name(name: str) -> bool:
+    """Register a store task name like ``zoo-2nd_argmax-n10``; False if it is not a zoo task name.
+
+    The hook for ``wif_core.tasks.base.get_task``: a zoo task's choice count depends on n, so its
+    names cannot all be listed up front.
+    """
+    if not name.startswith("zoo-"):
+        return False
+    base, _, n = name[4:].rpartition("-n")
+    if base not in ZOO_TASKS or not n.isdigit():
+        return False
+    store_task(base, int(n))
+    return True
+
+
+def register_store_tasks(store: Store) -> None:
+    """Register the task names of every zoo run in ``store`` (call before loading one for the explainers)."""
+    for run_id in store.run_ids():
+        register_task_name(store.run(run_id).task)
+
+
+@dataclass
+class ZooRunResult:
+    run_id: str
+    model: str
+    task: str
+    n_items: int
+    accuracy: float
+    n_in_splits: int
+    resumed: bool = False
+    findings: dict[str, int] = field(default_factory=dict)
+
+
+def _context(x: np.ndarray, inputs: str) -> str:
+    if inputs == "function":
+        return "f = [" + ", ".join(str(int(v)) for v in x) + "]"
+    return " ".join(f"{v:+.3f}" for v in x)
+
+
+def _choices(task: str, n: int) -> tuple[str, ...]:
+    if get_task(task).inputs == "function":
+        return tuple(f"cycle length {k + 1}" for k in range(n))
+    return tuple(f"position {p}" for p in range(n))
+
+
+def store_run(
+    store: Store,
+    model: ZooModel,
+    samples: int,
+    seed: int = 0,
+    split_seed: int = 0,
+    k: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ZooRunResult:
+    """Run ``model`` on ``samples`` fresh inputs and write them as a run (same arguments: the same run, kept)."""
+    spec = model.spec
+    task = get_task(spec.task)
+    if task.output == "scalar":
+        raise InputError(f"model {spec.name} outputs a scalar ({spec.task}); only position and class tasks become runs")
+    if samples < 40:
+        raise InputError(f"--samples {samples} is too few for a run; use at least 40 (explainers need both outcomes)")
+    task_name = store_task(spec.task, spec.n)
+    model_name = f"zoo:{spec.name}"
+    config = {"model": model_name, "task": task_name, "samples": samples, "seed": seed, "kind": "zoo",
+              "weights": _fingerprint(model)}  # fmt: skip
+    run_id = make_run_id(model_name, task_name, config)
+    if run_id in store.run_ids() and store.run(run_id).status == "complete":
+        frame = store.items(run_id)
+        return ZooRunResult(run_id, spec.name, task_name, len(frame), float(frame["correct"].mean()),
+                            int(frame["split"].isin(["train", "val", "test"]).sum()), resumed=True)  # fmt: skip
+    if run_id in store.run_ids():
+        store.delete_run(run_id)  # an interrupted write: start it again whole
+
+    gen = torch.Generator().manual_seed(seed)
+    x = task.sample(samples, spec.n, gen)
+    with torch.inference_mode():
+        states = model.hidden_states(x)  # [N, steps or layers, d]
+        logits = model(x)
+    y = task.target(x)
+    pred = logits.argmax(dim=1)
+    n_wrong = int((pred != y).sum())
+    if min(n_wrong, samples - n_wrong) < 2:
+        raise InputError(
+            f"model {spec.name} got {samples - n_wrong} of {samples} samples right: a run needs both outcomes for "
+            "its balanced splits; raise --samples"
+        )
+    ll = torch.log_softmax(logits.double(), dim=1)
+    gold_logit = logits.gather(1, y[:, None])[:, 0]
+    others = logits.scatter(1, y[:, None], float("-inf")).amax(dim=1)
+    margin = (gold_logit - others).numpy()
+    xs = x.numpy()
+    factors = order_factors(xs.astype(np.float64)) if task.inputs == "gaussian" else {}
+    layers = list(range(1, states.shape[1] + 1))
+    is_rnn = isinstance(model, ZooRNN)
+    width = len(str(samples - 1))
+    items = []
+    for i in range(samples):
+        meta: dict[str, Any] = {"factors": list(factors), "x": xs[i].tolist(), "seed": seed, "index": i}
+        meta.update({f: (int(v[i]) if f.endswith("_pos") else float(v[i])) for f, v in factors.items()})
+        items.append(TaskItem(f"{spec.name}-{i:0{width}d}", task_name, _context(xs[i], task.inputs),
+                              _choices(spec.task, spec.n), int(y[i]), meta))  # fmt: skip
+    run = RunInfo(
+        run_id, model_name, task_name, f"zoo:seed={seed}", "collected", None, "logits", layers, ["last"],
+        [1] if is_rnn else [], len(layers), spec.hidden, "float32", seed, config=config,
+    )  # fmt: skip
+    store.create_run(run, items)
+    states_np, ll_np, pred_np, y_np = states.numpy(), ll.numpy(), pred.numpy(), y.numpy()
+    for start in range(0, samples, WRITE_BATCH):
+        rows = []
+        for i in range(start, min(samples, start + WRITE_BATCH)):
+            acts: dict[tuple[int, str], np.ndarray] = {(t, "last"): states_np[i, t - 1] for t in layers}
+            if is_rnn:
+                acts[(1, "tokens")] = states_np[i]  # the hidden state over time, for attention probes
+            rows.append(OutcomeRow(items[i].item_id, int(pred_np[i]), bool(pred_np[i] == y_np[i]), float(margin[i]),
+                                   ll_np[i].tolist(), None, None, acts))  # fmt: skip
+        store.write_outcomes(run_id, rows, "float32")
+        if progress:
+            progress(len(rows))
+    findings = write_splits(store, run_id, SplitOptions(k=k, seed=split_seed))
+    store.set_status(run_id, "complete")
+    frame = store.items(run_id)
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f.kind] = counts.get(f.kind, 0) + 1
+    return ZooRunResult(run_id, spec.name, task_name, samples, float((pred_np == y_np).mean()),
+                        int(frame["split"].isin(["train", "val", "test"]).sum()), findings=counts)  # fmt: skip
+
+
+def _fingerprint(model: ZooModel) -> str:
+    import hashlib
+
+    h = hashlib.sha1()
+    for key, value in sorted(model.weights().items()):
+        h.update(key.encode())
+        h.update(value.detach().float().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+# ---- which explainer recovers the known cause ----------------------------------------------------
+
+DEFAULT_EXPLAINERS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("probe", {"site": "last"}),  # at the last step (layer n); filled in below
+    ("probe-all-layers", {"site": "last"}),
+    ("attention-probe", {"layer": 1, "site": "tokens"}),
+    ("surface", {}),
+    ("text", {}),
+    ("confidence", {}),
+)
+
+
+@dataclass
+class CauseRecovery:
+    """One explainer on a zoo run: its held-out AUC, and how its failure score tracks the true top-2 gap."""
+
+    explainer: str
+    label: str
+    tier: str
+    auc: float
+    ci_low: float
+    ci_high: float
+    n_test: int
+    spearman_gap12: float  # rank correlation of the failure score with the gap (negative: small gap → high score)
+    spearman_gap12_ci: tuple[float, float]
+
+
+def cause_recovery(
+    store: Store,
+    run_id: str,
+    explainers: Sequence[tuple[str, dict[str, Any]]] = DEFAULT_EXPLAINERS,
+    seed: int = 0,
+    cache: Any = None,
+) -> list[CauseRecovery]:
+    """Fit each explainer on the run's train split and score its test split. The first rows score failure by the
+    known causes themselves (−gap12; −the nearer of the two gaps around the 2nd largest), what an explainer that
+    found the cause would approach."""
+    from wif_core.explainers.data import RunData
+    from wif_core.explainers.evaluate import evaluate
+
+    register_store_tasks(store)
+    data = RunData.load(store, run_id)
+    meta = {r.item_id: json.loads(r.meta) for r in store.items(run_id).itertuples()}
+    if "gap12" not in next(iter(meta.values())):
+        raise InputError(
+            f"run {run_id} has no ground-truth gaps (a longest-cycle run?); cause recovery needs 2nd argmax"
+        )
+    test, y_test = data.split("test", "input")
+    gaps = np.array([meta[i]["gap12"] for i in test.item_ids])
+    nearest = np.minimum(gaps, np.array([meta[i]["gap23"] for i in test.item_ids]))
+    rows = []
+    for label, cause in (("known cause: −gap12", gaps), ("known cause: −min(gap12, gap23)", nearest)):
+        ci = auc_ci(y_test, -cause, seed=seed)
+        rho = -1.0 if cause is gaps else float(spearmanr(-cause, gaps).statistic)
+        rows.append(CauseRecovery(label, label, "gold", ci.auc, ci.ci_low, ci.ci_high, ci.n, rho, (rho, rho)))
+    n_layers = max(data.facts.layers)
+    for name, settings in explainers:
+        s = dict(settings)
+        if name == "probe" and "layer" not in s:
+            s["layer"] = n_layers
+        try:
+            r = evaluate(data, name, s.pop("layer", None), s.pop("site", None), seed=seed, cache=cache, **s)
+        except WifError as exc:
+            log.warning("skipping %s: %s", name, exc)
+            continue
+        gap_of = dict(zip(test.item_ids, gaps, strict=True))
+        g = np.array([gap_of[i] for i in r.item_ids])
+        scores = np.asarray(r.scores)
+        if np.ptp(scores) == 0:  # a constant score (e.g. surface features of numbers) ranks nothing
+            rho, ci_rho = math.nan, (math.nan, math.nan)
+        else:
+            rho, ci_rho = float(spearmanr(scores, g).statistic), _spearman_ci(scores, g, seed)
+        rows.append(CauseRecovery(name, r.label, r.tier, r.auc, r.ci_low, r.ci_high, r.n_test, rho, ci_rho))
+    return rows
+
+
+def _spearman_ci(a: np.ndarray, b: np.ndarray, seed: int, level: float = 0.999, n: int = 400) -> tuple[float, float]:
+    """Bootstrap percentile interval of Spearman's ρ."""
+    rng = np.random.default_rng(seed)
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    stats = []
+    for _ in range(n):
+        idx = rng.integers(0, len(a), len(a))
+        x, y = ra[idx] - ra[idx].mean(), rb[idx] - rb[idx].mean()
+        denom = np.sqrt((x * x).sum() * (y * y).sum())
+        stats.append(float((x * y).sum() / denom) if denom else 0.0)
+    lo, hi = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
