@@ -52,7 +52,7 @@ if maps is None:
     st.caption("A transformer: its weights are not drawn here.")
 else:
     st.caption("Each hidden neuron rescaled so its input weight is ±1 (ReLU commutes with positive scaling, so "
-               "the model computes exactly the same logits). Red negative, blue positive.")  # fmt: skip
+               "the model computes exactly the same logits). Red negative, blue positive; each matrix has its own scale, saturating at its 95th percentile of |w| (hover for exact values).")  # fmt: skip
     charts.show(*maps, f"wif_zoo_weights_{name}", fmt)
 
 st.subheader("Failures")

@@ -75,12 +75,19 @@ def heatmaps(name: str) -> tuple[go.Figure, pd.DataFrame] | None:
 
     fig = make_subplots(rows=1, cols=3, column_widths=[0.08, 0.5, 0.42], horizontal_spacing=0.06,
                         subplot_titles=["W_hi", "W_hh (row ← column)", "W_oh (logit ← neuron)"])  # fmt: skip
-    bound = float(max(np.abs(w["W_hh"]).max(), np.abs(w["W_oh"]).max(), 1.0))
-    style = {"colorscale": "RdBu", "zmid": 0.0, "zmin": -bound, "zmax": bound}
+
+    def style(z: np.ndarray) -> dict[str, Any]:
+        # a per-matrix scale saturating at the 95th percentile: rescaling makes a few weights huge
+        # (neurons with a tiny input weight), and one shared scale would leave the rest blank
+        bound = float(max(np.quantile(np.abs(z), 0.95), 1e-9))
+        return {"colorscale": "RdBu", "zmid": 0.0, "zmin": -bound, "zmax": bound, "showscale": False,
+                "hovertemplate": "%{y} ← %{x}: %{z:.4g}<extra></extra>"}  # fmt: skip
+
     neurons = [f"h{i}" for i in range(d)]
-    fig.add_heatmap(z=w["W_hi"][:, None], y=neurons, x=["x"], showscale=False, **style, row=1, col=1)
-    fig.add_heatmap(z=w["W_hh"], y=neurons, x=neurons, showscale=False, **style, row=1, col=2)
-    fig.add_heatmap(z=w["W_oh"], y=[f"out {j}" for j in range(w["W_oh"].shape[0])], x=neurons, **style, row=1, col=3)
+    fig.add_heatmap(z=w["W_hi"][:, None], y=neurons, x=["x"], **style(w["W_hi"]), row=1, col=1)
+    fig.add_heatmap(z=w["W_hh"], y=neurons, x=neurons, **style(w["W_hh"]), row=1, col=2)
+    outs = [f"out {j}" for j in range(w["W_oh"].shape[0])]
+    fig.add_heatmap(z=w["W_oh"], y=outs, x=neurons, **style(w["W_oh"]), row=1, col=3)
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(height=max(280, 22 * d + 120), margin={"l": 10, "r": 10, "t": 40, "b": 10})
     rows = [{"matrix": k, "row": i, "col": j, "value": float(v)}
