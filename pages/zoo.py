@@ -73,6 +73,13 @@ else:
                         f"predicted {wrong['predicted'][i]}")  # fmt: skip
     row = next(wrong.iloc[[pick]].itertuples())
     st.plotly_chart(zoo.sequence_figure(row), config={"displaylogo": False})
+    relevance = zoo.relevance_figure(name, row)
+    if relevance is not None:
+        fig, delta, total = relevance
+        st.markdown(f"**Why this pick**: gradient × input of Δ = logit(predicted) − logit(true) = {delta:+.4f} per "
+                    f"position; the scores sum to {total:+.4f}, exactly Δ, because the bias-free ReLU RNN is "
+                    "positively homogeneous (Euler's theorem).")  # fmt: skip
+        st.plotly_chart(fig, config={"displaylogo": False})
     if "gap12" in wrong:
         st.caption(f"Top-2 gap of this input: {row.gap12:.4f}. Median top-2 gap among failures: "
                    f"{wrong['gap12'].median():.4f} — the known cause: the model confuses the top two when they "

@@ -390,3 +390,34 @@ def test_cli_names_match_the_registries() -> None:
     from wif_core.zoo.tasks import TASKS
 
     assert TASK_NAMES == tuple(TASKS) and ESTIMATOR_NAMES == tuple(ESTIMATORS)
+
+
+def test_position_attribution_is_exact_and_points_at_the_confused_pair(zoo_store) -> None:
+    from wif_core.attribution import Attribution
+    from wif_core.store import Store
+    from wif_core.zoo.attribution import position_scores
+
+    path, model, result = zoo_store
+    with Store.open(path) as store:
+        rows = store.attributions(result.run_id)
+        frame = store.items(result.run_id).set_index("item_id")
+    assert len(rows) == 1500 and {r.method for r in rows} == {"grad_x_input"}
+    for r in rows:
+        # Euler: the bias-free ReLU RNN is homogeneous of degree 1, so gradient × input is complete
+        assert r.sum_scores == pytest.approx(r.delta, abs=1e-9)
+        assert r.deletion is not None and r.deletion["top"][0] == pytest.approx(r.delta, abs=1e-4)
+        failed = not frame.loc[r.item_id, "correct"]
+        # Δ = logit(wrong) − logit(right) ≥ 0 exactly when the model erred (0: a tie, which argmax breaks)
+        assert r.delta >= 0 if failed else r.delta <= 0
+        assert r.wrong_choice == (frame.loc[r.item_id, "pred"] if failed else r.wrong_choice) != r.right_choice
+        assert r.segments[r.right_choice] == "right_pos" and r.segments[r.wrong_choice] == "wrong_pos"
+        assert Attribution.from_row(r).heat()  # the attribution page can draw it
+    # the known cause: on failures, the confused pair (wrong and right positions) carries most of |relevance|
+    shares = [sum(abs(r.scores[p]) for p in (r.wrong_choice, r.right_choice)) / sum(map(abs, r.scores))
+              for r in rows if r.delta > 0]  # fmt: skip
+    assert np.mean(shares) > 0.5
+    x = torch.tensor([[0.3, -1.0, 2.0]])
+    scores, delta, profile = position_scores(model, x, torch.tensor([0]), torch.tensor([2]))
+    assert scores.sum() == pytest.approx(delta[0], abs=1e-12) and profile.shape == (1, 3)
+    # and each step's hidden-state relevance is complete too (the rest of the net is homogeneous in it)
+    assert profile[0, -1] == pytest.approx(delta[0], abs=1e-12)

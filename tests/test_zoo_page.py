@@ -70,8 +70,12 @@ def test_zoo_page_shows_m16_10_without_any_store(no_store: Path) -> None:
     assert (table["true"] != table["predicted"]).all()
     bars = specs[1]["data"][0]
     assert len(_array(bars["y"])) == 10 and set(bars["marker"]["color"]) >= {"#2e7d32", "#c62828"}
+    relevance = _array(specs[2]["data"][0]["y"])  # gradient × input per position, exact for the bias-free RNN
+    why = next(m.value for m in at.markdown if m.value.startswith("**Why this pick**"))
+    delta = float(why.split("= ")[2].split()[0])
+    assert len(relevance) == 10 and relevance.sum() == pytest.approx(delta, abs=1e-3) and delta >= 0
     if curve_path("2nd_argmax_d16_n10").exists():
-        curve = specs[2]
+        curve = specs[3]
         assert {t["name"].split()[0] for t in curve["data"]} >= {"sampling", "importance"}
         assert curve["layout"]["xaxis"]["type"] == "log" and curve["layout"]["yaxis"]["type"] == "log"
 

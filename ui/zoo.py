@@ -150,3 +150,26 @@ def run_link(run_id: str) -> None:
         st.page_link("pages/failures.py", label=label, icon=":material/search:", query_params={"run": run_id})
     except StreamlitPageNotFoundError:
         st.markdown(f"[{label}](failures?{urlencode({'run': run_id})})")
+
+
+def relevance_figure(name: str, row: Any) -> tuple[go.Figure, float, float] | None:
+    """Gradient × input of logit(predicted) − logit(true) per position (exact for the bias-free RNNs); None otherwise."""
+    import torch
+
+    from wif_core.zoo.attribution import position_scores
+
+    m = model(name)
+    if not isinstance(m, ZooRNN):
+        return None
+    x = torch.tensor([list(row.inputs)], dtype=torch.float64)
+    scores, delta, _ = position_scores(m, x, torch.tensor([int(row.predicted)]), torch.tensor([int(row.true)]))
+    values = scores[0]
+    top = float(np.abs(values).max()) or 1.0
+    colours = [f"rgba(178, 24, 43, {0.2 + 0.8 * v / top:.2f})" if v > 0 else
+               f"rgba(33, 102, 172, {0.2 + 0.8 * -v / top:.2f})" for v in values]  # fmt: skip
+    fig = go.Figure(go.Bar(x=[str(p) for p in range(len(values))], y=values, marker_color=colours,
+                           hovertemplate="position %{x}: relevance %{y:+.4f}<extra></extra>"))  # fmt: skip
+    fig.update_xaxes(title="position (red pushes toward the wrong pick, blue toward the true answer)")
+    fig.update_yaxes(title="relevance")
+    fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=False)
+    return fig, float(delta[0]), float(values.sum())

@@ -299,24 +299,24 @@ class Store:
         if not rows:
             return
         self.run(run_id)
-        values = [
-            [run_id]
-            + [
-                json.dumps(getattr(r, c)) if c in ("deletion", "config") else getattr(r, c)
-                for c in _ATTR_COLS
-            ]
-            for r in rows
-        ]
+        frame = pd.DataFrame(
+            {c: [json.dumps(getattr(r, c)) if c in ("deletion", "config") else getattr(r, c) for r in rows]
+             for c in _ATTR_COLS}  # fmt: skip
+        )
+        frame.insert(0, "run_id", run_id)
+        for col in ("wrong_choice", "right_choice"):
+            frame[col] = frame[col].astype("int32")
+        for col in ("faithfulness", "seconds"):
+            frame[col] = pd.array(frame[col], dtype="Float64")
         cols = ", ".join(["run_id", *_ATTR_COLS])
         with self.transaction() as cur:
-            cur.executemany(
-                "DELETE FROM attributions WHERE run_id = ? AND item_id = ? AND method = ?",
-                [[run_id, r.item_id, r.method] for r in rows],
+            cur.register("new_attributions", frame)
+            cur.execute(
+                """DELETE FROM attributions a USING new_attributions n
+                   WHERE a.run_id = n.run_id AND a.item_id = n.item_id AND a.method = n.method"""
             )
-            cur.executemany(
-                f"INSERT INTO attributions ({cols}) VALUES ({', '.join('?' * (len(_ATTR_COLS) + 1))})",  # noqa: S608
-                values,
-            )
+            cur.execute(f"INSERT INTO attributions ({cols}) SELECT {cols} FROM new_attributions")  # noqa: S608
+            cur.unregister("new_attributions")
 
     def delete_run(self, run_id: str) -> None:
         with self.transaction() as cur:

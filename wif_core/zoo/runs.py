@@ -24,6 +24,7 @@ from wif_core.metrics import auc_ci
 from wif_core.runner import SplitOptions, make_run_id, write_splits
 from wif_core.store import OutcomeRow, RunInfo, Store
 from wif_core.tasks.base import TASKS, TaskItem, TaskSpec
+from wif_core.zoo.attribution import attribution_rows
 from wif_core.zoo.models import ZooModel, ZooRNN
 from wif_core.zoo.tasks import TASKS as ZOO_TASKS
 from wif_core.zoo.tasks import get_task, order_factors
@@ -160,6 +161,11 @@ def store_run(
         store.write_outcomes(run_id, rows, "float32")
         if progress:
             progress(len(rows))
+    if is_rnn and task.inputs == "gaussian":  # exact position attributions (see wif_core.zoo.attribution)
+        for start in range(0, samples, WRITE_BATCH):
+            end = min(samples, start + WRITE_BATCH)
+            ids = [it.item_id for it in items[start:end]]
+            store.write_attributions(run_id, attribution_rows(model, ids, x[start:end], y[start:end], seed))
     findings = write_splits(store, run_id, SplitOptions(k=k, seed=split_seed))
     store.set_status(run_id, "complete")
     frame = store.items(run_id)
