@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, each writing its section of docs/BENCHMARKS.md.
 
-`python -m bench.run [NAME ...]` runs only the named ones (explainers, collection, app, real, sae).
+`python -m bench.run [NAME ...]` runs only the named ones (explainers, collection, app, real, sae, clusters, zoo, attribution).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import app_render, collection, explainers, real_tasks, sae
+from bench import app_render, attribution, clusters, collection, explainers, real_tasks, sae, zoo
 
 BENCHES = {
     "explainers": explainers.main,
@@ -16,6 +16,9 @@ BENCHES = {
     "app": app_render.main,
     "real": real_tasks.main,
     "sae": sae.main,
+    "clusters": clusters.main,
+    "zoo": zoo.main,
+    "attribution": attribution.main,
 }
 
 

@@ -77,6 +77,8 @@ for column, (method, result) in zip(st.columns(len(chosen)), results.items(), st
             continue
         if result.fallback:
             st.warning(result.fallback)
+        if note := attr.completeness_note(result):
+            st.caption(note)
         m = st.columns(3)
         m[0].metric("Δ (nats)", attr.number(result.delta), help="log p(wrong) − log p(right); > 0 prefers wrong.")
         m[1].metric("Σ scores", attr.number(result.sum_scores), help="Equals Δ for complete methods.")

@@ -34,12 +34,23 @@ def test_packed_equals_naive_on_real_items(embedded):
 
 
 def test_demo_store_is_populated(demo_db):
+    from wif_core.cli import DEMO_ATTRIBUTION_METHODS, DEMO_ZOO_SAMPLES
+
     with Store.open(demo_db) as store:
         runs = store.runs()
-        assert set(runs.task) == {"gen-physical", "gen-passage", "gen-coref", "gen-social"}
-        assert (runs.n_items == 40).all() and (runs.status == "complete").all()
-        for run_id in runs.run_id:
+        assert set(runs.task) == {"gen-physical", "gen-passage", "gen-coref", "gen-social", "zoo-2nd_argmax-n10"}
+        assert (runs.status == "complete").all()
+        lm_runs = runs[runs.task.str.startswith("gen-")]
+        assert (lm_runs.n_items == 40).all()
+        for run_id in lm_runs.run_id:
             ids, acts = store.activations(run_id, 30, "last")
             assert acts.shape == (40, 576) and np.isfinite(acts).all()
             tokens = store.tokens(run_id, ids[0])
             assert "listing" in tokens and "choice0" in tokens
+            # the demo ships attributions of every failure, by each demo method
+            failed = set(store.items(run_id, outcome="incorrect")["item_id"])
+            for method in DEMO_ATTRIBUTION_METHODS:
+                attributed = {a.item_id for a in store.attributions(run_id, method)}
+                assert attributed == failed, (run_id, method)
+        zoo = runs[runs.task == "zoo-2nd_argmax-n10"].iloc[0]
+        assert zoo.n_items == DEMO_ZOO_SAMPLES and len(store.attributions(zoo.run_id)) == DEMO_ZOO_SAMPLES

@@ -190,6 +190,17 @@ def profile_figure(rows: dict[str, Attribution]) -> tuple[go.Figure, pd.DataFram
     return fig, (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame())
 
 
+def completeness_note(row: Attribution) -> str | None:
+    """How far Σ scores is from Δ when the method does not promise equality, and what that means for trust."""
+    cfg = row.config
+    for key, what in (("conservation_error", "conservation"), ("completeness_error", "completeness")):
+        err = cfg.get(key)
+        if isinstance(err, int | float) and math.isfinite(err) and err > 0.01:
+            return (f"{row.method}: {what} error {err:.0%} — the scores do not add up to Δ here; read the heatmap "
+                    "as a ranking, and check the deletion curve before trusting it.")  # fmt: skip
+    return None
+
+
 def number(value: float | None, fmt: str = "+.3f") -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
 

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from wif_core.errors import InputError, WifError
-from wif_core.models.scoring import DEFAULT_MAX_TOKENS
+from wif_core.models import DEFAULT_MAX_TOKENS
 
 DEFAULT_DB = "data/wif.duckdb"
 DEMO_DB = "data/demo.duckdb"
 DEMO_TASKS = ("gen-physical", "gen-passage", "gen-coref", "gen-social")
+DEMO_ZOO_MODEL, DEMO_ZOO_SAMPLES = "2nd_argmax_d16_n10", 4000
+DEMO_ATTRIBUTION_METHODS = ("attnlrp", "grad_x_input")  # the paper's method and the cheapest baseline
 DEMO_TOKEN_LAYERS = "18"  # per-token activations of one middle layer, for attention probes and SAEs
 REPO_ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("wif")
@@ -174,7 +176,8 @@ def cmd_items(args: argparse.Namespace) -> int:
 
 
 def build_demo(db: Path, limit: int, cache_dir: Path | None, quiet: bool) -> list[dict[str, Any]]:
-    """Build the demo store: the embedded model on each generated task (resumes if interrupted)."""
+    """Build the demo store: the embedded model on each generated task and a zoo run (resumes if interrupted),
+    then its SAEs, the comparison page's default results and the attributions of every failure."""
     from wif_core.models.loading import EMBEDDED, load_model
     from wif_core.store import Store
 
@@ -188,10 +191,36 @@ def build_demo(db: Path, limit: int, cache_dir: Path | None, quiet: bool) -> lis
     with Store.open(tmp, write=True) as store:
         for task in DEMO_TASKS:
             out.append(_collect_one(args, store, lm, task, "generated", limit))
+        out.append(build_demo_zoo(store))
     tmp.rename(db)  # the demo store appears only once it is whole
     build_demo_saes(db, quiet)
     prefit_demo(db)
+    build_demo_attributions(db, lm, quiet)
     return out
+
+
+def build_demo_zoo(store: Any) -> dict[str, Any]:
+    """The demo's zoo run: the shipped M16,10 on fresh inputs, with its known cause in every item's factors."""
+    from wif_core.zoo.runs import store_run
+    from wif_core.zoo.weights import load
+
+    r = store_run(store, load(DEMO_ZOO_MODEL), DEMO_ZOO_SAMPLES)
+    return {"run_id": r.run_id, "n_items": r.n_items, "accuracy": r.accuracy}
+
+
+def build_demo_attributions(db: Path, lm: Any, quiet: bool) -> int:
+    """Attribute every failure of the demo's language-model runs with the demo's methods (resumes)."""
+    from tqdm import tqdm
+
+    from wif_core.attribution import attribute_failures
+    from wif_core.store import Store
+
+    with Store.open(db) as store:
+        runs = store.runs()
+    total = int(runs.loc[(runs["model"] == lm.name) & (runs["kind"] == "collected"), "n_incorrect"].sum())
+    with tqdm(total=total, desc="attributing failures", unit="item", disable=quiet or not sys.stderr.isatty()) as bar:
+        summaries = attribute_failures(db, lm, DEMO_ATTRIBUTION_METHODS, progress=bar.update)
+    return sum(s.n_computed for s in summaries)
 
 
 def prefit_demo(db: Path) -> int:
@@ -246,6 +275,22 @@ def _launch_app(db: str, port: int | None, headless: bool) -> int:
     return subprocess.call(cmd, env=env)
 
 
+def _upgrade_demo(db: Path, args: argparse.Namespace) -> None:
+    """Add what a demo store from an older wif lacks: SAEs, the zoo run, attributions."""
+    from wif_core.models.loading import EMBEDDED, load_model
+    from wif_core.store import Store
+
+    with Store.open(db, write=True) as store:  # upgrades a demo store of schema 1 in place
+        if not any(store.run(r).task.startswith("zoo-") for r in store.run_ids()):
+            build_demo_zoo(store)
+        counts = store.attribution_counts()
+        lm_runs = {r for r in store.run_ids() if store.run(r).task in DEMO_TASKS}
+        has_attributions = bool(lm_runs & set(counts["run_id"]))
+    build_demo_saes(db, args.json)
+    if not has_attributions:
+        build_demo_attributions(db, load_model(EMBEDDED, Path(args.cache_dir) if args.cache_dir else None), args.json)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     db = Path(args.db if args.db != DEFAULT_DB else DEMO_DB)
     if not db.exists():
@@ -254,7 +299,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             for b in built:
                 print(f"built {b['run_id']}: {b['n_items']} items")
     else:
-        build_demo_saes(db, args.json)  # a demo store from before SAEs were part of it
+        _upgrade_demo(db, args)
     if args.no_app:
         from wif_core.store import Store
 
@@ -539,6 +584,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sae_diff)
+
+    from wif_core.attribution.cli import add_commands as add_attribution
+    from wif_core.clusters.cli import add_commands as add_cluster
+    from wif_core.zoo.cli import add_commands as add_zoo
+
+    add_attribution(sub, common)
+    add_cluster(sub, common)
+    add_zoo(sub, common)
 
     p = common(sub.add_parser("demo", help=f"build {DEMO_DB} if absent, then open the dashboard"))
     p.add_argument("--limit", type=int, default=120, help="items per generated task")

@@ -1,0 +1,248 @@
+"""Attributing one item, and every (failed) item of a run into the store, resumably."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wif_core.attribution.deletion import deletion_curves
+from wif_core.attribution.methods import get_method
+from wif_core.attribution.names import DEFAULT_METHOD
+from wif_core.attribution.pairs import build_pair, contrast, neutral_id
+from wif_core.attribution.record import Attribution
+from wif_core.errors import InputError, StoreError
+from wif_core.store.store import Store
+from wif_core.tasks.base import TaskItem
+
+log = logging.getLogger(__name__)
+
+# The most faithful method within the batch time budget on the real-task runs measured in
+# bench/attribution.py (occlusion is more faithful but several times slower); it falls
+# back to grad_x_input, with a recorded note, on models that are not llamas.
+BATCH_ITEMS = 16  # items per store transaction: a kill loses at most this much work
+
+
+def attribute_item(
+    lm: Any,
+    item: TaskItem,
+    wrong: int,
+    right: int,
+    method: str,
+    *,
+    deletion: bool = True,
+    seed: int = 0,
+    cache: dict[Any, list[float]] | None = None,
+) -> Attribution:
+    """Attribute Δ = log p(wrong) − log p(right) of one item to its tokens with one method.
+
+    ``lm`` is a ``LoadedModel`` (or anything with ``model`` and ``tokenizer``). A method the
+    model does not support (AttnLRP on a non-llama) falls back to its declared fallback
+    with a logged warning, recorded in ``config['fallback']`` and ``config['reason']``.
+    ``cache`` shares random deletion curves across methods of the same item.
+    """
+    start = time.perf_counter()
+    asked = get_method(method)
+    pair = build_pair(item, lm.tokenizer, wrong, right)
+    used, config = asked, dict[str, Any]()
+    ok, reason = asked.is_compatible(lm.model)
+    if not ok:
+        if asked.fallback is None:
+            raise InputError(f"method '{asked.name}' cannot run on this model: {reason}")
+        used = get_method(asked.fallback)
+        log.warning("item %s: %s; falling back to %s", item.item_id, reason, used.name)
+        config = {"fallback": used.name, "reason": reason}
+    with torch.no_grad():
+        result = used.compute(lm.model, lm.tokenizer, pair)
+    scores = np.asarray(result.scores, dtype=float)
+    curves, faith = None, None
+    neutral = neutral_id(lm.tokenizer)
+    if deletion:
+        curves, faith = deletion_curves(lm.model, pair, scores.tolist(), result.delta, neutral, seed=seed, cache=cache)
+    config = {
+        "target": used.target,
+        "complete": used.complete,
+        "shared_prefix_tokens": pair.shared,
+        "n_targets": len(pair.targets),
+        "n_shared_answer_tokens": len(pair.shared_targets),
+        "neutral_token": lm.tokenizer.decode([neutral]),
+        "layer_profile_norm": "max_abs",
+        "seed": seed,
+        **result.config,
+        **config,
+    }
+    return Attribution(
+        item_id=item.item_id,
+        method=asked.name,
+        wrong_choice=wrong,
+        right_choice=right,
+        tokens=list(pair.tokens),
+        segments=list(pair.segments),
+        scores=scores.tolist(),
+        delta=float(result.delta),
+        sum_scores=float(scores.sum()),
+        layer_profile=None if result.layer_profile is None else [float(x) for x in result.layer_profile],
+        deletion=curves,
+        faithfulness=faith,
+        seconds=time.perf_counter() - start,
+        config=config,
+    )
+
+
+def _outcome_rows(store: Store, run_id: str, failures_only: bool) -> list[dict[str, Any]]:
+    frame = store.items(run_id, outcome="incorrect" if failures_only else None)
+    return [
+        {"item_id": r.item_id, "pred": r.pred, "correct": bool(r.correct), "ll_sum": r.ll_sum}
+        for r in frame.itertuples()
+    ]
+
+
+def item_attribution(
+    store: Store,
+    run_id: str,
+    item_id: str,
+    method: str,
+    lm: Any | Callable[[], Any] | None,
+    *,
+    recompute: bool = False,
+    deletion: bool = True,
+    seed: int = 0,
+) -> tuple[Attribution, bool]:
+    """One item's attribution: the stored one if there is one, else computed now (not written).
+
+    Returns ``(record, was_stored)``. ``lm`` is a ``LoadedModel``, a function returning one
+    (called only when a record must be computed, so a page can load the model lazily), or
+    None when only stored records are wanted.
+    """
+    get_method(method)
+    stored = [] if recompute else store.attributions(run_id, method=method, item_ids=[item_id])
+    if stored:
+        return Attribution.from_row(stored[0]), True
+    items = {it.item_id: it for it in store.task_items(run_id)}
+    if item_id not in items:
+        raise StoreError(f"run {run_id} has no item '{item_id}' (see `wif items --run {run_id}`)")
+    rows = [r for r in _outcome_rows(store, run_id, False) if r["item_id"] == item_id]
+    if not rows:
+        raise StoreError(f"item '{item_id}' of run {run_id} has no outcome yet; finish `wif collect` first")
+    if lm is None:
+        raise StoreError(
+            f"no stored {method} attribution of item '{item_id}' in run {run_id}; "
+            f"run `wif attribute --run {run_id} --item {item_id} --method {method}`"
+        )
+    model = lm() if callable(lm) else lm
+    wrong, right = contrast(items[item_id], rows[0])
+    return attribute_item(model, items[item_id], wrong, right, method, deletion=deletion, seed=seed), False
+
+
+@dataclass
+class RunSummary:
+    """What ``attribute_run`` did: counts, time, items it could not attribute, per-method means."""
+
+    run_id: str
+    methods: list[str]
+    n_items: int
+    n_computed: int = 0
+    n_skipped: int = 0
+    seconds: float = 0.0
+    errors: dict[str, str] = field(default_factory=dict)
+    per_method: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def attribute_run(
+    store_path: str | Path,
+    run_id: str,
+    lm: Any,
+    methods: Sequence[str] = (DEFAULT_METHOD,),
+    failures_only: bool = False,
+    limit: int | None = None,
+    progress: Callable[[int], Any] | None = None,
+    *,
+    deletion: bool = True,
+    seed: int = 0,
+    batch_items: int = BATCH_ITEMS,
+) -> RunSummary:
+    """Attribute a run's items (or only its failures) with each method and store them.
+
+    Resumable: (item, method) pairs already stored are skipped. Rows are written every
+    ``batch_items`` items, each batch one transaction, and the store is opened for writing
+    only while a batch is written, so the app can read it in between. Items that cannot
+    be attributed (answers that tokenise identically) are reported in ``errors``.
+    """
+    methods = list(dict.fromkeys(methods))
+    for m in methods:
+        get_method(m)
+    with Store.open(store_path) as store:
+        store.run(run_id)
+        items = {it.item_id: it for it in store.task_items(run_id)}
+        outcomes = _outcome_rows(store, run_id, failures_only)[:limit]
+        done = store.attribution_keys(run_id)
+    summary = RunSummary(run_id, methods, len(outcomes))
+    start = time.perf_counter()
+    buffer: list[Attribution] = []
+    computed: list[Attribution] = []
+
+    def flush() -> None:
+        if buffer:
+            with Store.open(store_path, write=True) as store:
+                store.write_attributions(run_id, [a.to_row() for a in buffer])
+            buffer.clear()
+
+    for n, row in enumerate(outcomes, 1):
+        item = items[row["item_id"]]
+        todo = [m for m in methods if (item.item_id, m) not in done]
+        summary.n_skipped += len(methods) - len(todo)
+        cache: dict[Any, list[float]] = {}
+        try:
+            wrong, right = contrast(item, row)
+            for m in todo:
+                a = attribute_item(lm, item, wrong, right, m, deletion=deletion, seed=seed, cache=cache)
+                buffer.append(a)
+                computed.append(a)
+        except InputError as exc:
+            log.warning("skipping %s: %s", item.item_id, exc)
+            summary.errors[item.item_id] = str(exc)
+        if n % batch_items == 0:
+            flush()
+        if progress is not None:
+            progress(1)
+    flush()
+    summary.n_computed = len(computed)
+    summary.seconds = time.perf_counter() - start
+    for m in methods:
+        mine = [a for a in computed if a.method == m]
+        faith = [a.faithfulness for a in mine if a.faithfulness is not None]
+        notes = sorted({a.fallback for a in mine if a.fallback})
+        summary.per_method[m] = {
+            "n": len(mine),
+            "mean_seconds": float(np.mean([a.seconds or 0.0 for a in mine])) if mine else None,
+            "mean_faithfulness": float(np.mean(faith)) if faith else None,
+            "fallback": notes[0] if notes else None,
+        }
+    return summary
+
+
+def attribute_failures(
+    store_path: str | Path,
+    lm: Any,
+    methods: Sequence[str] = (DEFAULT_METHOD,),
+    progress: Callable[[int], Any] | None = None,
+    *,
+    seed: int = 0,
+) -> list[RunSummary]:
+    """Attribute the failures of every run in a store that ``lm``'s model collected (as the demo ships them).
+
+    Runs of other models, and imported runs (outcomes only, no model to attribute with), are left alone.
+    """
+    with Store.open(store_path) as store:
+        runs = store.runs()
+    wanted = runs[(runs["model"] == lm.name) & (runs["kind"] == "collected")]
+    return [
+        attribute_run(store_path, run_id, lm, methods, failures_only=True, progress=progress, seed=seed)
+        for run_id in wanted["run_id"]
+    ]

@@ -1,0 +1,122 @@
+"""``wif attribute``: contrastive token attribution of a run's items, stored or for one item.
+
+Wired into ``wif_core.cli.build_parser`` by ``add_commands(sub, common)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from wif_core.attribution.names import DEFAULT_METHOD, METHOD_NAMES
+from wif_core.errors import InputError
+
+
+def _methods(text: str) -> list[str]:
+    from wif_core.attribution.methods import get_method
+
+    names = list(METHOD_NAMES) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
+    for name in names:
+        get_method(name)
+    if not names:
+        raise InputError(f"--method is empty; use one of: {', '.join(METHOD_NAMES)}, a comma list, or 'all'")
+    return names
+
+
+def _load(args: argparse.Namespace, model_spec: str) -> Any:
+    from wif_core.models.loading import load_model
+
+    return load_model(args.model or model_spec, Path(args.cache_dir) if args.cache_dir else None)
+
+
+def _item_text(a: Any, stored: bool) -> str:
+    lines = [
+        f"{a.item_id} [{a.method}] choice {a.wrong_choice} (wrong) vs {a.right_choice} (right): "
+        f"Δ = {a.delta:+.3f} nats, sum of scores = {a.sum_scores:+.3f}"
+        + (f", faithfulness {a.faithfulness:+.3f}" if a.faithfulness is not None else "")
+        + (" (stored)" if stored else f" ({a.seconds:.2f} s)")
+    ]
+    if a.fallback:
+        lines.append(f"note: {a.fallback}")
+    order = sorted(range(len(a.scores)), key=lambda i: -abs(a.scores[i]))[:10]
+    lines += [f"  {a.scores[i]:+.3f}  {a.segments[i]:<9} {a.tokens[i]!r}" for i in order]
+    return "\n".join(lines)
+
+
+def cmd_attribute(args: argparse.Namespace, emit: Callable[[argparse.Namespace, Any, str], None]) -> int:
+    """Attribute one item (``--item``) or a run's items into the store."""
+    from tqdm import tqdm
+
+    from wif_core.attribution.batch import attribute_run, item_attribution
+    from wif_core.store import Store
+
+    methods = _methods(args.method)
+    if args.item and len(methods) != 1:
+        raise InputError("--item takes one --method; give a single method name")
+    with Store.open(args.db) as store:
+        run = store.run(args.run)
+        if run.kind == "imported" and not args.model:
+            raise InputError(
+                f"run {run.run_id} was imported from another tool (outcomes of '{run.model}', no model); "
+                "attribution needs the model itself: pass --model DIR_OR_HUB_ID"
+            )
+        if args.item:
+            a, stored = item_attribution(
+                store, args.run, args.item, methods[0], lambda: _load(args, run.model),
+                recompute=args.recompute, deletion=not args.no_deletion, seed=args.seed,
+            )  # fmt: skip
+    if args.item:
+        if not stored:
+            with Store.open(args.db, write=True) as store:
+                store.write_attributions(args.run, [a.to_row()])
+        emit(args, {**a.to_json(), "stored": stored}, _item_text(a, stored))
+        return 0
+    lm = _load(args, run.model)
+    with tqdm(desc="attributing", unit="item", disable=args.json or not sys.stderr.isatty()) as bar:
+        summary = attribute_run(
+            args.db, args.run, lm, methods, args.failures_only, args.limit, bar.update,
+            deletion=not args.no_deletion, seed=args.seed,
+        )  # fmt: skip
+    payload = {
+        "run_id": summary.run_id, "methods": summary.methods, "n_items": summary.n_items,
+        "n_computed": summary.n_computed, "n_skipped": summary.n_skipped, "seconds": summary.seconds,
+        "errors": summary.errors, "per_method": summary.per_method,
+    }  # fmt: skip
+    lines = [
+        f"run {summary.run_id}: {summary.n_computed} attributions computed, {summary.n_skipped} already stored, "
+        f"{len(summary.errors)} items skipped, {summary.seconds:.1f} s"
+    ]
+    for name, m in summary.per_method.items():
+        faith = "n/a" if m["mean_faithfulness"] is None else f"{m['mean_faithfulness']:+.3f}"
+        secs = "n/a" if m["mean_seconds"] is None else f"{m['mean_seconds']:.2f} s/item"
+        lines.append(f"  {name:<22} n={m['n']:<5} mean faithfulness {faith}  {secs}")
+        if m["fallback"]:
+            lines.append(f"    note: {m['fallback']}")
+    for item_id, msg in list(summary.errors.items())[:5]:
+        lines.append(f"  skipped {item_id}: {msg}")
+    emit(args, payload, "\n".join(lines))
+    return 0
+
+
+def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
+    """Register ``wif attribute`` on the CLI's subparsers (``common`` adds --db/--json/-v)."""
+    from wif_core.cli import _emit
+
+    p = common(
+        sub.add_parser("attribute", help="contrastive token attribution: which tokens pushed toward the wrong answer")
+    )
+    p.add_argument("--run", required=True)
+    p.add_argument("--method", default=DEFAULT_METHOD,
+                   help=f"{', '.join(METHOD_NAMES)}; a comma list or 'all' (default {DEFAULT_METHOD})")  # fmt: skip
+    p.add_argument("--item", default=None, help="one item: print its attribution (stored, or computed and stored)")
+    p.add_argument("--failures-only", action="store_true", help="only the items the model got wrong")
+    p.add_argument("--limit", type=int, default=None, help="the first N items (after --failures-only)")
+    p.add_argument("--model", default=None, help="override the run's model (a local directory or hub id)")
+    p.add_argument("--no-deletion", action="store_true", help="skip the deletion curves (no faithfulness score)")
+    p.add_argument("--recompute", action="store_true", help="with --item: compute even if stored")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random deletion order")
+    p.add_argument("--cache-dir", default=None, help="where converted model copies are cached")
+    p.set_defaults(func=lambda args: cmd_attribute(args, _emit))
