@@ -77,12 +77,12 @@ for column, (method, result) in zip(st.columns(len(chosen)), results.items(), st
             continue
         if result.fallback:
             st.warning(result.fallback)
-        if note := attr.completeness_note(result):
-            st.caption(note)
         m = st.columns(3)
         m[0].metric("Δ (nats)", attr.number(result.delta), help="log p(wrong) − log p(right); > 0 prefers wrong.")
         m[1].metric("Σ scores", attr.number(result.sum_scores), help="Equals Δ for complete methods.")
         m[2].metric("Faithfulness", attr.number(result.faithfulness), help="Random minus top-first deletion, nats.")
+        if note := attr.completeness_note(result):
+            st.caption(note)
         fig, table = attr.heatmap_figure(result, f"{method} · {item_id}")
         charts.show(fig, table, f"wif_attr_{run_id}_{item_id}_{method}", fmt)
         st.download_button("Download the heatmap (HTML)", attr.heatmap_page(result, f"{method} · {item_id}"),
