@@ -1,6 +1,6 @@
 """The attribution record: one item's contrastive token attribution by one method.
 
-Its fields mirror the store's ``attributions`` table (``AttributionRow``) one to one, so
+It is the store's ``AttributionRow`` (one field list, defined once in the store), so
 ``Attribution.from_row(a.to_row())`` is ``a``; the extra methods are what a page or a
 notebook needs to read one (the heatmap scale, a JSON form for the CLI).
 """
@@ -8,7 +8,7 @@ notebook needs to read one (the heatmap scale, a JSON form for the CLI).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from wif_core.store.store import AttributionRow
@@ -19,7 +19,7 @@ UNSCALED_SEGMENTS = frozenset({"special"})
 
 
 @dataclass
-class Attribution:
+class Attribution(AttributionRow):
     """Per-token relevance of one item's contrast ``wrong_choice`` vs ``right_choice``.
 
     ``tokens``/``segments``/``scores`` are parallel lists over the contrast's token
@@ -35,21 +35,6 @@ class Attribution:
     the random and the top-first curve, in nats (higher is more faithful).
     """
 
-    item_id: str
-    method: str
-    wrong_choice: int
-    right_choice: int
-    tokens: list[str]
-    segments: list[str]
-    scores: list[float]
-    delta: float
-    sum_scores: float
-    layer_profile: list[float] | None = None
-    deletion: dict[str, list[float]] | None = None
-    faithfulness: float | None = None
-    seconds: float | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-
     def to_row(self) -> AttributionRow:
         """The store's row for this record."""
         return AttributionRow(**asdict(self))
@@ -57,7 +42,7 @@ class Attribution:
     @classmethod
     def from_row(cls, row: AttributionRow) -> Attribution:
         """A record from a stored row (``Store.attributions``)."""
-        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+        return cls(**{f.name: getattr(row, f.name) for f in fields(AttributionRow)})
 
     @property
     def fallback(self) -> str | None:

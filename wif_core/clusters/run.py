@@ -21,7 +21,6 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +39,7 @@ from wif_core.clusters.ctfidf import class_tfidf
 from wif_core.clusters.names import ALGORITHMS, MAPS, MODES, SPACES
 from wif_core.clusters.spaces import build_space, item_text, resolve, sae_item_codes
 from wif_core.errors import InputError
+from wif_core.jsondir import JsonDir
 from wif_core.metrics.auc import DEFAULT_LEVEL
 from wif_core.store import Store
 
@@ -110,35 +110,20 @@ class ClusterResult:
         return next(c for c in self.clusters if c.id == cluster_id)
 
 
-class ClusterCache:
-    """JSON cluster results in a directory; a missing or unwritable directory only costs time."""
+class ClusterCache(JsonDir):
+    """Cluster results beside a store (``<store>.clusters/``), shared by the page and ``wif cluster``."""
 
-    def __init__(self, directory: Path | None) -> None:
-        self.directory = directory
-
-    @classmethod
-    def beside(cls, store_path: str | Path) -> ClusterCache:
-        path = Path(store_path)
-        return cls(path.with_name(path.name + ".clusters"))
+    suffix = ".clusters"
 
     def get(self, key: str) -> ClusterResult | None:
-        if self.directory is None:
-            return None
+        doc = self.read(key)
         try:
-            return ClusterResult.from_json(json.loads((self.directory / f"{key}.json").read_text()))
-        except (OSError, ValueError, TypeError, KeyError):
+            return None if doc is None else ClusterResult.from_json(doc)
+        except (ValueError, TypeError, KeyError):  # written by another version of ClusterResult
             return None
 
     def put(self, key: str, result: ClusterResult) -> None:
-        if self.directory is None:
-            return
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = self.directory / f"{key}.tmp"
-            tmp.write_text(json.dumps(_jsonable(result.to_json())))
-            tmp.replace(self.directory / f"{key}.json")
-        except OSError as exc:
-            log.warning("cluster cache not written (%s)", exc)
+        self.write(key, _jsonable(result.to_json()))
 
 
 def _jsonable(value: Any) -> Any:

@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ import numpy as np
 from wif_core.errors import InputError
 from wif_core.explainers.base import REGISTRY, get_explainer
 from wif_core.explainers.data import RunData
+from wif_core.jsondir import JsonDir
 from wif_core.metrics import auc_ci, paired_compare
 from wif_core.metrics.auc import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 
@@ -98,35 +98,20 @@ def _key(data: RunData, name: str, settings: dict[str, Any], level: float, n_res
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-class ResultCache:
-    """JSON results in a directory; a missing or unwritable directory only costs time."""
+class ResultCache(JsonDir):
+    """Explainer results beside a store (``<store>.results/``)."""
 
-    def __init__(self, directory: Path | None) -> None:
-        self.directory = directory
-
-    @classmethod
-    def beside(cls, store_path: Path) -> ResultCache:
-        return cls(store_path.with_name(store_path.name + ".results"))
+    suffix = ".results"
 
     def get(self, key: str) -> ExplainResult | None:
-        if self.directory is None:
-            return None
-        path = self.directory / f"{key}.json"
+        doc = self.read(key)
         try:
-            return ExplainResult(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
+            return None if doc is None else ExplainResult(**doc)
+        except TypeError:  # written by another version of ExplainResult
             return None
 
     def put(self, key: str, result: ExplainResult) -> None:
-        if self.directory is None:
-            return
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = self.directory / f"{key}.tmp"
-            tmp.write_text(json.dumps(asdict(result), default=float))
-            tmp.replace(self.directory / f"{key}.json")
-        except OSError as exc:
-            log.warning("result cache not written (%s)", exc)
+        self.write(key, asdict(result))
 
 
 def evaluate(

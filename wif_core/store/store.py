@@ -300,8 +300,10 @@ class Store:
             return
         self.run(run_id)
         frame = pd.DataFrame(
-            {c: [json.dumps(getattr(r, c)) if c in ("deletion", "config") else getattr(r, c) for r in rows]
-             for c in _ATTR_COLS}  # fmt: skip
+            {
+                c: [json.dumps(getattr(r, c)) if c in ("deletion", "config") else getattr(r, c) for r in rows]
+                for c in _ATTR_COLS
+            }  # fmt: skip
         )
         frame.insert(0, "run_id", run_id)
         for col in ("wrong_choice", "right_choice"):

@@ -114,7 +114,12 @@ def attribution_rows(
                 float(delta[i]),
                 float(scores[i].sum()),
                 (profile[i] / peak).tolist(),
-                {"fraction": [k / n for k in ks], "k": [float(k) for k in ks], "top": top[i].tolist(), "random": rand[i].tolist()},
+                {
+                    "fraction": [k / n for k in ks],
+                    "k": [float(k) for k in ks],
+                    "top": top[i].tolist(),
+                    "random": rand[i].tolist(),
+                },
                 float(np.mean(rand[i] - top[i])),
                 None,
                 {
