@@ -12,6 +12,8 @@ st.navigation(
         st.Page("pages/sae.py", title="SAE features", icon=":material/scatter_plot:", url_path="sae"),
         st.Page("pages/clusters.py", title="Clusters", icon=":material/bubble_chart:", url_path="clusters"),
         st.Page("pages/zoo.py", title="Zoo", icon=":material/pets:", url_path="zoo"),
-        st.Page("pages/attribution.py", title="Attribution", icon=":material/format_color_text:", url_path="attribution"),
+        st.Page(
+            "pages/attribution.py", title="Attribution", icon=":material/format_color_text:", url_path="attribution"
+        ),
     ]
 ).run()
