@@ -208,3 +208,44 @@ def test_compare_page_fits_and_draws(app_url: str, driver: Any, runs: list[dict[
     assert run["run_id"] in text
     assert "AUC" in text or "need at least" in text  # fitted results, or the one-line reason they cannot be
     _assert_not_blank(png)
+
+
+def _count_plots(driver: Any) -> int:
+    from selenium.webdriver.common.by import By
+
+    return len(driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"))
+
+
+def test_attribution_page_shows_a_stored_failure_by_two_methods(
+    app_url: str, driver: Any, runs: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    run = next(r for r in runs if r["task"].startswith("gen-") and r["first_failure"])
+    png = tmp_path / "attribution.png"
+    url = f"{app_url}/attribution?run={run['run_id']}&item={run['first_failure']}"
+    text = _visit(driver, url, png, "Layer profile")
+    assert "Verdict" in text and "attnlrp" in text and "grad_x_input" in text
+    assert text.count("Δ (nats)") == 2 and "No stored" not in text  # the demo ships both methods for failures
+    assert _count_plots(driver) >= 6  # segments, profile clusters, two heatmaps, deletion, item segments, profile
+    _assert_not_blank(png)
+
+
+def test_clusters_page_draws_a_map_and_cards(
+    app_url: str, driver: Any, runs: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    run = next(r for r in runs if r["task"].startswith("gen-"))
+    png = tmp_path / "clusters.png"
+    text = _visit(driver, f"{app_url}/clusters?run={run['run_id']}", png, "Do the clusters recover known causes?")
+    assert "failure rate" in text and "Cluster 0" in text
+    assert _count_plots(driver) >= 1
+    _assert_not_blank(png)
+
+
+def test_zoo_page_and_the_demo_zoo_run(app_url: str, driver: Any, runs: list[dict[str, Any]], tmp_path: Path) -> None:
+    png = tmp_path / "zoo.png"
+    text = _visit(driver, f"{app_url}/zoo", png, "Estimating accuracy")
+    assert "2nd_argmax_d16_n10" in text and "94.8–95.3%" in text and "Why this pick" in text
+    assert _count_plots(driver) >= 4  # weights, failure input, its relevance, MSE against compute
+    _assert_not_blank(png)
+    zoo_run = next(r for r in runs if r["task"].startswith("zoo-"))
+    text = _visit(driver, f"{app_url}/attribution?run={zoo_run['run_id']}", tmp_path / "zoo_attr.png", "Layer profile")
+    assert "Verdict" in text and "Δ (nats)" in text  # exact position attributions, stored with the zoo run
