@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from page_runner import run_page
 from store_factory import COLLECTED_RUN, IMPORTED_RUN, N_ITEMS, N_OTHER, OTHER_RUN, SEARCH_WORD
 from streamlit.testing.v1 import AppTest
 
@@ -17,10 +18,7 @@ OVERVIEW, FAILURES, APP = (str(ROOT / p) for p in ("pages/overview.py", "pages/f
 pytestmark = pytest.mark.usefixtures("fresh_st_caches")
 
 
-def _run(script: str, **query: str) -> AppTest:
-    at = AppTest.from_file(script, default_timeout=60)
-    at.query_params.update(query)
-    return at.run()
+_run = run_page
 
 
 def _n_items(at: AppTest) -> int:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from page_runner import run_page
 from store_factory import COLLECTED_RUN, IMPORTED_RUN
 from streamlit.testing.v1 import AppTest
 
@@ -19,9 +20,7 @@ pytestmark = pytest.mark.usefixtures("fresh_st_caches")
 
 
 def _run(**query: Any) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.query_params.update(query)
-    return at.run()
+    return run_page(PAGE, **query)
 
 
 def _charts(at: AppTest) -> list[Any]:

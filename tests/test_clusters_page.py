@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from page_runner import run_page
 from store_factory import COLLECTED_RUN, IMPORTED_RUN, N_ITEMS, SIGNAL_LAYER
 from streamlit.testing.v1 import AppTest
 from threadpoolctl import threadpool_limits
@@ -29,9 +30,7 @@ def _one_blas_thread():
 
 
 def _run(**query: Any) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.query_params.update(query)
-    return at.run()
+    return run_page(PAGE, **query)
 
 
 def _spec(at: AppTest) -> dict[str, Any]:

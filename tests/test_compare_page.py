@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import streamlit as st
+from page_runner import run_page
 from store_factory import COLLECTED_RUN, IMPORTED_RUN, OTHER_RUN, make_synthetic_store
 from streamlit.testing.v1 import AppTest
 
@@ -24,10 +25,7 @@ DEFAULT_LABELS = ["probe-paper L2 last", "probe-paper L4 last", "surface", "text
 pytestmark = pytest.mark.usefixtures("fresh_st_caches")
 
 
-def _run(script: str, **query: Any) -> AppTest:
-    at = AppTest.from_file(script, default_timeout=120)
-    at.query_params.update(query)
-    return at.run()
+_run = run_page
 
 
 def _variant_ids(db: Path, run_id: str) -> dict[str, list[str]]:

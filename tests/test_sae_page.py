@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from page_runner import run_page
 from store_factory import COLLECTED_RUN, IMPORTED_RUN, SAE_WIDTH, SIGNAL_LAYER, make_synthetic_store
 from streamlit.testing.v1 import AppTest
 
@@ -22,9 +23,7 @@ pytestmark = pytest.mark.usefixtures("fresh_st_caches")
 
 
 def _run(script: str = PAGE, **query: Any) -> AppTest:
-    at = AppTest.from_file(script, default_timeout=120)
-    at.query_params.update(query)
-    return at.run()
+    return run_page(script, **query)
 
 
 def test_sae_page_shows_the_diff_table_and_a_feature_card(wif_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from page_runner import run_page
 from streamlit.testing.v1 import AppTest
 
 from wif_core.zoo.analysis import curve_path
@@ -24,9 +25,7 @@ pytestmark = pytest.mark.usefixtures("fresh_st_caches")
 
 
 def _run(**query: Any) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.query_params.update(query)
-    return at.run()
+    return run_page(PAGE, **query)
 
 
 @pytest.fixture
