@@ -8,31 +8,13 @@ cleared before each timed render, as for a new server process.
 from __future__ import annotations
 
 import os
-import statistics
-import time
 from pathlib import Path
 
-from bench.common import machine, write_section
+from bench.common import machine, page_render_seconds, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "demo.duckdb"
-PAGES = ("overview", "failures", "compare", "reproduce")
-
-
-def _render(page: str, run_id: str) -> float:
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
-
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=600)
-    at.query_params["run"] = run_id
-    t = time.perf_counter()
-    at.run()
-    elapsed = time.perf_counter() - t
-    if at.exception:
-        raise RuntimeError(f"{page}: {at.exception[0].message}")
-    return elapsed
+PAGES = ("overview", "failures", "compare", "reproduce", "sae", "clusters", "attribution", "zoo")
 
 
 def main(reps: int = 3) -> dict:
@@ -47,14 +29,14 @@ def main(reps: int = 3) -> dict:
         run_ids = store.run_ids()
     out: dict[str, float] = {}
     for page in PAGES:
-        for run_id in run_ids:  # warm-up: fills the result cache on disk for every run
-            _render(page, run_id)
-        out[page] = statistics.median(_render(page, run_ids[0]) for _ in range(reps))
+        for run_id in run_ids[1:]:  # warm-up: fills the result cache on disk for every run
+            page_render_seconds(page, run_id, DEMO, reps=0)
+        out[page] = page_render_seconds(page, run_ids[0], DEMO, reps)
     rows = "\n".join(f"| {p} | {s:.2f} s |" for p, s in out.items())
     write_section(
         "app",
         f"""
-## Page render times (issues 2 and 3)
+## Page render times (issues 2 to 7)
 
 Machine: {machine()}. Command: `make bench` (`python -m bench.run app`): median of {reps} server-side
 renders of each page (Streamlit AppTest) on the demo store's first run, with explainer results already

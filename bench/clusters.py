@@ -10,8 +10,6 @@ busy cores OpenBLAS spins and PCA alone takes seconds.
 
 from __future__ import annotations
 
-import os
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from bench.common import machine, write_section
+from bench.common import machine, page_render_seconds, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "demo.duckdb"
@@ -89,24 +87,7 @@ def _demo() -> Path:
 
 def _page_seconds(run_id: str, reps: int = 3) -> float:
     """Median server-side first render of the Clusters page (AppTest): result on disk, Streamlit caches cleared."""
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
-
-    os.environ["WIF_DB"] = str(DEMO)
-
-    def render() -> float:
-        st.cache_data.clear()
-        st.cache_resource.clear()
-        at = AppTest.from_file(str(ROOT / "pages" / "clusters.py"), default_timeout=600)
-        at.query_params["run"] = run_id
-        t = time.perf_counter()
-        at.run()
-        if at.exception or at.error:
-            raise RuntimeError(f"clusters page: {(at.exception or at.error)[0].value}")
-        return time.perf_counter() - t
-
-    render()  # warm-up: writes the result to the cache beside the store
-    return statistics.median(render() for _ in range(reps))
+    return page_render_seconds("clusters", run_id, DEMO, reps)  # the warm-up writes the result to the cache
 
 
 def _suite() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import platform
 import re
+import statistics
 import time
 from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "BENCHMARKS.md"
 SHARED_BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "wif-gemma-2-2b"
 
 
@@ -64,3 +66,30 @@ def write_section(name: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     RESULTS.write_text(text)
+
+
+def page_render_seconds(page: str, run_id: str, db: Path, reps: int = 3) -> float:
+    """Median server-side render of ``pages/<page>.py`` for a run (Streamlit AppTest) with Streamlit's caches
+    cleared each time, as for a new server process; one untimed render first fills the caches on disk
+    (``reps=0``: only that one, and its time)."""
+    import os
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["WIF_DB"] = str(db)
+
+    def render() -> float:
+        st.cache_data.clear()
+        st.cache_resource.clear()
+        at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=600)
+        at.query_params["run"] = run_id
+        t = time.perf_counter()
+        at.run()
+        elapsed = time.perf_counter() - t
+        if at.exception or at.error:
+            raise RuntimeError(f"{page} page: {(at.exception or at.error)[0].value}")
+        return elapsed
+
+    warm = render()
+    return statistics.median(render() for _ in range(reps)) if reps > 0 else warm

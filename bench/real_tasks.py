@@ -42,7 +42,19 @@ def ensure_runs() -> dict[str, str]:
             raise RuntimeError(f"collect failed for {task}")
     for task in SAMPLES:
         if not _complete(task, "gemma-2-2b"):
-            wif(["import", str(SHARED_BENCH / task), "--task", task, "--model-name", "gemma-2-2b", "--db", str(DB), "--json"])
+            wif(
+                [
+                    "import",
+                    str(SHARED_BENCH / task),
+                    "--task",
+                    task,
+                    "--model-name",
+                    "gemma-2-2b",
+                    "--db",
+                    str(DB),
+                    "--json",
+                ]
+            )
     with Store.open(DB) as store:
         runs = store.runs()
     done = runs[(runs.model == "smollm2-135m") & (runs.status == "complete")]
@@ -88,7 +100,9 @@ def main() -> dict:
                      "input_vs_paper": compare(best_input, paper), "internals_vs_baseline": compare(internals, baseline)}  # fmt: skip
         sections.append(
             f"### {task} — run `{run_id}` (accuracy {acc:.3f}; {len(results)} explainer settings, {elapsed:.0f} s of fitting)\n\n"
-            f"| tier | explainer | test AUC [99.9% CI] | n |\n| --- | --- | --- | --- |\n{rows}\n\n" + "\n".join(lines) + "\n"
+            f"| tier | explainer | test AUC [99.9% CI] | n |\n| --- | --- | --- | --- |\n{rows}\n\n"
+            + "\n".join(lines)
+            + "\n"
         )
     write_section(
         "real-tasks",

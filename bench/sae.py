@@ -6,15 +6,13 @@ training runs on synthetic activations of the demo's size and the page is skippe
 
 from __future__ import annotations
 
-import os
-import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.common import machine, write_section
+from bench.common import machine, page_render_seconds, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "demo.duckdb"
@@ -81,8 +79,6 @@ def _train() -> dict[str, float | int | str]:
 
 def _page_seconds(reps: int = 3) -> float | None:
     """Median server-side first render of the SAE page (AppTest), codes cached on disk, Streamlit caches cleared."""
-    import streamlit as st  # noqa: TID251 - the app's own test harness
-    from streamlit.testing.v1 import AppTest  # noqa: TID251
 
     from wif_core.sae import available
     from wif_core.store import Store
@@ -93,21 +89,7 @@ def _page_seconds(reps: int = 3) -> float | None:
         run_id = store.run_ids()[0]
     if not available(DEMO, run_id):
         return None
-    os.environ["WIF_DB"] = str(DEMO)
-
-    def render() -> float:
-        st.cache_data.clear()
-        st.cache_resource.clear()
-        at = AppTest.from_file(str(ROOT / "pages" / "sae.py"), default_timeout=600)
-        at.query_params["run"] = run_id
-        t = time.perf_counter()
-        at.run()
-        if at.exception:
-            raise RuntimeError(f"sae page: {at.exception[0].message}")
-        return time.perf_counter() - t
-
-    render()  # warm-up: writes the codes cache if it is missing
-    return statistics.median(render() for _ in range(reps))
+    return page_render_seconds("sae", run_id, DEMO, reps)  # the warm-up writes the codes cache if missing
 
 
 def main() -> dict:
