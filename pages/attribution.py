@@ -63,7 +63,7 @@ cols = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
 item_id = explain.choice(cols[0], "Item (✗ failed, ✓ correct)", ids, "item", format_func=lambda i: f"{i} {marks[i]}")
 methods = attr.method_order(records, item_id)
 m1 = explain.choice(cols[1], "Method", methods, "method_a")
-m2 = explain.choice(cols[2], "Beside it", [*methods[1:], methods[0], "none"], "method_b")
+m2 = explain.choice(cols[2], "Beside it", attr.beside_options(records, item_id, methods), "method_b")
 compute = cols[3].toggle("Compute if not stored", value=True, key="compute",
                          help="Loads the run's model (CPU) and attributes this item now; nothing is written.")  # fmt: skip
 

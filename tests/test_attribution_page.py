@@ -71,3 +71,12 @@ def test_heatmap_colours_follow_the_sign_and_ignore_special_tokens() -> None:
     fig, frame = attr_ui.heatmap_figure(a, "t")
     assert list(fig.data[0].marker.color) == [1.0, 1.0, -0.5, 0.25, -1.0]  # special clipped, not the scale
     assert frame["score"].sum() == pytest.approx(49.5)
+
+
+def test_beside_defaults_to_none_when_only_one_method_is_stored() -> None:
+    one = [Attribution("z", "grad_x_input", 1, 0, ["x0"], ["other"], [0.1], 0.1, 0.1)]
+    methods = attr_ui.method_order(one, "z")
+    assert methods[0] == "grad_x_input" and attr_ui.beside_options(one, "z", methods)[0] == "none"
+    two = [*one, Attribution("z", "attnlrp", 1, 0, ["x0"], ["other"], [0.1], 0.1, 0.1)]
+    assert attr_ui.beside_options(two, "z", attr_ui.method_order(two, "z"))[0] == "grad_x_input"
+    assert attr_ui.beside_options([], "z", attr_ui.method_order([], "z"))[0] != "none"  # computes the next method

@@ -250,6 +250,15 @@ def method_order(records: list[Attribution], item_id: str) -> list[str]:
     return stored + rest
 
 
+def beside_options(records: list[Attribution], item_id: str, methods: list[str]) -> list[str]:
+    """The second method's choices: another stored one first; with one stored, 'none' first (computing
+    needs the run's model, which zoo and imported runs do not have); with none stored, the next method."""
+    n_stored = len({r.method for r in records if r.item_id == item_id})
+    if n_stored == 1:
+        return ["none", *methods[1:], methods[0]]
+    return [*methods[1:], methods[0], "none"]
+
+
 def item_order(outcomes: pd.DataFrame, stored: set[str]) -> tuple[list[str], dict[str, str]]:
     """Item ids, failures first and attributed items first within each, with a mark per item."""
     frame = outcomes.assign(stored=outcomes["item_id"].isin(stored), correct=outcomes["correct"].astype(bool))
