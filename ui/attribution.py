@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui import data
+from ui import charts, data
 from wif_core.attribution import (
     METHODS,
     Attribution,
@@ -26,12 +26,6 @@ from wif_core.sae.diff import visible
 # red pushes toward the wrong answer, blue toward the right one (RdBu reversed: positive is red)
 COLOURS = [[0.0, "#2166ac"], [0.5, "#f7f7f7"], [1.0, "#b2182b"]]
 LINE_CHARS = 70
-
-
-def _rgba(value: float) -> str:
-    v = max(-1.0, min(1.0, value))
-    colour = (178, 24, 43) if v > 0 else (33, 102, 172)
-    return f"rgba({colour[0]}, {colour[1]}, {colour[2]}, {abs(v) * 0.85:.2f})"
 
 
 def _parts(row: Attribution) -> list[tuple[str, list[int]]]:
@@ -56,7 +50,7 @@ def heatmap_html(row: Attribution) -> str:
             text = html.escape(row.tokens[i]).replace("\n", "⏎<br>")
             r = row.scores[i]
             spans.append(
-                f'<span title="{r:+.4f} · {html.escape(row.segments[i])}" style="background: {_rgba(heat[i])}; '
+                f'<span title="{r:+.4f} · {html.escape(row.segments[i])}" style="background: {charts.diverging_rgba(heat[i])}; '
                 f'border-radius: 3px">{text}</span>'
             )
         head = f"<b>{title}:</b> " if title else ""

@@ -18,6 +18,13 @@ CHANCE = {"color": "#9e9e9e", "dash": "dot", "width": 1}
 PAPER_COLOUR = "#ef6c00"
 
 
+def diverging_rgba(value: float, lo: float = 0.0, hi: float = 0.85) -> str:
+    """Red for value > 0 (toward the wrong answer), blue otherwise; opacity from lo to hi as |value| goes 0 → 1."""
+    v = max(-1.0, min(1.0, value))
+    r, g, b = (178, 24, 43) if v > 0 else (33, 102, 172)
+    return f"rgba({r}, {g}, {b}, {lo + (hi - lo) * abs(v):.2f})"
+
+
 def export_format() -> str:
     """The sidebar's choice of image format for every figure's download button (plotly's modebar)."""
     return str(st.sidebar.radio("Figure download format", ["png", "svg"], key="fig_format", horizontal=True,

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from ui import data
+from ui import charts, data
 from wif_core.errors import WifError
 from wif_core.zoo import analysis
 from wif_core.zoo.cli import accuracy_fields, model_summary
@@ -165,8 +165,7 @@ def relevance_figure(name: str, row: Any) -> tuple[go.Figure, float, float] | No
     scores, delta, _ = position_scores(m, x, torch.tensor([int(row.predicted)]), torch.tensor([int(row.true)]))
     values = scores[0]
     top = float(np.abs(values).max()) or 1.0
-    colours = [f"rgba(178, 24, 43, {0.2 + 0.8 * v / top:.2f})" if v > 0 else
-               f"rgba(33, 102, 172, {0.2 + 0.8 * -v / top:.2f})" for v in values]  # fmt: skip
+    colours = [charts.diverging_rgba(v / top, lo=0.2, hi=1.0) for v in values]
     fig = go.Figure(go.Bar(x=[str(p) for p in range(len(values))], y=values, marker_color=colours,
                            hovertemplate="position %{x}: relevance %{y:+.4f}<extra></extra>"))  # fmt: skip
     fig.update_xaxes(title="position (red pushes toward the wrong pick, blue toward the true answer)")

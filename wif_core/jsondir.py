@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ class JsonDir:
         self.directory = directory
 
     @classmethod
-    def beside(cls, store_path: str | Path) -> Any:
+    def beside(cls, store_path: str | Path) -> Self:
         path = Path(store_path)
         return cls(path.with_name(path.name + cls.suffix))
 

@@ -10,8 +10,9 @@ against what actually moves Δ. ``pairs.py`` defines the token sequence and Δ,
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from wif_core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from wif_core.attribution.analysis import (
@@ -63,10 +64,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"wif_core.attribution.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'wif_core.attribution' has no attribute '{name}'")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -19,8 +19,9 @@ import torch
 
 from wif_core.attribution import lrp
 from wif_core.attribution.pairs import ContrastPair, delta_of, embed, neutral_id
-from wif_core.errors import InputError, WifError
+from wif_core.errors import WifError
 from wif_core.models.scoring import DEFAULT_MAX_TOKENS, capture, decoder_blocks
+from wif_core.registry import Registry
 
 # Integrated gradients: Gauss–Legendre steps along the straight path from the baseline. On a
 # real LM, Δ along that path is rough (off-manifold mixtures of embeddings flip attention), so
@@ -62,23 +63,17 @@ class Method:
         return (True, "") if self.compatible is None else self.compatible(model)
 
 
-METHODS: dict[str, Method] = {}
+METHODS: Registry[Method] = Registry("an attribution method")
 
 
 def register(method: Method) -> Method:
     """Add a method to the registry; a second method under the same name is refused."""
-    if method.name in METHODS:
-        raise ValueError(f"an attribution method named '{method.name}' is already registered")
-    METHODS[method.name] = method
-    return method
+    return METHODS.add(method.name, method)
 
 
 def get_method(name: str) -> Method:
     """A registered method, or a one-line error listing them."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise InputError(f"unknown attribution method '{name}'; use one of: {', '.join(METHODS)}") from None
+    return METHODS.lookup(name)
 
 
 def _n_blocks(model: Any) -> int:

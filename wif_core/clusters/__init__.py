@@ -8,10 +8,10 @@ items like every other explanation.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from wif_core.clusters.names import MODES, SPACES
+from wif_core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from wif_core.clusters.run import ClusterCache, ClusterResult, cluster_run
@@ -22,10 +22,7 @@ _LAZY = {"ClusterCache": "run", "ClusterResult": "run", "cluster_run": "run", "S
          "Space": "spaces", "build_space": "spaces"}  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"wif_core.clusters.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'wif_core.clusters' has no attribute '{name}'")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = ["MODES", "SPACES", "SPACE_TIERS", "ClusterCache", "ClusterResult", "Space", "build_space", "cluster_run"]

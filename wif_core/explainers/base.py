@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from wif_core.errors import InputError
+from wif_core.registry import Registry
 
 Tier = Literal["input", "output", "gold"]
 TIERS: tuple[Tier, ...] = ("input", "output", "gold")
@@ -165,25 +165,20 @@ class Explainer:
                 "seed": self.seed, **self.settings}  # fmt: skip
 
 
-REGISTRY: dict[str, type[Explainer]] = {}
+REGISTRY: Registry[type[Explainer]] = Registry("an explainer", sort_names=True)
 
 
 def register(cls: type[Explainer]) -> type[Explainer]:
     """Class decorator: add an explainer to the registry under its unique name."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
-    if cls.name in REGISTRY:
-        raise ValueError(f"an explainer named '{cls.name}' is already registered ({REGISTRY[cls.name].__name__})")
     if cls.tier not in TIERS:
         raise ValueError(f"{cls.__name__}.tier must be one of {TIERS}")
-    REGISTRY[cls.name] = cls
-    return cls
+    known = REGISTRY.get(cls.name)
+    return REGISTRY.add(cls.name, cls, f" ({known.__name__})" if known else "")
 
 
 def get_explainer(name: str) -> type[Explainer]:
     from wif_core import explainers as _  # noqa: F401 - importing the package registers them all
 
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise InputError(f"unknown explainer '{name}'; use one of: {', '.join(sorted(REGISTRY))}") from None
+    return REGISTRY.lookup(name)

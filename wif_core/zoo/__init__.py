@@ -9,8 +9,9 @@ MSE against compute (``estimators``), zoo runs in the store (``runs``) and the `
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from wif_core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from wif_core.zoo.deductive import Deduction, deduce
@@ -33,10 +34,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"wif_core.zoo.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'wif_core.zoo' has no attribute '{name}'")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -45,6 +45,8 @@ def position_scores(
     x = x.detach().double().requires_grad_(True)
     m = ZooRNN(model.spec).double()
     m.load_state_dict({k: v.double() for k, v in model.state_dict().items()})
+    # the recurrence of ZooRNN.hidden_states, unrolled here so each h_t keeps its gradient (the stacked
+    # states that method returns are copies, which Δ does not depend on except at the last step)
     h = x.new_zeros(x.shape[0], m.spec.hidden)
     states = []
     for t in range(x.shape[1]):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from wif_core.errors import InputError
+from wif_core.registry import Registry
 from wif_core.zoo.deductive import deduce
 from wif_core.zoo.evaluate import BATCH, FastRNN, batch_generator, count_correct_rnn, target_rank
 from wif_core.zoo.models import ZooModel, ZooRNN, rnn_from_weights
@@ -48,22 +49,16 @@ class Estimator(Protocol):
     def estimate(self, model: ZooModel, budget: int, seed: int = 0) -> Estimate: ...
 
 
-ESTIMATORS: dict[str, type[Estimator]] = {}
+ESTIMATORS: Registry[type[Estimator]] = Registry("an estimator")
 
 
 def register(cls: type[Estimator]) -> type[Estimator]:
     """Class decorator: add an estimator under its unique name."""
-    if cls.name in ESTIMATORS:
-        raise ValueError(f"an estimator named '{cls.name}' is already registered")
-    ESTIMATORS[cls.name] = cls
-    return cls
+    return ESTIMATORS.add(cls.name, cls)
 
 
 def get_estimator(name: str) -> Estimator:
-    try:
-        return ESTIMATORS[name]()
-    except KeyError:
-        raise InputError(f"unknown estimator '{name}'; use one of: {', '.join(ESTIMATORS)}") from None
+    return ESTIMATORS.lookup(name)()
 
 
 def _rnn_position_task(model: ZooModel, name: str) -> str | None:
