@@ -303,11 +303,10 @@ def test_explainers_run_unchanged_on_a_zoo_run_and_find_the_gap(zoo_store) -> No
     from wif_core.explainers.data import RunData
     from wif_core.explainers.evaluate import evaluate as explain
     from wif_core.store import Store
-    from wif_core.zoo.runs import cause_recovery, register_store_tasks
+    from wif_core.zoo.runs import cause_recovery
 
     path, _, result = zoo_store
     with Store.open(path) as store:
-        register_store_tasks(store)
         data = RunData.load(store, result.run_id)
         probe = explain(data, "probe", layer=3, site="last")
         rows = {r.explainer: r for r in cause_recovery(store, result.run_id)}
@@ -377,7 +376,7 @@ def test_combinations_cover_the_issue_tasks() -> None:
 
 def test_zoo_task_names_register_on_demand() -> None:
     from wif_core.tasks.base import TASKS, get_task
-    from wif_core.zoo.runs import register_task_name
+    from wif_core.zoo.names import register_task_name
 
     assert register_task_name("zoo-argmedian-n7") and get_task("zoo-argmedian-n7").n_choices == 7
     assert not register_task_name("zoo-sorting-n7") and not register_task_name("piqa")

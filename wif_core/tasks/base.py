@@ -75,7 +75,7 @@ def get_task(name: str) -> TaskSpec:
     first use rather than listed here.
     """
     if name not in TASKS and name.startswith("zoo-"):
-        from wif_core.zoo.runs import register_task_name
+        from wif_core.zoo.names import register_task_name
 
         register_task_name(name)
     try:

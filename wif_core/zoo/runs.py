@@ -23,45 +23,15 @@ from wif_core.errors import InputError, WifError
 from wif_core.metrics import auc_ci
 from wif_core.runner import SplitOptions, make_run_id, write_splits
 from wif_core.store import OutcomeRow, RunInfo, Store
-from wif_core.tasks.base import TASKS, TaskItem, TaskSpec
+from wif_core.tasks.base import TaskItem
 from wif_core.zoo.attribution import attribution_rows
 from wif_core.zoo.models import ZooModel, ZooRNN
-from wif_core.zoo.tasks import TASKS as ZOO_TASKS
+from wif_core.zoo.names import store_task
 from wif_core.zoo.tasks import get_task, order_factors
 
 log = logging.getLogger(__name__)
 WRITE_BATCH = 2000
 FACTORS = ("gap12", "gap23", "max_pos", "second_pos")
-
-
-def store_task(task: str, n: int) -> str:
-    """The store's task name for a zoo task at length n (``zoo-2nd_argmax-n10``), registered so the
-    explainers can look up its number of choices."""
-    name = f"zoo-{task}-n{n}"
-    if name not in TASKS:
-        TASKS[name] = TaskSpec(name, "three_choice", n, description=f"AlgZoo {task}, n = {n} (one choice per output)")
-    return name
-
-
-def register_task_name(name: str) -> bool:
-    """Register a store task name like ``zoo-2nd_argmax-n10``; False if it is not a zoo task name.
-
-    The hook for ``wif_core.tasks.base.get_task``: a zoo task's choice count depends on n, so its
-    names cannot all be listed up front.
-    """
-    if not name.startswith("zoo-"):
-        return False
-    base, _, n = name[4:].rpartition("-n")
-    if base not in ZOO_TASKS or not n.isdigit():
-        return False
-    store_task(base, int(n))
-    return True
-
-
-def register_store_tasks(store: Store) -> None:
-    """Register the task names of every zoo run in ``store`` (call before loading one for the explainers)."""
-    for run_id in store.run_ids():
-        register_task_name(store.run(run_id).task)
 
 
 @dataclass
@@ -226,7 +196,6 @@ def cause_recovery(
     from wif_core.explainers.data import RunData
     from wif_core.explainers.evaluate import evaluate
 
-    register_store_tasks(store)
     data = RunData.load(store, run_id)
     meta = {r.item_id: json.loads(r.meta) for r in store.items(run_id).itertuples()}
     if "gap12" not in next(iter(meta.values())):
