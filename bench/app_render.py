@@ -19,9 +19,9 @@ PAGES = ("overview", "failures", "compare", "reproduce", "sae", "clusters", "att
 
 def main(reps: int = 3) -> dict:
     if not DEMO.exists():
-        from wif_core.cli import build_demo
+        from wif_core.demo import build_demo
 
-        build_demo(DEMO, limit=120, cache_dir=None, quiet=True)
+        build_demo(DEMO, limit=120)
     os.environ["WIF_DB"] = str(DEMO)
     from wif_core.store import Store
 

@@ -79,9 +79,9 @@ def _umap(X: np.ndarray) -> dict[str, float]:
 
 def _demo() -> Path:
     if not DEMO.exists():
-        from wif_core.cli import build_demo
+        from wif_core.demo import build_demo
 
-        build_demo(DEMO, limit=120, cache_dir=None, quiet=True)
+        build_demo(DEMO, limit=120)
     return DEMO
 
 

@@ -43,7 +43,7 @@ def _encode_seconds(reps: int = 3) -> tuple[float, float]:
 
 def _demo_tokens() -> tuple[np.ndarray, np.ndarray, str]:
     """Train- and val-split token activations of the demo's first run at its token layer (or synthetic ones)."""
-    from wif_core.cli import DEMO_TOKEN_LAYERS
+    from wif_core.demo import DEMO_TOKEN_LAYERS
     from wif_core.sae.codes import kept_tokens, sink_threshold
     from wif_core.sae.train import _tokens
 

@@ -1,10 +1,10 @@
 """Contrastive attribution: which tokens pushed the model toward the wrong answer, and which method to trust."""
 
 import streamlit as st
+from wif_ui import attribution as attr
+from wif_ui import charts, data, explain
 
-from ui import attribution as attr
-from ui import charts, data, explain
-from wif_core.errors import WifError
+from wif_core.errors import WifError, one_line
 
 data.ensure_entry()
 st.title("Contrastive attribution")
@@ -47,7 +47,7 @@ if records:
             fig, frame = attr.profile_cluster_figure(records, failed, agg_method, k)
             charts.show(fig, frame, f"wif_profiles_{run_id}_{agg_method}", fmt)
         except WifError as exc:
-            st.info(data.one_line(exc))
+            st.info(one_line(exc))
 else:
     st.info(
         f"No attributions are stored for this run yet. Store them with `wif attribute --run {run_id} "

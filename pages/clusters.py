@@ -3,9 +3,9 @@
 import json
 
 import streamlit as st
+from wif_ui import charts, data, explain
+from wif_ui import clusters as cl
 
-from ui import charts, data, explain
-from ui import clusters as cl
 from wif_core.clusters import SPACES
 
 data.ensure_entry()

@@ -1,8 +1,8 @@
 """Compare explainers: fit those a run supports, overlay their ROC curves, AUC by layer, paired comparisons."""
 
 import streamlit as st
+from wif_ui import charts, data, explain
 
-from ui import charts, data, explain
 from wif_core.explainers import TIER_NOTES
 
 data.ensure_entry()

@@ -2,8 +2,7 @@
 
 import plotly.express as px
 import streamlit as st
-
-from ui import data
+from wif_ui import data
 
 EXPORT = {"toImageButtonOptions": {"format": "png"}}
 

@@ -2,8 +2,7 @@
 
 import pandas as pd
 import streamlit as st
-
-from ui import charts, data, explain
+from wif_ui import charts, data, explain
 
 data.ensure_entry()
 st.title("Paper reproduction")

@@ -1,9 +1,9 @@
 """SAE features: which sparse features of a run's SAE fire differently on failures than on successes."""
 
 import streamlit as st
+from wif_ui import charts, data, explain
+from wif_ui import sae as sae_ui
 
-from ui import charts, data, explain
-from ui import sae as sae_ui
 from wif_core.sae.diff import visible
 
 data.ensure_entry()

@@ -1,8 +1,8 @@
 """Zoo: tiny algorithmic models with known ground truth — accuracy, weights, failures, and estimates of accuracy."""
 
 import streamlit as st
+from wif_ui import charts, data, zoo
 
-from ui import charts, data, zoo
 from wif_core.zoo.analysis import ARC_FIGURES, load_curve, sampling_advantage
 
 data.ensure_entry()
@@ -89,9 +89,9 @@ st.subheader("Estimating accuracy: MSE against compute")
 figure = zoo.curve_figure(name)
 if figure is None:
     st.info(f"No cached curve for {name}; compute it with `wif zoo estimate {name} --curve` (writes "
-            f"data/zoo/estimates_{name}.json).")  # fmt: skip
+            f"{zoo.zoo_dir()}/estimates_{name}.json).")  # fmt: skip
 else:
-    curve = load_curve(name)
+    curve = load_curve(name, zoo.zoo_dir())
     assert curve is not None
     gain = sampling_advantage(curve, "importance")
     st.caption(

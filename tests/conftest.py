@@ -107,10 +107,10 @@ def embedded():
 @pytest.fixture(scope="session")
 def demo_db(tmp_path_factory) -> Path:
     """A small demo store built exactly as `wif demo` builds it (40 items per generated task)."""
-    from wif_core.cli import build_demo
+    from wif_core.demo import build_demo
 
     path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    build_demo(path, limit=40, cache_dir=None, quiet=True)
+    build_demo(path, limit=40)
     return path
 
 

@@ -7,7 +7,6 @@ few items (``@pytest.mark.model``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from types import SimpleNamespace
@@ -359,28 +358,10 @@ def test_layer_profile_clusters_find_two_shapes():
 
 
 def _attribute(capsys, argv: list[str]) -> dict:
-    """Run `wif attribute` (through wif's own parser once the command is wired in, else a local one)."""
-    from wif_core import cli
+    """Run `wif attribute` through wif's own main and parse its JSON."""
+    from wif_core.cli import main
 
-    parser = cli.build_parser()
-    names = next(a.choices for a in parser._subparsers._group_actions)  # type: ignore[union-attr]
-    if "attribute" in names:
-        assert cli.main(["attribute", *argv]) == 0
-    else:
-        from wif_core.attribution.cli import add_commands
-
-        parser = argparse.ArgumentParser(prog="wif")
-        sub = parser.add_subparsers(dest="command", required=True)
-
-        def common(p):
-            p.add_argument("--db", default=cli.DEFAULT_DB)
-            p.add_argument("--json", action="store_true")
-            p.add_argument("-v", "--verbose", action="store_true")
-            return p
-
-        add_commands(sub, common)
-        args = parser.parse_args(["attribute", *argv])
-        assert args.func(args) == 0
+    assert main(["attribute", *argv]) == 0
     return json.loads(capsys.readouterr().out)
 
 

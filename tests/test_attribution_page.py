@@ -9,8 +9,8 @@ import pytest
 from page_runner import run_page
 from store_factory import COLLECTED_RUN, IMPORTED_RUN
 from streamlit.testing.v1 import AppTest
+from wif_ui import attribution as attr_ui
 
-from ui import attribution as attr_ui
 from wif_core.attribution import Attribution
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,6 @@ cluster explainers and their tiers, bad input, the CLI, and text embeddings with
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -344,29 +343,11 @@ def test_runs_without_a_space_say_how_to_get_it(tmp_path: Path) -> None:
 
 
 def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    """`wif ARGV` through wif's own main, with `wif cluster` added where the parser lacks it still."""
-    from wif_core import cli
-    from wif_core.clusters.cli import add_commands
+    """`wif ARGV` through wif's own main."""
+    from wif_core.cli import main
 
-    build = cli.build_parser
-
-    def parser() -> argparse.ArgumentParser:
-        p = build()
-        sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
-        if "cluster" not in sub.choices:
-
-            def common(q: argparse.ArgumentParser) -> argparse.ArgumentParser:
-                q.add_argument("--db", default=cli.DEFAULT_DB)
-                q.add_argument("--json", action="store_true")
-                q.add_argument("-v", "--verbose", action="store_true")
-                return q
-
-            add_commands(sub, common)
-        return p
-
-    monkeypatch.setattr(cli, "build_parser", parser)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # main sets threads; the cores are shared
-    return cli.main(argv)
+    return main(argv)
 
 
 def test_cli_json_and_text(planted_db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

@@ -205,7 +205,7 @@ def test_missing_store_shows_a_one_line_error(script: str, tmp_path: Path, monke
 
 def test_demo_prefit_serves_the_first_visit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`wif demo` pre-fits the page's default selection: the first visit then fits nothing."""
-    from wif_core.cli import prefit_demo
+    from wif_core.demo import prefit_demo
     from wif_core.explainers.base import Explainer
 
     db = tmp_path / "demo.duckdb"

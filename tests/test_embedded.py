@@ -34,7 +34,7 @@ def test_packed_equals_naive_on_real_items(embedded):
 
 
 def test_demo_store_is_populated(demo_db):
-    from wif_core.cli import DEMO_ATTRIBUTION_METHODS, DEMO_ZOO_SAMPLES
+    from wif_core.demo import DEMO_ATTRIBUTION_METHODS, DEMO_ZOO_SAMPLES
 
     with Store.open(demo_db) as store:
         runs = store.runs()

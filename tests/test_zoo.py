@@ -321,19 +321,9 @@ def test_explainers_run_unchanged_on_a_zoo_run_and_find_the_gap(zoo_store) -> No
 
 
 def _parser() -> argparse.ArgumentParser:
-    from wif_core.zoo.cli import add_commands
+    from wif_core.cli import build_parser
 
-    parser = argparse.ArgumentParser(prog="wif")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--db", default="data/wif.duckdb")
-        p.add_argument("--json", action="store_true")
-        p.add_argument("-v", "--verbose", action="store_true")
-        return p
-
-    add_commands(sub, common)
-    return parser
+    return build_parser()
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from wif_ui import charts, data
 
-from ui import charts, data
 from wif_core.attribution import (
     METHODS,
     Attribution,
@@ -20,7 +20,7 @@ from wif_core.attribution import (
     recommend,
     segment_summary,
 )
-from wif_core.errors import WifError
+from wif_core.errors import WifError, one_line
 from wif_core.sae.diff import visible
 
 # red pushes toward the wrong answer, blue toward the right one (RdBu reversed: positive is red)
@@ -234,7 +234,7 @@ def record(path: str, run_id: str, item_id: str, method: str, compute: bool) -> 
             status.update(label=f"{method}: computed in {result.seconds or 0:.1f} s (not stored)", state="complete")
         return result
     except (WifError, OSError, ValueError) as exc:
-        return f"Cannot compute {method} here: {data.one_line(exc)}"
+        return f"Cannot compute {method} here: {one_line(exc)}"
 
 
 def method_order(records: list[Attribution], item_id: str) -> list[str]:

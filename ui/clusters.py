@@ -17,13 +17,13 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
+from wif_ui import charts, data, explain
 
-from ui import charts, data, explain
 from wif_core.clusters import SPACES, ClusterCache, ClusterResult, cluster_run
 from wif_core.clusters.cards import ClusterCard
 from wif_core.clusters.run import snippet
 from wif_core.clusters.spaces import SPACE_NOTES, SPACE_TIERS, default_layer, default_site, why_not
-from wif_core.errors import WifError
+from wif_core.errors import WifError, one_line
 from wif_core.sae import available
 
 OUTCOME_COLOURS = {"failed": "#c62828", "correct": "#2e7d32"}
@@ -78,7 +78,7 @@ def result(run_id: str, **options: Any) -> ClusterResult:
         with st.spinner("Clustering (once; the result is then cached beside the store) …"):
             return _result(data.store_path(), run_id, json.dumps(options, sort_keys=True))
     except WifError as exc:
-        st.error(data.one_line(exc))
+        st.error(one_line(exc))
         st.stop()
 
 

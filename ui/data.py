@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import pandas as pd
 import streamlit as st
 
-from wif_core.errors import StoreError
+from wif_core.errors import StoreError, one_line
 from wif_core.store import Store
 
 DEFAULT_DB = "data/demo.duckdb"
@@ -72,7 +72,7 @@ def _path() -> str:
     try:
         _open(path)
     except StoreError as exc:
-        _fail(str(exc).strip().splitlines()[0])
+        _fail(one_line(exc))
     return path
 
 
@@ -106,12 +106,6 @@ def store_path() -> str:
 def store(path: str) -> Store:
     """The process's shared read-only ``Store`` at ``path`` (opened once, cached)."""
     return _open(path)
-
-
-def one_line(exc: BaseException) -> str:
-    """An error's message as one line, for ``st.error``."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def runs() -> pd.DataFrame:

@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from wif_ui import data
 
-from ui import data
-from wif_core.errors import WifError
+from wif_core.errors import WifError, one_line
 from wif_core.explainers import REGISTRY, TIER_NOTES, TIERS
 from wif_core.explainers import evaluate as ev
 from wif_core.explainers.data import RunData
@@ -71,7 +71,7 @@ def run_data(run_id: str) -> RunData:
     try:
         return _run_data(data.store_path(), run_id)
     except WifError as exc:
-        st.error(data.one_line(exc))
+        st.error(one_line(exc))
         st.stop()
 
 
@@ -132,7 +132,7 @@ def fit_all(run_id: str, chosen: list[Variant]) -> list[ev.ExplainResult]:
                 r = _fit(path, run_id, v.name, v.settings_json)
             except WifError as exc:
                 failed += 1
-                status.write(f"✗ {n}/{len(chosen)} {v.label}: {data.one_line(exc)}")
+                status.write(f"✗ {n}/{len(chosen)} {v.label}: {one_line(exc)}")
                 continue
             results.append(r)
             status.write(f"✓ {n}/{len(chosen)} {v.label}: AUC {r.auc:.3f} ({time.perf_counter() - start:.2f} s)")
@@ -152,7 +152,7 @@ def reproduce(run_id: str, layers: list[int]) -> dict[str, Any]:
     try:
         return _reproduce(data.store_path(), run_id)  # every fit above is now in the result cache
     except WifError as exc:
-        st.error(data.one_line(exc))
+        st.error(one_line(exc))
         st.stop()
 
 

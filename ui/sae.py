@@ -17,9 +17,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
+from wif_ui import charts, data
 
-from ui import charts, data
-from wif_core.errors import WifError
+from wif_core.errors import WifError, one_line
 from wif_core.sae import SaeInfo, available, sae_info
 from wif_core.sae.codes import FeatureCodes, run_codes
 from wif_core.sae.diff import Context, SaeDiff, run_diff, run_items, visible
@@ -73,7 +73,7 @@ def diff(run_id: str, layer: int, sae: SaeInfo, top: int, by: str) -> tuple[SaeD
             codes = _codes(path, run_id, layer, sae.fingerprint)
             return _diff(path, run_id, layer, sae.fingerprint, top, by), codes
     except WifError as exc:
-        st.error(data.one_line(exc))
+        st.error(one_line(exc))
         st.stop()
 
 

@@ -1,8 +1,11 @@
-"""Cached accessors and figures of the zoo page. Models come from ``data/zoo`` (no store needed);
-a zoo run in the store, if there is one, is linked to the failure browser."""
+"""Cached accessors and figures of the zoo page. Models are the shipped ones and those in the user's zoo
+directory (``$WIF_ZOO_DIR``, set by ``wif app``; else ``data/zoo``), no store needed; a zoo run in the
+store, if there is one, is linked to the failure browser."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -11,11 +14,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
+from wif_ui import charts, data
 
-from ui import charts, data
 from wif_core.errors import WifError
+from wif_core.paths import DEFAULT_ZOO_DIR
 from wif_core.zoo import analysis
-from wif_core.zoo.cli import accuracy_fields, model_summary
+from wif_core.zoo.analysis import accuracy_fields, model_summary
 from wif_core.zoo.deductive import deduce
 from wif_core.zoo.estimators import ESTIMATORS
 from wif_core.zoo.evaluate import evaluate
@@ -26,19 +30,24 @@ LIVE_SAMPLES = 200_000  # models without a measured accuracy (the handcrafted on
 COLOURS = {"sampling": "#546e7a", "importance": "#ef6c00", "deductive": "#2e7d32"}
 
 
+def zoo_dir() -> Path:
+    """The user's zoo directory: ``$WIF_ZOO_DIR``, else ``data/zoo`` (looked up before the shipped models)."""
+    return Path(os.environ.get("WIF_ZOO_DIR", DEFAULT_ZOO_DIR))
+
+
 @st.cache_data(show_spinner=False)
 def models() -> list[str]:
-    return available()
+    return available(zoo_dir())
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def model(name: str) -> ZooModel:
-    return load(name)
+    return load(name, zoo_dir())
 
 
 @st.cache_data(show_spinner=False)
 def summary(name: str) -> dict[str, Any]:
-    return model_summary(name)
+    return model_summary(name, zoo_dir())
 
 
 @st.cache_data(show_spinner="Measuring accuracy…")
@@ -111,7 +120,7 @@ def sequence_figure(row: Any) -> go.Figure:
 
 def curve_figure(name: str) -> tuple[go.Figure, pd.DataFrame] | None:
     """MSE against FLOPs on log-log axes, one line per estimator; exact estimates sit on a marked floor."""
-    curve = analysis.load_curve(name)
+    curve = analysis.load_curve(name, zoo_dir())
     if curve is None:
         return None
     frame = analysis.curve_frame(curve)

@@ -1,3 +1,106 @@
-"""wif: why it failed — failure analysis for language models on multiple-choice benchmarks."""
+"""wif: why it failed — failure analysis for language models on multiple-choice benchmarks.
+
+The public API, for a notebook as for a script; every name is imported on first use, so
+``import wif_core`` costs no torch::
+
+    import wif_core as wif
+
+    store = wif.open_store("data/my.duckdb", write=True)      # a DuckDB store (created when writing)
+    model = wif.load_model()                                 # the embedded SmolLM2-135M, a directory or a hub id
+    run = wif.collect(store, model, "gen-physical", source="generated", limit=120)
+    result = wif.evaluate(store, run.run_id, "probe", layer=15)   # AUC, 99.9% CI and n on held-out items
+
+Verbs (``wif_core.api``): ``open_store``, ``load_model``, ``load_items``, ``collect``,
+``import_outcomes``, ``runs``, ``evaluate``, ``evaluate_all``, ``attribute``, ``cluster``,
+``train_sae``, ``add_sae``, ``zoo_model``, ``zoo_evaluate``. Records: ``TaskItem``, ``RunInfo``,
+``CollectResult``, ``ExplainResult``, ``Attribution``, ``ClusterResult``, ``TrainResult``,
+``Accuracy``; ``Store`` and the errors ``WifError``, ``InputError``, ``StoreError``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wif_core.lazy import lazy_exports
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from wif_core.api import (
+        add_sae,
+        attribute,
+        cluster,
+        collect,
+        evaluate,
+        evaluate_all,
+        import_outcomes,
+        load_items,
+        load_model,
+        open_store,
+        runs,
+        train_sae,
+        zoo_evaluate,
+        zoo_model,
+    )
+    from wif_core.attribution.record import Attribution
+    from wif_core.clusters.run import ClusterResult
+    from wif_core.errors import InputError, StoreError, WifError
+    from wif_core.explainers.evaluate import ExplainResult
+    from wif_core.runner import CollectResult
+    from wif_core.sae.train import TrainConfig, TrainResult
+    from wif_core.store import RunInfo, Store
+    from wif_core.tasks.base import TaskItem
+    from wif_core.zoo.evaluate import Accuracy
+
+_VERBS = [
+    "add_sae", "attribute", "cluster", "collect", "evaluate", "evaluate_all", "import_outcomes", "load_items",
+    "load_model", "open_store", "runs", "train_sae", "zoo_evaluate", "zoo_model",
+]  # fmt: skip
+_LAZY = {
+    **dict.fromkeys(_VERBS, "api"),
+    "Accuracy": "zoo.evaluate",
+    "Attribution": "attribution.record",
+    "ClusterResult": "clusters.run",
+    "CollectResult": "runner",
+    "ExplainResult": "explainers.evaluate",
+    "InputError": "errors",
+    "RunInfo": "store",
+    "Store": "store",
+    "StoreError": "errors",
+    "TaskItem": "tasks.base",
+    "TrainConfig": "sae.train",
+    "TrainResult": "sae.train",
+    "WifError": "errors",
+}
+
+__getattr__ = lazy_exports(__name__, _LAZY)
+
+__all__ = [
+    "Accuracy",
+    "Attribution",
+    "ClusterResult",
+    "CollectResult",
+    "ExplainResult",
+    "InputError",
+    "RunInfo",
+    "Store",
+    "StoreError",
+    "TaskItem",
+    "TrainConfig",
+    "TrainResult",
+    "WifError",
+    "add_sae",
+    "attribute",
+    "cluster",
+    "collect",
+    "evaluate",
+    "evaluate_all",
+    "import_outcomes",
+    "load_items",
+    "load_model",
+    "open_store",
+    "runs",
+    "train_sae",
+    "zoo_evaluate",
+    "zoo_model",
+]

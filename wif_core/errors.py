@@ -11,3 +11,9 @@ class StoreError(WifError):
 
 class InputError(WifError):
     """A malformed input file, an unknown task or model, a bad option value."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message as one line (its first), or its type's name when it has none."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

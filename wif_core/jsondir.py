@@ -1,30 +1,50 @@
-"""JSON documents in a side directory beside a store: result caches that only ever cost time when missing."""
+"""JSON: the one cleaner every JSON document goes through, and side directories of documents beside a store."""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any, Self
+
+from wif_core.paths import SideDir, beside
 
 log = logging.getLogger(__name__)
 
 
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data: numpy → Python, NaN and ±inf → None, tuples → lists, keys → str,
+    dates → ISO strings; anything else JSON cannot hold becomes its ``str``."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
 class JsonDir:
-    """``<store>.<suffix>/KEY.json``, written atomically; a missing or unwritable directory only costs time.
+    """``<store>.<kind>/KEY.json``, written atomically; a missing or unwritable directory only costs time.
 
     The app opens stores read-only, so results it computes live here, not in the store.
     """
 
-    suffix = ".json-cache"
+    kind: SideDir  # which of the store's side directories (wif_core.paths)
 
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
 
     @classmethod
     def beside(cls, store_path: str | Path) -> Self:
-        path = Path(store_path)
-        return cls(path.with_name(path.name + cls.suffix))
+        return cls(beside(store_path, cls.kind))
 
     def read(self, key: str) -> Any | None:
         """The parsed document, or None when absent or unreadable."""

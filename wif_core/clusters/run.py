@@ -39,7 +39,7 @@ from wif_core.clusters.ctfidf import class_tfidf
 from wif_core.clusters.names import ALGORITHMS, MAPS, MODES, SPACES
 from wif_core.clusters.spaces import build_space, item_text, resolve, sae_item_codes
 from wif_core.errors import InputError
-from wif_core.jsondir import JsonDir
+from wif_core.jsondir import JsonDir, jsonable
 from wif_core.metrics.auc import DEFAULT_LEVEL
 from wif_core.store import Store
 
@@ -113,7 +113,7 @@ class ClusterResult:
 class ClusterCache(JsonDir):
     """Cluster results beside a store (``<store>.clusters/``), shared by the page and ``wif cluster``."""
 
-    suffix = ".clusters"
+    kind = "clusters"
 
     def get(self, key: str) -> ClusterResult | None:
         doc = self.read(key)
@@ -123,20 +123,7 @@ class ClusterCache(JsonDir):
             return None
 
     def put(self, key: str, result: ClusterResult) -> None:
-        self.write(key, _jsonable(result.to_json()))
-
-
-def _jsonable(value: Any) -> Any:
-    """NaN → None (JSON has no NaN), numpy → Python."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+        self.write(key, jsonable(result.to_json()))
 
 
 def _check_options(space: str, mode: str, algorithm: str, k: int | None, map_method: str) -> None:

@@ -29,6 +29,7 @@ from wif_core.clusters.algorithms import Scale
 from wif_core.clusters.names import SPACES
 from wif_core.errors import InputError
 from wif_core.explainers.base import Tier
+from wif_core.paths import beside
 from wif_core.store import Store
 
 log = logging.getLogger(__name__)
@@ -195,8 +196,7 @@ def attribution_features(rows: Sequence[Any], segments: Sequence[str] | None = N
 
 def embeddings_dir(store_path: str | Path) -> Path:
     """Where a store's text embeddings are cached: ``<store>.embeddings``."""
-    path = Path(store_path)
-    return path.with_name(path.name + ".embeddings")
+    return beside(store_path, "embeddings")
 
 
 @functools.lru_cache(maxsize=1)

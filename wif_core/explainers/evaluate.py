@@ -20,7 +20,7 @@ import numpy as np
 from wif_core.errors import InputError
 from wif_core.explainers.base import REGISTRY, get_explainer
 from wif_core.explainers.data import RunData
-from wif_core.jsondir import JsonDir
+from wif_core.jsondir import JsonDir, jsonable
 from wif_core.metrics import auc_ci, paired_compare
 from wif_core.metrics.auc import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 
@@ -101,7 +101,7 @@ def _key(data: RunData, name: str, settings: dict[str, Any], level: float, n_res
 class ResultCache(JsonDir):
     """Explainer results beside a store (``<store>.results/``)."""
 
-    suffix = ".results"
+    kind = "results"
 
     def get(self, key: str) -> ExplainResult | None:
         doc = self.read(key)
@@ -149,16 +149,12 @@ def evaluate(
     ci = auc_ci(y_test, scores, level=level, n_resamples=n_resamples, seed=seed)
     result = ExplainResult(
         data.facts.run_id, name, cls.tier, layer, site, settings, ci.auc, ci.ci_low, ci.ci_high, ci.ci_level,
-        ci.n, ci.n_pos, len(train), len(val), seed, elapsed, _jsonable(explainer.explain()),
+        ci.n, ci.n_pos, len(train), len(val), seed, elapsed, jsonable(explainer.explain()),
         test.item_ids, scores.tolist(), y_test.tolist(),
     )  # fmt: skip
     if cache is not None:
         cache.put(key, result)
     return result
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
 
 def variants(data: RunData, names: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:

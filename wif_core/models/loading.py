@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from wif_core.errors import InputError
+from wif_core.errors import InputError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def load_model(spec: str, cache_dir: Path | None = None) -> LoadedModel:
             spec, trust_remote_code=False, use_safetensors=True, dtype=torch.float32
         )
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = one_line(exc)
         raise InputError(f"cannot load model '{spec}': {first}") from None
     return _finish(model, tokenizer, spec)
 

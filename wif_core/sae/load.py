@@ -12,18 +12,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from wif_core.errors import InputError
+from wif_core.errors import InputError, one_line
 from wif_core.sae.paths import CFG_FILE, WEIGHTS_FILE, is_sae_dir
 
 log = logging.getLogger(__name__)
 
 # sae-lens conversion functions that read pickled weights (torch.load): refused, since wif never unpickles
 PICKLE_LOADERS = frozenset({"connor_rob_hook_z", "goodfire", "deepseek_r1", "qwen_scope", "dictionary_learning_1"})
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def is_release_spec(spec: str) -> bool:
@@ -50,7 +45,7 @@ def load_sae(spec: str | Path, device: str = "cpu") -> Any:
             warnings.simplefilter("ignore")
             sae = SAE.load_from_disk(str(path), device=device, dtype="float32")
     except Exception as exc:  # sae-lens raises many kinds for a bad config or weights file
-        raise InputError(f"cannot load the SAE at {path}: {_one_line(exc)}") from None
+        raise InputError(f"cannot load the SAE at {path}: {one_line(exc)}") from None
     return sae.eval()
 
 
@@ -72,7 +67,7 @@ def _from_pretrained(release: str, sae_id: str, device: str) -> Any:
             warnings.simplefilter("ignore")
             sae = SAE.from_pretrained(release, sae_id, device=device, dtype="float32")
     except Exception as exc:  # network, hub and format errors alike
-        raise InputError(f"cannot load SAE {release}:{sae_id}: {_one_line(exc)}") from None
+        raise InputError(f"cannot load SAE {release}:{sae_id}: {one_line(exc)}") from None
     return sae.eval()
 
 

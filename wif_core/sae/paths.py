@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wif_core.paths import beside
+
 # sae-lens's file names (sae_lens.constants), repeated here so that reading them needs no sae-lens import
 WEIGHTS_FILE = "sae_weights.safetensors"
 CFG_FILE = "cfg.json"
@@ -26,8 +28,7 @@ CODES_FILE = "codes.safetensors"
 
 def sae_root(store_path: str | Path) -> Path:
     """The directory beside a store that holds its SAEs: ``<store>.saes``."""
-    path = Path(store_path)
-    return path.with_name(path.name + ".saes")
+    return beside(store_path, "saes")
 
 
 def sae_dir(store_path: str | Path, run_id: str, layer: int) -> Path:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wif_core.errors import InputError
+from wif_core.errors import InputError, one_line
 from wif_core.tasks.base import TaskItem, get_task
 from wif_core.tasks.templates import render_context
 
@@ -252,7 +252,7 @@ def read_hf(
 
         ds = datasets.load_dataset(hf_id, config, split=split)
     except Exception as exc:  # the hub raises many types; the user needs one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = one_line(exc)
         raise InputError(
             f"cannot load {hf_id}{':' + config if config else ''} ({split}) from the Hugging Face hub: {first}; "
             "use a local file with --source PATH"

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from wif_core.zoo.estimators import Curve
-from wif_core.zoo.evaluate import predict
+from wif_core.zoo.evaluate import Accuracy, predict
 from wif_core.zoo.models import ZooModel, ZooRNN
 from wif_core.zoo.tasks import get_task, order_factors
-from wif_core.zoo.weights import ZOO_DIR
+from wif_core.zoo.weights import load, zoo_file
 
 # ARC's reported accuracies (AlgZoo post): (low, high) of the range quoted for the model
 ARC_FIGURES: dict[str, tuple[float, float, str]] = {
@@ -64,7 +65,40 @@ def failure_table(model: ZooModel, samples: int, seed: int = 0) -> pd.DataFrame:
 
 
 def curve_path(name: str, zoo_dir: Path | None = None) -> Path:
-    return (zoo_dir or ZOO_DIR) / f"estimates_{name}.json"
+    """Where a model's MSE-vs-compute curve lives: ``zoo_dir`` first, then the shipped curves."""
+    return zoo_file(f"estimates_{name}.json", zoo_dir)
+
+
+def model_summary(name: str, zoo_dir: Path | None = None) -> dict[str, Any]:
+    """What ``wif zoo list`` and the zoo page show of one model: its spec, size, schedule and measured accuracy."""
+    model = load(name, zoo_dir)
+    s, meta = model.spec, model.spec.meta
+    return {
+        "name": s.name,
+        "task": s.task,
+        "n": s.n,
+        "hidden": s.hidden,
+        "arch": s.arch,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "handcrafted": bool(meta.get("handcrafted")),
+        "steps": meta.get("steps"),
+        "train_seconds": meta.get("train_seconds"),
+        "seed": meta.get("seed"),
+        "accuracy": meta.get("accuracy"),
+        "accuracy_ci": meta.get("accuracy_ci"),
+        "accuracy_n": meta.get("accuracy_n"),
+    }
+
+
+def accuracy_fields(acc: Accuracy) -> dict[str, Any]:
+    """A measured accuracy as a model's metadata stores it."""
+    return {
+        "accuracy": acc.accuracy,
+        "accuracy_ci": [acc.ci_low, acc.ci_high],
+        "accuracy_level": acc.level,
+        "accuracy_n": acc.n,
+        "rmse": acc.rmse,
+    }
 
 
 def load_curve(name: str, zoo_dir: Path | None = None) -> Curve | None:

@@ -1,7 +1,9 @@
 """Zoo models on disk: one safetensors file per model, its spec and provenance in the metadata header.
 
-Only safetensors is read (never a pickle). ``data/zoo/<name>.safetensors`` holds the
-shipped models; a name resolves there, a path is read as is.
+Only safetensors is read (never a pickle). The shipped models are package data
+(``wif_core/zoo/shipped/<name>.safetensors``, ``ZOO_DIR``); models a user trains live in a zoo
+directory of their own (``wif zoo train`` saves to ``data/zoo`` unless told otherwise). A name
+resolves in the given zoo directory first, then among the shipped models; a path is read as is.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from wif_core.errors import InputError
+from wif_core.paths import shipped_zoo_dir
 from wif_core.zoo.models import ZooModel, ZooRNN, ZooSpec, build, handcrafted_2nd_argmax, rnn_from_weights
 
-ZOO_DIR = Path(__file__).resolve().parents[2] / "data" / "zoo"
+ZOO_DIR = shipped_zoo_dir()  # the shipped models (read-only package data)
 HANDCRAFTED = {"handcrafted_2nd_argmax_n2": 2, "handcrafted_2nd_argmax_n10": 10}
 _SPEC_KEY = "wif_zoo_spec"
 
@@ -30,18 +33,29 @@ def save(model: ZooModel, path: Path) -> Path:
     return path
 
 
+def search_dirs(zoo_dir: Path | None = None) -> list[Path]:
+    """Where model names are looked up, in order: ``zoo_dir`` (when given), then the shipped models."""
+    return [zoo_dir, ZOO_DIR] if zoo_dir is not None and Path(zoo_dir) != ZOO_DIR else [ZOO_DIR]
+
+
+def zoo_file(filename: str, zoo_dir: Path | None = None) -> Path:
+    """The first of the search directories that holds ``filename``, else where ``zoo_dir`` (or the shipped
+    directory) would hold it."""
+    dirs = search_dirs(zoo_dir)
+    return next((d / filename for d in dirs if (d / filename).exists()), dirs[0] / filename)
+
+
 def model_path(name: str, zoo_dir: Path | None = None) -> Path:
     """Where a model name or path lives (not checked)."""
     p = Path(name)
     if p.suffix == ".safetensors" or p.exists():
         return p
-    return (zoo_dir or ZOO_DIR) / f"{name}.safetensors"
+    return zoo_file(f"{name}.safetensors", zoo_dir)
 
 
 def available(zoo_dir: Path | None = None) -> list[str]:
-    """Names of the saved models in the zoo directory, then the handcrafted ones (built, not stored)."""
-    folder = zoo_dir or ZOO_DIR
-    saved = sorted(p.stem for p in folder.glob("*.safetensors")) if folder.exists() else []
+    """Names of the saved models in ``zoo_dir`` and the shipped ones, then the handcrafted ones (built, not stored)."""
+    saved = sorted({p.stem for d in search_dirs(zoo_dir) if d.exists() for p in d.glob("*.safetensors")})
     return saved + [h for h in HANDCRAFTED if h not in saved]
 
 

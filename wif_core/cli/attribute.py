@@ -1,17 +1,12 @@
-"""``wif attribute``: contrastive token attribution of a run's items, stored or for one item.
-
-Wired into ``wif_core.cli.build_parser`` by ``add_commands(sub, common)``.
-"""
+"""``wif attribute``: contrastive token attribution of a run's items, stored or for one item."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from wif_core.attribution.names import DEFAULT_METHOD, METHOD_NAMES
+from wif_core.cli.common import AddCommon, cache_dir, emit, progress_bar
 from wif_core.errors import InputError
 
 
@@ -29,7 +24,7 @@ def _methods(text: str) -> list[str]:
 def _load(args: argparse.Namespace, model_spec: str) -> Any:
     from wif_core.models.loading import load_model
 
-    return load_model(args.model or model_spec, Path(args.cache_dir) if args.cache_dir else None)
+    return load_model(args.model or model_spec, cache_dir(args))
 
 
 def _item_text(a: Any, stored: bool) -> str:
@@ -46,10 +41,8 @@ def _item_text(a: Any, stored: bool) -> str:
     return "\n".join(lines)
 
 
-def cmd_attribute(args: argparse.Namespace, emit: Callable[[argparse.Namespace, Any, str], None]) -> int:
+def cmd_attribute(args: argparse.Namespace) -> int:
     """Attribute one item (``--item``) or a run's items into the store."""
-    from tqdm import tqdm
-
     from wif_core.attribution.batch import attribute_run, item_attribution
     from wif_core.store import Store
 
@@ -75,7 +68,7 @@ def cmd_attribute(args: argparse.Namespace, emit: Callable[[argparse.Namespace, 
         emit(args, {**a.to_json(), "stored": stored}, _item_text(a, stored))
         return 0
     lm = _load(args, run.model)
-    with tqdm(desc="attributing", unit="item", disable=args.json or not sys.stderr.isatty()) as bar:
+    with progress_bar(args, desc="attributing", unit="item") as bar:
         summary = attribute_run(
             args.db, args.run, lm, methods, args.failures_only, args.limit, bar.update,
             deletion=not args.no_deletion, seed=args.seed,
@@ -101,10 +94,8 @@ def cmd_attribute(args: argparse.Namespace, emit: Callable[[argparse.Namespace, 
     return 0
 
 
-def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
-    """Register ``wif attribute`` on the CLI's subparsers (``common`` adds --db/--json/-v)."""
-    from wif_core.cli import _emit
-
+def add_commands(sub: Any, common: AddCommon) -> None:
+    """Add ``wif attribute``."""
     p = common(
         sub.add_parser("attribute", help="contrastive token attribution: which tokens pushed toward the wrong answer")
     )
@@ -119,4 +110,4 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.
     p.add_argument("--recompute", action="store_true", help="with --item: compute even if stored")
     p.add_argument("--seed", type=int, default=0, help="seed of the random deletion order")
     p.add_argument("--cache-dir", default=None, help="where converted model copies are cached")
-    p.set_defaults(func=lambda args: cmd_attribute(args, _emit))
+    p.set_defaults(func=cmd_attribute)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wif_core.cli.common import AddCommon, emit
 from wif_core.clusters.names import ALGORITHMS, MAPS, MODES, SPACES
 
 if TYPE_CHECKING:
     from wif_core.clusters.run import ClusterResult
 
 
-def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
-    """Register ``wif cluster`` on the ``wif`` parser's subcommands (``common`` adds --db, --json, -v)."""
+def add_commands(sub: Any, common: AddCommon) -> None:
+    """Add ``wif cluster``."""
     p = common(sub.add_parser("cluster", help="cluster a run's failures (or all items, ranked by failure rate)"))
     p.add_argument("--run", required=True)
     p.add_argument("--space", choices=SPACES, default="activations",
@@ -35,7 +35,6 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from wif_core.cli import _emit
     from wif_core.clusters.run import ClusterCache, cluster_run
     from wif_core.store import Store
 
@@ -47,7 +46,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             min_cluster_size=args.min_cluster_size, cache=cache,
         )  # fmt: skip
     payload = result.to_json(items=args.items)
-    _emit(args, payload, text_report(result))
+    emit(args, payload, text_report(result))
     return 0
 
 

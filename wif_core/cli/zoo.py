@@ -14,34 +14,23 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from wif_core.cli.common import AddCommon, emit, progress_bar
 from wif_core.errors import InputError
+from wif_core.paths import DEFAULT_ZOO_DIR
 
 
-def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
-    from wif_core.cli import _emit as emit
-
-    emit(args, payload, text)
-
-
-def _zoo_dir(args: argparse.Namespace) -> Path | None:
-    return Path(args.zoo_dir) if getattr(args, "zoo_dir", None) else None
+def _zoo_dir(args: argparse.Namespace) -> Path:
+    """Where this command looks for models first (then among the shipped ones)."""
+    return Path(args.zoo_dir)
 
 
-def model_summary(name: str, zoo_dir: Path | None = None) -> dict[str, Any]:
-    """What ``wif zoo list`` shows of one model."""
-    from wif_core.zoo.weights import load
-
-    model = load(name, zoo_dir)
-    s, meta = model.spec, model.spec.meta
-    return {
-        "name": s.name, "task": s.task, "n": s.n, "hidden": s.hidden, "arch": s.arch,
-        "parameters": sum(p.numel() for p in model.parameters()), "handcrafted": bool(meta.get("handcrafted")),
-        "steps": meta.get("steps"), "train_seconds": meta.get("train_seconds"), "seed": meta.get("seed"),
-        "accuracy": meta.get("accuracy"), "accuracy_ci": meta.get("accuracy_ci"), "accuracy_n": meta.get("accuracy_n"),
-    }  # fmt: skip
+def _out_dir(args: argparse.Namespace) -> Path:
+    """Where a trained model or an estimate curve is saved: ``--out``, else ``--zoo-dir``."""
+    return Path(args.out) if args.out else _zoo_dir(args)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from wif_core.zoo.analysis import model_summary
     from wif_core.zoo.weights import available
 
     rows = [model_summary(name, _zoo_dir(args)) for name in available(_zoo_dir(args))]
@@ -51,7 +40,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         + ("" if r["accuracy"] is None else f"  accuracy {r['accuracy']:.5f}")
         for r in rows
     ]
-    _emit(args, rows, "\n".join(lines) or "no zoo models; train one with `wif zoo train 2nd_argmax --hidden 4 --seq 3`")
+    emit(args, rows, "\n".join(lines) or "no zoo models; train one with `wif zoo train 2nd_argmax --hidden 4 --seq 3`")
     return 0
 
 
@@ -66,9 +55,10 @@ def _progress(args: argparse.Namespace, total: int) -> Callable[[int, float], No
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from wif_core.zoo.analysis import accuracy_fields
     from wif_core.zoo.evaluate import evaluate
     from wif_core.zoo.train import TrainConfig, train_best
-    from wif_core.zoo.weights import ZOO_DIR, save
+    from wif_core.zoo.weights import save
 
     cfg = TrainConfig(args.task, args.hidden, args.seq, steps=args.steps, lr=args.lr, seed=args.seed, arch=args.arch,
                       layers=args.layers, name=args.name)  # fmt: skip
@@ -77,18 +67,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     acc = evaluate(model, args.eval_samples, seed=args.seed + 1)
     model.spec.meta.update(accuracy_fields(acc))
     model.spec.meta["command"] = " ".join(["wif", "zoo", "train", *sys.argv[3:]]) if len(sys.argv) > 3 else ""
-    path = save(model, Path(args.out or ZOO_DIR) / f"{model.spec.name}.safetensors")
+    path = save(model, _out_dir(args) / f"{model.spec.name}.safetensors")
     out = {"name": model.spec.name, "path": str(path), **model.spec.meta, "eval": asdict(acc)}
     score = f"accuracy {acc.accuracy:.4f}" if acc.accuracy is not None else f"RMSE {acc.rmse:.4f}"
-    _emit(args, out, f"trained {model.spec.name} ({model.spec.meta['steps']} steps, "
+    emit(args, out, f"trained {model.spec.name} ({model.spec.meta['steps']} steps, "
           f"{model.spec.meta['train_seconds_all_seeds']} s): {score} on {acc.n:,} fresh samples; saved to {path}")  # fmt: skip
     return 0
-
-
-def accuracy_fields(acc: Any) -> dict[str, Any]:
-    """The measured accuracy as stored in a model's metadata."""
-    return {"accuracy": acc.accuracy, "accuracy_ci": [acc.ci_low, acc.ci_high], "accuracy_level": acc.level,
-            "accuracy_n": acc.n, "rmse": acc.rmse}  # fmt: skip
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -103,7 +87,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         text = (f"{acc.model}: accuracy {acc.accuracy:.6f}, {acc.level:.1%} CI [{acc.ci_low:.6f}, {acc.ci_high:.6f}] "
                 f"on {acc.n:,} fresh samples ({acc.samples_per_second / 1e6:.1f} M samples/s)")  # fmt: skip
-    _emit(args, asdict(acc), text)
+    emit(args, asdict(acc), text)
     return 0
 
 
@@ -119,14 +103,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if why:
         raise InputError(why)
     e = est.estimate(model, args.budget, seed=args.seed)
-    _emit(args, {"model": model.spec.name, **asdict(e)},
+    emit(args, {"model": model.spec.name, **asdict(e)},
           f"{model.spec.name}: {e.method} estimate {e.accuracy:.6f} ({e.flops:.3g} FLOPs, {e.seconds:.3f} s)")  # fmt: skip
     return 0
 
 
 def _curve(args: argparse.Namespace, model: Any, default_budgets: Any, mse_curve: Any) -> int:
     from wif_core.zoo.models import ZooRNN
-    from wif_core.zoo.weights import ZOO_DIR
 
     if not isinstance(model, ZooRNN):
         raise InputError(f"model {model.spec.name} is a {model.spec.arch}; the MSE curve covers the RNNs")
@@ -134,26 +117,24 @@ def _curve(args: argparse.Namespace, model: Any, default_budgets: Any, mse_curve
     budgets = default_budgets(args.low, args.high, args.per_decade)
     curve = mse_curve(model, methods, budgets, copies=args.copies, repeats=args.repeats, noise=args.noise,
                       truth_samples=args.truth_samples, seed=args.seed)  # fmt: skip
-    path = Path(args.out or ZOO_DIR) / f"estimates_{model.spec.name}.json"
+    path = _out_dir(args) / f"estimates_{model.spec.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(curve.as_dict(), indent=1))
     lines = [
         f"{p.method:<11} budget {p.budget or '-':>7}  {p.flops:10.3g} FLOPs  MSE {p.mse:.3g}" for p in curve.points
     ]
-    _emit(args, {"path": str(path), **curve.as_dict()}, "\n".join(lines + [f"saved to {path}"]))
+    emit(args, {"path": str(path), **curve.as_dict()}, "\n".join(lines + [f"saved to {path}"]))
     return 0
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from wif_core.store import Store
     from wif_core.zoo.runs import cause_recovery, store_run
     from wif_core.zoo.weights import load
 
     model = load(args.name, _zoo_dir(args))
     with Store.open(args.db, write=True) as store:
-        with tqdm(total=args.samples, unit="item", disable=args.json or not sys.stderr.isatty()) as bar:
+        with progress_bar(args, total=args.samples, unit="item") as bar:
             r = store_run(store, model, args.samples, seed=args.seed, split_seed=args.seed, progress=bar.update)
         rows = [asdict(c) for c in cause_recovery(store, r.run_id, seed=args.seed)] if args.cause else []
     out = {**asdict(r), "cause_recovery": rows}
@@ -162,11 +143,11 @@ def cmd_store(args: argparse.Namespace) -> int:
     for c in rows:
         text.append(f"  {c['label']:<28} {c['tier']:<6} AUC {c['auc']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]  "
                     f"Spearman with gap12 {c['spearman_gap12']:+.3f}")  # fmt: skip
-    _emit(args, out, "\n".join(text))
+    emit(args, out, "\n".join(text))
     return 0
 
 
-def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
+def add_commands(sub: Any, common: AddCommon) -> None:
     """Add ``wif zoo {list,train,eval,estimate,store}`` to the ``wif`` subparsers ``sub``."""
     from wif_core.zoo.names import DEFAULT_STEPS, ESTIMATOR_NAMES, TASK_NAMES
 
@@ -175,7 +156,11 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.
 
     def with_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         common(p)
-        p.add_argument("--zoo-dir", default=None, help="where models live (default data/zoo)")
+        p.add_argument(
+            "--zoo-dir",
+            default=str(DEFAULT_ZOO_DIR),
+            help=f"your models: looked up here first, then among the shipped ones (default {DEFAULT_ZOO_DIR})",
+        )
         return p
 
     p = with_dir(zsub.add_parser("list", help="the shipped, trained and handcrafted zoo models"))
@@ -193,7 +178,7 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.
     p.add_argument("--arch", choices=["rnn", "transformer"], default="rnn")
     p.add_argument("--layers", type=int, default=1, help="attention layers (transformer)")
     p.add_argument("--name", default=None, help="model name (default TASK_dHIDDEN_nSEQ)")
-    p.add_argument("--out", default=None, help="directory to save into (default data/zoo)")
+    p.add_argument("--out", default=None, help="directory to save into (default: --zoo-dir)")
     p.add_argument("--eval-samples", type=int, default=1_000_000)
     p.set_defaults(func=cmd_train)
 
@@ -220,7 +205,7 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.
     p.add_argument("--repeats", type=int, default=12, help="estimates per copy and budget")
     p.add_argument("--noise", type=float, default=0.05, help="noise std as a fraction of each matrix's RMS")
     p.add_argument("--truth-samples", type=int, default=4_000_000, help="samples for a copy's true accuracy")
-    p.add_argument("--out", default=None, help="directory for estimates_NAME.json (default data/zoo)")
+    p.add_argument("--out", default=None, help="directory for estimates_NAME.json (default: --zoo-dir)")
     p.set_defaults(func=cmd_estimate)
 
     p = with_dir(zsub.add_parser("store", help="run a zoo model on fresh inputs and store it as a run"))

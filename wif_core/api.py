@@ -1,0 +1,296 @@
+"""The verbs a notebook user needs, each a thin, typed call into the library.
+
+Every verb returns the same dataclasses the ``wif`` command prints, and imports the heavy
+parts (torch, scikit-learn, sae-lens) only when called. ``wif_core`` re-exports them::
+
+    import wif_core as wif
+
+    store = wif.open_store("data/my.duckdb", write=True)
+    run = wif.collect(store, wif.load_model(), "gen-physical", source="generated", limit=120)
+    result = wif.evaluate(store, run.run.run_id, "probe", layer=15)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wif_core.models import DEFAULT_MAX_TOKENS
+from wif_core.paths import DEFAULT_DB
+
+if TYPE_CHECKING:
+    from wif_core.attribution.record import Attribution
+    from wif_core.clusters.run import ClusterResult
+    from wif_core.explainers.evaluate import ExplainResult
+    from wif_core.models.loading import LoadedModel
+    from wif_core.runner import CollectResult
+    from wif_core.sae.train import TrainConfig, TrainResult
+    from wif_core.store import RunInfo, Store
+    from wif_core.tasks.base import TaskItem
+    from wif_core.zoo.evaluate import Accuracy
+    from wif_core.zoo.models import ZooModel
+
+Progress = Callable[[int], None]
+
+
+def open_store(path: str | Path = DEFAULT_DB, *, write: bool = False) -> Store:
+    """A store (created when opened for writing and absent); use it as a context manager or call ``close()``."""
+    from wif_core.store import Store
+
+    return Store.open(path, write=write)
+
+
+def load_model(spec: str | None = None, *, cache_dir: str | Path | None = None) -> LoadedModel:
+    """A causal LM: the embedded SmolLM2-135M (default), a local directory, or a Hugging Face id."""
+    from wif_core.models.loading import EMBEDDED
+    from wif_core.models.loading import load_model as _load
+
+    return _load(spec or EMBEDDED, Path(cache_dir) if cache_dir else None)
+
+
+def load_items(
+    task: str, source: str = "hf", *, limit: int | None = None, seed: int = 0, sample: int | None = None
+) -> list[TaskItem]:
+    """Items of ``task`` from ``source``: 'hf', 'hf:ORG/NAME[:CONFIG]', 'generated', or a file or directory."""
+    from wif_core.tasks.sources import load_items as _load
+
+    return _load(task, source, limit, seed, sample)
+
+
+def _items_source(items: Sequence[TaskItem]) -> str:
+    """A source name for items given in Python: a digest of their content, so other items make another run."""
+    doc = [[it.item_id, it.context, list(it.choices), it.gold] for it in items]
+    return "items:" + hashlib.sha1(json.dumps(doc).encode()).hexdigest()[:12]
+
+
+def collect(
+    store: Store,
+    model: LoadedModel,
+    task: str,
+    items: Sequence[TaskItem] | None = None,
+    *,
+    source: str | None = None,
+    limit: int | None = None,
+    sample: int | None = None,
+    layers: Sequence[int] | str | None = None,
+    token_layers: Sequence[int] | str | None = None,
+    scoring: str = "sum",
+    k: int | None = None,
+    fractions: tuple[float, float, float] = (0.5, 0.25, 0.25),
+    seed: int = 0,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    progress: Progress | None = None,
+) -> CollectResult:
+    """Score ``task`` with ``model``, capturing activations, into ``store`` (opened for writing); resumable.
+
+    Items come from ``items`` or are loaded from ``source`` (default 'hf'). ``layers`` are 1-based
+    blocks (default: five spread over depth); ``"5,10"`` strings are accepted as on the command line.
+    Asking for the same collection again resumes it and returns the same run.
+    """
+    from wif_core.models.loading import parse_layers
+    from wif_core.runner import SplitOptions
+    from wif_core.runner import collect as _collect
+
+    if items is None:
+        source = source or "hf"
+        items = load_items(task, source, limit=limit, seed=seed, sample=sample)
+    else:
+        source = source or _items_source(items)
+    layer_list = layers if not isinstance(layers, str | None) else parse_layers(layers, model.n_layers)
+    token_list: Sequence[int] = ()
+    if token_layers:
+        token_list = parse_layers(token_layers, model.n_layers) if isinstance(token_layers, str) else token_layers
+    return _collect(
+        store,
+        model,
+        task,
+        items,
+        source,
+        list(layer_list),
+        scoring=scoring,  # type: ignore[arg-type]
+        limit=limit,
+        seed=seed,
+        split_options=SplitOptions(k=k, fractions=fractions, seed=seed),
+        max_tokens=max_tokens,
+        progress=progress,
+        token_layers=list(token_list),
+        sample=sample,
+    )
+
+
+def import_outcomes(store: Store, path: str | Path, task: str, model_name: str, *, seed: int = 0) -> CollectResult:
+    """Another tool's outcomes (the paper's balanced files, lm-eval ``--log_samples`` JSONL) as a run, no activations."""
+    from wif_core.runner import SplitOptions
+    from wif_core.runner import import_outcomes as _import
+
+    return _import(store, Path(path), task, model_name, SplitOptions(seed=seed))
+
+
+def runs(store: Store) -> list[RunInfo]:
+    """Every run in the store, as run records."""
+    return [store.run(run_id) for run_id in store.run_ids()]
+
+
+def _result_cache(store: Store, cache: bool) -> Any:
+    from wif_core.explainers.evaluate import ResultCache
+
+    return ResultCache.beside(store.path) if cache else ResultCache(None)
+
+
+def evaluate(
+    store: Store,
+    run_id: str,
+    explainer: str,
+    *,
+    layer: int | None = None,
+    site: str | None = None,
+    seed: int = 0,
+    level: float = 0.999,
+    n_resamples: int = 2000,
+    cache: bool = True,
+    **settings: Any,
+) -> ExplainResult:
+    """Fit ``explainer`` on the run's train split (tuned on val) and score its test split: AUC with its CI and n."""
+    from wif_core.explainers.data import RunData
+    from wif_core.explainers.evaluate import evaluate as _evaluate
+
+    data = RunData.load(store, run_id)
+    return _evaluate(
+        data,
+        explainer,
+        layer,
+        site,
+        seed=seed,
+        level=level,
+        n_resamples=n_resamples,
+        cache=_result_cache(store, cache),
+        **settings,
+    )
+
+
+def evaluate_all(
+    store: Store,
+    run_id: str,
+    explainers: Sequence[str] | None = None,
+    *,
+    seed: int = 0,
+    level: float = 0.999,
+    n_resamples: int = 2000,
+    cache: bool = True,
+    progress: Progress | None = None,
+) -> list[ExplainResult]:
+    """Every explainer (or those named) in every setting that applies to the run, scored on its test split."""
+    from wif_core.explainers.data import RunData
+    from wif_core.explainers.evaluate import evaluate_all as _evaluate_all
+
+    return _evaluate_all(
+        RunData.load(store, run_id),
+        list(explainers) if explainers else None,
+        seed=seed,
+        level=level,
+        n_resamples=n_resamples,
+        cache=_result_cache(store, cache),
+        progress=progress,
+    )
+
+
+def attribute(
+    store: Store,
+    run_id: str,
+    item_id: str,
+    method: str | None = None,
+    *,
+    model: LoadedModel | str | None = None,
+    recompute: bool = False,
+    deletion: bool = True,
+    seed: int = 0,
+) -> Attribution:
+    """One item's contrastive attribution of Δ = log p(wrong) − log p(right): the stored one, else computed now.
+
+    ``model`` defaults to the run's own model (loaded only if something must be computed). A
+    computed record is written when ``store`` is open for writing.
+    """
+    from wif_core.attribution.batch import item_attribution
+    from wif_core.attribution.names import DEFAULT_METHOD
+
+    name = method or DEFAULT_METHOD
+    spec = model if isinstance(model, str) else store.run(run_id).model
+
+    def lm() -> Any:
+        return load_model(spec) if model is None or isinstance(model, str) else model
+
+    record, stored = item_attribution(
+        store, run_id, item_id, name, lm, recompute=recompute, deletion=deletion, seed=seed
+    )
+    if not stored and not store.read_only:
+        store.write_attributions(run_id, [record.to_row()])
+    return record
+
+
+def cluster(
+    store: Store,
+    run_id: str,
+    *,
+    space: str = "activations",
+    mode: str = "failures",
+    algorithm: str = "kmeans",
+    k: int | None = None,
+    layer: int | None = None,
+    site: str | None = None,
+    method: str | None = None,
+    map_method: str = "pca",
+    seed: int = 0,
+    cache: bool = True,
+) -> ClusterResult:
+    """Cluster the run's failures (or all items, ranked by failure rate) in one space, with a card per cluster."""
+    from wif_core.clusters.run import ClusterCache, cluster_run
+
+    return cluster_run(
+        store,
+        run_id,
+        space=space,
+        mode=mode,
+        algorithm=algorithm,
+        k=k,
+        seed=seed,
+        layer=layer,
+        site=site,
+        method=method,
+        map_method=map_method,
+        cache=ClusterCache.beside(store.path) if cache else ClusterCache(None),
+    )
+
+
+def train_sae(
+    store: Store, run_id: str, layer: int, config: TrainConfig | None = None, *, progress: Progress | None = None
+) -> TrainResult:
+    """Train an SAE (sae-lens) on the run's train-split token activations at ``layer``; saved beside the store."""
+    from wif_core.sae.train import train_run_sae
+
+    return train_run_sae(store, run_id, layer, config, progress)
+
+
+def add_sae(store: Store, run_id: str, layer: int, sae: str) -> dict[str, Any]:
+    """Use a pretrained SAE (sae-lens ``RELEASE:SAE_ID``) or an SAE directory as the run's SAE at ``layer``."""
+    from wif_core.sae.load import add_sae as _add
+
+    return _add(store, run_id, layer, sae)
+
+
+def zoo_model(name: str, zoo_dir: str | Path | None = None) -> ZooModel:
+    """A zoo model: a shipped or trained name (``wif zoo list``), a handcrafted one, or a safetensors path."""
+    from wif_core.zoo.weights import load
+
+    return load(name, Path(zoo_dir) if zoo_dir else None)
+
+
+def zoo_evaluate(
+    model: ZooModel | str, samples: int = 1_000_000, *, seed: int = 0, level: float = 0.999
+) -> Accuracy:
+    """A zoo model's accuracy on ``samples`` fresh inputs, with a Clopper–Pearson interval."""
+    from wif_core.zoo.evaluate import evaluate as _evaluate
+
+    return _evaluate(zoo_model(model) if isinstance(model, str) else model, samples, seed=seed, level=level)

@@ -1,0 +1,112 @@
+"""``wif collect`` (score a task with a model, capturing activations) and ``wif import`` (another tool's outcomes)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from wif_core.cli.common import AddCommon, cache_dir, emit, findings_summary, progress_bar
+from wif_core.models import DEFAULT_MAX_TOKENS
+
+
+def _fractions(text: str) -> list[float]:
+    try:
+        parts = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("give three numbers like 0.5,0.25,0.25") from None
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError("give three numbers like 0.5,0.25,0.25")
+    return parts
+
+
+def collect_payload(result: Any) -> dict[str, Any]:
+    """What ``wif collect`` prints of one collection."""
+    return {
+        "run_id": result.run.run_id,
+        "task": result.run.task,
+        "n_items": result.run.n_planned,
+        "n_scored": result.n_new,
+        "n_resumed": result.n_skipped,
+        "leakage": findings_summary(result.findings),
+    }
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from wif_core.api import collect
+    from wif_core.models.loading import load_model
+    from wif_core.store import Store
+    from wif_core.tasks.base import get_task
+
+    get_task(args.task)
+    lm = load_model(args.model, cache_dir(args))
+    with Store.open(args.db, write=True) as store:
+        with progress_bar(args, desc=args.task, unit="item") as bar:
+            result = collect(
+                store,
+                lm,
+                args.task,
+                source=args.source,
+                limit=args.limit,
+                sample=args.sample,
+                layers=args.layers,
+                token_layers=args.token_layers,
+                scoring=args.scoring,
+                k=args.k,
+                fractions=tuple(args.fractions),
+                seed=args.seed,
+                max_tokens=args.max_tokens,
+                progress=bar.update,
+            )
+    out = collect_payload(result)
+    text = (
+        f"run {out['run_id']}: {out['n_scored']} scored, {out['n_resumed']} already done; "
+        f"leakage: {out['leakage'] or 'none'}"
+    )
+    emit(args, out, text)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from wif_core.cli.runs import runs_payload
+    from wif_core.runner import SplitOptions, import_outcomes
+    from wif_core.store import Store
+
+    with Store.open(args.db, write=True) as store:
+        result = import_outcomes(store, Path(args.path), args.task, args.model_name, SplitOptions(seed=args.seed))
+        run = next(r for r in runs_payload(store) if r["run_id"] == result.run.run_id)
+    out = {**run, "leakage": findings_summary(result.findings)}
+    text = (
+        f"imported {out['n_items']} items as run {out['run_id']} (accuracy {out['accuracy']:.3f}); "
+        f"leakage: {out['leakage'] or 'none'}, {out['n_duplicates']} items excluded from evaluation"
+    )
+    emit(args, out, text)
+    return 0
+
+
+def add_commands(sub: Any, common: AddCommon) -> None:
+    """Add ``wif collect`` and ``wif import``."""
+    p = common(sub.add_parser("collect", help="score a task with a model, capturing activations"))
+    p.add_argument("--model", required=True, help="'smollm2-135m' (embedded), a local directory, or a hub id")
+    p.add_argument("--task", required=True, help="piqa, boolq, winogrande, siqa, gen-physical, …")
+    p.add_argument("--source", default="hf", help="'hf', 'hf:ORG/NAME[:CONFIG]', 'generated', or a file/dir")
+    p.add_argument("--limit", type=int, default=None, help="the first N items")
+    p.add_argument("--sample", type=int, default=None, help="a seeded random N items (order kept)")
+    p.add_argument("--layers", default=None, help="blocks to capture, e.g. 5,10,15 (default: 5 spread evenly)")
+    p.add_argument(
+        "--token-layers", default=None, help="layers whose per-token activations are kept (attention probes, SAEs)"
+    )
+    p.add_argument("--scoring", choices=["sum", "norm"], default="sum", help="log-likelihood sum or per byte")
+    p.add_argument("--k", type=int, default=None, help="items per outcome in the balanced splits (default: all)")
+    p.add_argument("--fractions", type=_fractions, default=[0.5, 0.25, 0.25], help="train,val,test fractions")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="padded tokens per forward batch")
+    p.add_argument("--cache-dir", default=None, help="where converted model copies are cached")
+    p.set_defaults(func=cmd_collect)
+
+    p = common(sub.add_parser("import", help="import another tool's outcomes as a run"))
+    p.add_argument("path", help="an outcome file or directory (train/val/test.json), or lm-eval samples JSONL")
+    p.add_argument("--task", required=True)
+    p.add_argument("--model-name", required=True, help="the model that produced the outcomes")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_import)

@@ -1,0 +1,51 @@
+"""What every command shares: ``--db``/``--json``/``-v``, printing one result, progress bars."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from wif_core.jsondir import jsonable
+from wif_core.paths import DEFAULT_DB
+
+AddCommon = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
+
+
+def add_common(p: argparse.ArgumentParser, db: Path = DEFAULT_DB) -> argparse.ArgumentParser:
+    """The options every command takes: ``--db`` (default ``db``), ``--json`` and ``-v``."""
+    p.add_argument("--db", default=str(db), help=f"store path (default {db})")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    return p
+
+
+def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    """Print ``payload`` as one JSON document with ``--json``, else ``text``."""
+    if args.json:
+        print(json.dumps(jsonable(payload), indent=None))
+    else:
+        print(text)
+
+
+def progress_bar(args: argparse.Namespace, **kwargs: Any) -> Any:
+    """A tqdm bar on a terminal; silent with ``--json`` or when stderr is not a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(disable=args.json or not sys.stderr.isatty(), **kwargs)
+
+
+def cache_dir(args: argparse.Namespace) -> Path | None:
+    """``--cache-dir`` as a path, when given."""
+    return Path(args.cache_dir) if getattr(args, "cache_dir", None) else None
+
+
+def findings_summary(findings: Any) -> dict[str, int]:
+    """Leakage findings counted by kind."""
+    out: dict[str, int] = {}
+    for f in findings:
+        out[f.kind] = out.get(f.kind, 0) + 1
+    return out

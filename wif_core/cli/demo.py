@@ -1,0 +1,83 @@
+"""``wif demo`` (build the demo store if absent, then open the dashboard) and ``wif app`` (open it on a store)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from wif_core.cli.common import AddCommon, add_common, cache_dir, emit, progress_bar
+from wif_core.paths import DEFAULT_ZOO_DIR, DEMO_DB
+
+
+def launch_app(db: str, port: int | None, headless: bool) -> int:
+    """Serve the installed app (``wif_ui/app.py``, package data) on ``db`` until interrupted."""
+    from wif_core.paths import app_entry
+    from wif_core.store import Store
+
+    Store.open(db).close()  # fail here, in one line, rather than inside the browser
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_entry()),
+        "--browser.gatherUsageStats=false",
+        "--server.fileWatcherType=none",
+    ]
+    if port:
+        cmd += ["--server.port", str(port)]
+    if headless:
+        cmd += ["--server.headless=true"]
+    env = {**os.environ, "WIF_DB": str(Path(db).resolve()), "WIF_ZOO_DIR": str(DEFAULT_ZOO_DIR.resolve())}
+    return subprocess.call(cmd, env=env)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from wif_core.cli.runs import runs_payload
+    from wif_core.demo import build_demo, upgrade_demo
+
+    db = Path(args.db)
+
+    def bars(desc: str, total: int | None, unit: str) -> Any:
+        return progress_bar(args, desc=desc, total=total, unit=unit)
+
+    if not db.exists():
+        built = build_demo(db, args.limit, cache_dir(args), bars)
+        if not args.json:
+            for b in built:
+                print(f"built {b.run_id}: {b.n_items} items")
+    else:
+        upgrade_demo(db, cache_dir(args), bars)
+    if args.no_app:
+        from wif_core.store import Store
+
+        with Store.open(db) as store:
+            emit(args, runs_payload(store), f"demo store ready at {db}")
+        return 0
+    return launch_app(str(db), args.port, args.headless)
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    return launch_app(args.db, args.port, args.headless)
+
+
+def add_commands(sub: Any, common: AddCommon) -> None:
+    """Add ``wif demo`` and ``wif app``."""
+    from wif_core.demo import DEMO_LIMIT
+
+    p = add_common(sub.add_parser("demo", help=f"build {DEMO_DB} if absent, then open the dashboard"), db=DEMO_DB)
+    p.add_argument("--limit", type=int, default=DEMO_LIMIT, help="items per generated task")
+    p.add_argument("--no-app", action="store_true", help="build the store only")
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--headless", action="store_true")
+    p.add_argument("--cache-dir", default=None)
+    p.set_defaults(func=cmd_demo)
+
+    p = common(sub.add_parser("app", help="open the dashboard on a store"))
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--headless", action="store_true")
+    p.set_defaults(func=cmd_app)

@@ -1,0 +1,97 @@
+"""``wif explain`` (fit explainers on a run's train split, score its test split) and ``wif reproduce``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from wif_core.cli.common import AddCommon, emit, progress_bar
+from wif_core.errors import InputError
+
+
+def _results_cache(args: argparse.Namespace) -> Any:
+    from wif_core.explainers.evaluate import ResultCache
+
+    return ResultCache(None) if args.no_cache else ResultCache.beside(Path(args.db))
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from wif_core.explainers.data import RunData
+    from wif_core.explainers.evaluate import best_of, compare, evaluate, evaluate_all, variants
+    from wif_core.store import Store
+
+    settings = dict(kv.split("=", 1) for kv in args.set or [])
+    if args.other_run:
+        settings["other_run"] = args.other_run
+    names = args.explainer.split(",") if args.explainer else None
+    with Store.open(args.db) as store:
+        data = RunData.load(store, args.run)
+        common = {"seed": args.seed, "level": args.level, "n_resamples": args.resamples, "cache": _results_cache(args)}
+        if args.all:
+            with progress_bar(args, total=len(variants(data, names)), unit="explainer") as bar:
+                results = evaluate_all(data, names, progress=lambda _: bar.update(), **common)
+        elif args.explainer:
+            results = [evaluate(data, args.explainer, args.layer, args.site, **common, **settings)]
+        else:
+            raise InputError("give --explainer NAME or --all")
+    payload = [r.summary() for r in results]
+    best = best_of(results)
+    for p, r in zip(payload, results, strict=True):
+        if best is not None and r is not best and len(results) > 1:
+            p["vs_best"] = compare(r, best)
+    if args.json:
+        emit(args, payload if args.all else payload[0], "")
+        return 0
+    for tier in ("input", "output", "gold"):
+        rows = [r for r in results if r.tier == tier]
+        if rows:
+            print(f"[{tier} tier]")
+        for r in sorted(rows, key=lambda r: -r.auc):
+            print(
+                f"  {r.label:<32} AUC {r.auc:.3f}  {r.ci_level:.1%} CI [{r.ci_low:.3f}, {r.ci_high:.3f}]  n={r.n_test}"
+            )
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from wif_core.explainers.data import RunData
+    from wif_core.explainers.evaluate import reproduce
+    from wif_core.store import Store
+
+    with Store.open(args.db) as store:
+        out = reproduce(RunData.load(store, args.run), seed=args.seed, cache=_results_cache(args))
+    if args.json:
+        emit(args, out, "")
+        return 0
+    print(f"{out['run_id']}: probe-paper (last token, C=100) vs the paper ({out['paper_model']}, {out['paper_task']})")
+    for r in out["results"]:
+        paper = "" if r["paper_auc"] is None else f"   paper L{r['paper_layer']}: {r['paper_auc']:.3f}"
+        print(
+            f"  L{r['layer']:<3} depth {r['relative_depth']:.2f}  AUC {r['auc']:.3f} "
+            f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] n={r['n_test']}{paper}"
+        )
+    return 0
+
+
+def add_commands(sub: Any, common: AddCommon) -> None:
+    """Add ``wif explain`` and ``wif reproduce``."""
+    p = common(sub.add_parser("explain", help="fit an explainer on a run's train split and score its test split"))
+    p.add_argument("--run", required=True)
+    p.add_argument("--explainer", default=None, help="a registered name (with --all: a comma list to restrict to)")
+    p.add_argument("--all", action="store_true", help="every explainer and setting that applies to the run")
+    p.add_argument("--layer", type=int, default=None)
+    p.add_argument("--site", choices=["last", "mean", "choice", "tokens"], default=None)
+    p.add_argument("--other-run", default=None, help="for cross-model: the run whose outcomes predict")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra explainer setting (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--level", type=float, default=0.999, help="confidence level of the bootstrap CI")
+    p.add_argument("--resamples", type=int, default=2000)
+    p.add_argument("--no-cache", action="store_true", help="ignore and do not write cached results")
+    p.set_defaults(func=cmd_explain)
+
+    p = common(sub.add_parser("reproduce", help="the paper's probe protocol on a run, beside the paper's AUCs"))
+    p.add_argument("--run", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-cache", action="store_true")
+    p.set_defaults(func=cmd_reproduce)

@@ -1,0 +1,62 @@
+"""Every path wif uses by name: the default stores, the files that make up a store, the shipped data.
+
+A store is one DuckDB file plus side directories that only ever cost time when missing::
+
+    S.duckdb               runs, items, outcomes, activations, tokens, splits, attributions (the data)
+    S.duckdb.wal           DuckDB's write-ahead log while a writer has it open (DuckDB's own)
+    S.duckdb.saes/         SAEs trained on or added to its runs: <run_id>/L<layer>/ (wif_core.sae.paths)
+    S.duckdb.results/      explainer results, JSON, keyed by run, explainer and settings
+    S.duckdb.clusters/     cluster results, JSON
+    S.duckdb.embeddings/   text embeddings of its items, <run_id>.npy
+    S.duckdb.building      a demo store under construction (renamed to S.duckdb once whole)
+
+Nothing else writes beside a store, and nothing finds its files through the checkout: the
+shipped zoo weights and the app's files are package data of the installed distribution.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Literal
+
+DEFAULT_DB = Path("data/wif.duckdb")  # the CLI's --db and the app's store when WIF_DB is unset
+DEMO_DB = Path("data/demo.duckdb")  # what `wif demo` builds and opens
+DEFAULT_ZOO_DIR = Path("data/zoo")  # where `wif zoo train` saves and `--zoo-dir` looks first
+
+SideDir = Literal["saes", "results", "clusters", "embeddings"]
+SIDE_DIRS: tuple[SideDir, ...] = ("saes", "results", "clusters", "embeddings")
+
+
+def beside(store_path: str | Path, kind: SideDir) -> Path:
+    """The side directory of ``kind`` beside a store: ``<store>.<kind>``."""
+    path = Path(store_path)
+    return path.with_name(f"{path.name}.{kind}")
+
+
+def building(store_path: str | Path) -> Path:
+    """Where a store is built before it appears under its own name (``<store>.building``)."""
+    path = Path(store_path)
+    return path.with_name(f"{path.name}.building")
+
+
+def store_files(store_path: str | Path) -> list[Path]:
+    """The store file and those of its side files and directories that exist."""
+    path = Path(store_path)
+    candidates = [path, path.with_name(path.name + ".wal"), *(beside(path, k) for k in SIDE_DIRS)]
+    return [p for p in candidates if p.exists()]
+
+
+def shipped_zoo_dir() -> Path:
+    """The zoo models shipped inside the package (read-only; ``wif zoo train`` saves elsewhere)."""
+    return Path(str(files("wif_core.zoo") / "shipped"))
+
+
+def app_entry() -> Path:
+    """The Streamlit entry script of the installed app (``wif_ui/app.py``)."""
+    return Path(str(files("wif_ui") / "app.py"))
+
+
+def page_dir() -> Path:
+    """The installed app's page scripts (the checkout's ``pages/``, installed as ``wif_ui.pages``)."""
+    return Path(str(files("wif_ui.pages")))
