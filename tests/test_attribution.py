@@ -420,10 +420,3 @@ def test_embedded_model_forward_conservation_and_speed(embedded):
         attribute_item(embedded, item, 1, 0, name, deletion=False)  # warm-up
         a = attribute_item(embedded, item, 1, 0, name, deletion=False)
         assert a.seconds < 15.0  # a smoke check only: bench/attribution.py measures speed
-
-
-def test_cli_names_match_the_registry() -> None:
-    from wif_core.attribution import DEFAULT_METHOD, METHODS
-    from wif_core.attribution.names import METHOD_NAMES
-
-    assert tuple(METHODS) == METHOD_NAMES and DEFAULT_METHOD in METHODS

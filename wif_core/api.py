@@ -213,8 +213,8 @@ def attribute(
     ``model`` defaults to the run's own model (loaded only if something must be computed). A
     computed record is written when ``store`` is open for writing.
     """
+    from wif_core.attribution import DEFAULT_METHOD
     from wif_core.attribution.batch import item_attribution
-    from wif_core.attribution.names import DEFAULT_METHOD
 
     name = method or DEFAULT_METHOD
     spec = model if isinstance(model, str) else store.run(run_id).model
@@ -275,7 +275,7 @@ def train_sae(
 
 def add_sae(store: Store, run_id: str, layer: int, sae: str) -> dict[str, Any]:
     """Use a pretrained SAE (sae-lens ``RELEASE:SAE_ID``) or an SAE directory as the run's SAE at ``layer``."""
-    from wif_core.sae.load import add_sae as _add
+    from wif_core.sae.add import add_sae as _add
 
     return _add(store, run_id, layer, sae)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wif_core.lazy import lazy_exports
+from wif_core.registry import Registry
 
 if TYPE_CHECKING:
     from wif_core.attribution.analysis import (
@@ -31,18 +32,38 @@ if TYPE_CHECKING:
         item_attribution,
     )
     from wif_core.attribution.deletion import FRACTIONS, deletion_curves
-    from wif_core.attribution.methods import METHODS, Method, Scores, get_method, register
-    from wif_core.attribution.names import DEFAULT_METHOD
+    from wif_core.attribution.methods import Method, Scores
     from wif_core.attribution.pairs import ContrastPair, build_pair, contrast
     from wif_core.attribution.record import Attribution
 
-# Imported on first use: `wif --help` (which registers `wif attribute`) must not pay for torch and captum.
+# The attribution methods by name, imported on first use: `wif --help` lists them without torch and captum.
+METHODS: Registry[Method] = Registry(
+    "an attribution method",
+    {
+        "grad_x_input": "wif_core.attribution.methods:GRAD_X_INPUT",
+        "integrated_gradients": "wif_core.attribution.methods:INTEGRATED_GRADIENTS",
+        "occlusion": "wif_core.attribution.methods:OCCLUSION",
+        "attnlrp": "wif_core.attribution.methods:ATTNLRP",
+        "cp_lrp": "wif_core.attribution.methods:CP_LRP",
+    },
+)
+DEFAULT_METHOD = "attnlrp"  # the most faithful method within the batch time budget (docs/BENCHMARKS.md)
+
+
+def register(method: Method) -> Method:
+    """Add a method of your own; a second method under a registered name is refused."""
+    return METHODS.add(method.name, method)
+
+
+def get_method(name: str) -> Method:
+    """A registered method, or a one-line error listing them."""
+    return METHODS.lookup(name)
+
+
 _LAZY = {
     "Attribution": "record",
     "ContrastPair": "pairs",
-    "DEFAULT_METHOD": "names",
     "FRACTIONS": "deletion",
-    "METHODS": "methods",
     "Method": "methods",
     "ProfileClusters": "analysis",
     "RunSummary": "batch",
@@ -55,11 +76,9 @@ _LAZY = {
     "contrast": "pairs",
     "deletion_curves": "deletion",
     "faithfulness_summary": "analysis",
-    "get_method": "methods",
     "item_attribution": "batch",
     "layer_profile_clusters": "analysis",
     "recommend": "analysis",
-    "register": "methods",
     "segment_summary": "analysis",
 }
 

@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from wif_core.attribution import DEFAULT_METHOD, get_method
 from wif_core.attribution.deletion import deletion_curves
-from wif_core.attribution.methods import get_method
-from wif_core.attribution.names import DEFAULT_METHOD
 from wif_core.attribution.pairs import build_pair, contrast, neutral_id
 from wif_core.attribution.record import Attribution
 from wif_core.errors import InputError, StoreError

@@ -21,7 +21,6 @@ from wif_core.attribution import lrp
 from wif_core.attribution.pairs import ContrastPair, delta_of, embed, neutral_id
 from wif_core.errors import WifError
 from wif_core.models.scoring import DEFAULT_MAX_TOKENS, capture, decoder_blocks
-from wif_core.registry import Registry
 
 # Integrated gradients: Gauss–Legendre steps along the straight path from the baseline. On a
 # real LM, Δ along that path is rough (off-manifold mixtures of embeddings flip attention), so
@@ -61,19 +60,6 @@ class Method:
     def is_compatible(self, model: Any) -> tuple[bool, str]:
         """Whether this method can run on ``model`` (and why not)."""
         return (True, "") if self.compatible is None else self.compatible(model)
-
-
-METHODS: Registry[Method] = Registry("an attribution method")
-
-
-def register(method: Method) -> Method:
-    """Add a method to the registry; a second method under the same name is refused."""
-    return METHODS.add(method.name, method)
-
-
-def get_method(name: str) -> Method:
-    """A registered method, or a one-line error listing them."""
-    return METHODS.lookup(name)
 
 
 def _n_blocks(model: Any) -> int:
@@ -226,59 +212,49 @@ def attnlrp(model: Any, tokenizer: Any, pair: ContrastPair, rule: lrp.Rule = "at
     )
 
 
-register(
-    Method(
-        "grad_x_input",
-        "gradient × input",
-        "∂Δ/∂embedding · embedding per token: one backward pass; a linearisation, not complete.",
-        grad_x_input,
-        complete=False,
-        target="delta",
-    )
+GRAD_X_INPUT = Method(
+    "grad_x_input",
+    "gradient × input",
+    "∂Δ/∂embedding · embedding per token: one backward pass; a linearisation, not complete.",
+    grad_x_input,
+    complete=False,
+    target="delta",
 )
-register(
-    Method(
-        "integrated_gradients",
-        "integrated gradients",
-        f"Captum IG from neutral-token embeddings ({IG_STEPS} steps): complete for Δ − Δ(baseline) up to quadrature error.",
-        integrated_gradients,
-        complete=True,
-        target="delta_minus_baseline",
-    )
+INTEGRATED_GRADIENTS = Method(
+    "integrated_gradients",
+    "integrated gradients",
+    f"Captum IG from neutral-token embeddings ({IG_STEPS} steps): complete for Δ − Δ(baseline) up to quadrature error.",
+    integrated_gradients,
+    complete=True,
+    target="delta_minus_baseline",
 )
-register(
-    Method(
-        "occlusion",
-        "occlusion",
-        "Captum feature ablation: Δ minus Δ with the token replaced by a neutral one (one forward per token).",
-        occlusion,
-        complete=False,
-        target="delta",
-    )
+OCCLUSION = Method(
+    "occlusion",
+    "occlusion",
+    "Captum feature ablation: Δ minus Δ with the token replaced by a neutral one (one forward per token).",
+    occlusion,
+    complete=False,
+    target="delta",
 )
-register(
-    Method(
-        "attnlrp",
-        "AttnLRP",
-        "LRP with the AttnLRP rules for llama models (Achtibat et al. 2024); its softmax rule is not conservative, "
-        "so the scores sum to part of the logit contrast (config['conservation_error']).",
-        attnlrp,
-        complete=False,
-        target="logit_contrast",
-        compatible=lrp.supports,
-        fallback="grad_x_input",
-    )
+ATTNLRP = Method(
+    "attnlrp",
+    "AttnLRP",
+    "LRP with the AttnLRP rules for llama models (Achtibat et al. 2024); its softmax rule is not conservative, "
+    "so the scores sum to part of the logit contrast (config['conservation_error']).",
+    attnlrp,
+    complete=False,
+    target="logit_contrast",
+    compatible=lrp.supports,
+    fallback="grad_x_input",
 )
-register(
-    Method(
-        "cp_lrp",
-        "CP-LRP",
-        "LRP with attention weights and the MLP gate held constant (Ali et al. 2022): conserves the logit "
-        "contrast exactly, but attributes nothing through where attention looks.",
-        partial(attnlrp, rule="cp"),
-        complete=True,
-        target="logit_contrast",
-        compatible=lrp.supports,
-        fallback="grad_x_input",
-    )
+CP_LRP = Method(
+    "cp_lrp",
+    "CP-LRP",
+    "LRP with attention weights and the MLP gate held constant (Ali et al. 2022): conserves the logit "
+    "contrast exactly, but attributes nothing through where attention looks.",
+    partial(attnlrp, rule="cp"),
+    complete=True,
+    target="logit_contrast",
+    compatible=lrp.supports,
+    fallback="grad_x_input",
 )

@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from wif_core.attribution.names import DEFAULT_METHOD, METHOD_NAMES
+from wif_core.attribution import DEFAULT_METHOD, METHODS
 from wif_core.cli.common import AddCommon, cache_dir, emit, progress_bar
 from wif_core.errors import InputError
 
 
 def _methods(text: str) -> list[str]:
-    from wif_core.attribution.methods import get_method
+    from wif_core.attribution import get_method
 
-    names = list(METHOD_NAMES) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
+    names = METHODS.names() if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
     for name in names:
         get_method(name)
     if not names:
-        raise InputError(f"--method is empty; use one of: {', '.join(METHOD_NAMES)}, a comma list, or 'all'")
+        raise InputError(f"--method is empty; use one of: {', '.join(METHODS.names())}, a comma list, or 'all'")
     return names
 
 
@@ -101,7 +101,7 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     )
     p.add_argument("--run", required=True)
     p.add_argument("--method", default=DEFAULT_METHOD,
-                   help=f"{', '.join(METHOD_NAMES)}; a comma list or 'all' (default {DEFAULT_METHOD})")  # fmt: skip
+                   help=f"{', '.join(METHODS.names())}; a comma list or 'all' (default {DEFAULT_METHOD})")  # fmt: skip
     p.add_argument("--item", default=None, help="one item: print its attribution (stored, or computed and stored)")
     p.add_argument("--failures-only", action="store_true", help="only the items the model got wrong")
     p.add_argument("--limit", type=int, default=None, help="the first N items (after --failures-only)")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wif_core.cli.common import AddCommon, emit
-from wif_core.clusters.names import ALGORITHMS, MAPS, MODES, SPACES
+from wif_core.clusters import ALGORITHMS, MAPS, MODES, SPACES
 
 if TYPE_CHECKING:
     from wif_core.clusters.run import ClusterResult

@@ -39,7 +39,7 @@ def cmd_sae_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sae_add(args: argparse.Namespace) -> int:
-    from wif_core.sae.load import add_sae
+    from wif_core.sae.add import add_sae
     from wif_core.store import Store
 
     with Store.open(args.db) as store:

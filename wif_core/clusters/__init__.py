@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wif_core.clusters.names import MODES, SPACES
 from wif_core.lazy import lazy_exports
+
+# The choices `wif cluster` offers; defined here, where importing them costs nothing.
+SPACES = ("activations", "sae", "attribution", "text")
+MODES = ("failures", "all")
+ALGORITHMS = ("kmeans", "hdbscan")
+MAPS = ("pca", "umap")
 
 if TYPE_CHECKING:
     from wif_core.clusters.run import ClusterCache, ClusterResult, cluster_run
@@ -25,4 +30,4 @@ _LAZY = {"ClusterCache": "run", "ClusterResult": "run", "cluster_run": "run", "S
 __getattr__ = lazy_exports(__name__, _LAZY)
 
 
-__all__ = ["MODES", "SPACES", "SPACE_TIERS", "ClusterCache", "ClusterResult", "Space", "build_space", "cluster_run"]
+__all__ = ["ALGORITHMS", "MAPS", "MODES", "SPACES", "SPACE_TIERS", "ClusterCache", "ClusterResult", "Space", "build_space", "cluster_run"]

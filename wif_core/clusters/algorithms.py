@@ -19,7 +19,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
 
-from wif_core.clusters.names import MAPS
+from wif_core.clusters import MAPS
 from wif_core.errors import InputError
 
 log = logging.getLogger(__name__)

@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from wif_core.clusters import ALGORITHMS
 from wif_core.clusters import algorithms as algo
-from wif_core.clusters.names import ALGORITHMS
 from wif_core.errors import InputError, StoreError
-from wif_core.explainers.base import Explainer, RunFacts, View, register
+from wif_core.explainers.base import Explainer, RunFacts, View
 
 K_GRID = (2, 3, 4, 5, 6, 8, 10)
 K_TOLERANCE = 0.01  # val AUC a larger k must gain over a smaller one to be chosen
@@ -59,7 +59,7 @@ class _Clusters(Explainer):
     @classmethod
     def resolve_settings(cls, run: RunFacts, layer: int | None, settings: dict[str, Any]) -> dict[str, Any]:
         """Check the space against the tier, fill in what the features are read from and its version."""
-        from wif_core.clusters.names import SPACES
+        from wif_core.clusters import SPACES
         from wif_core.clusters.spaces import SPACE_TIERS, TEXT_MODEL, embeddings_dir
         from wif_core.sae.paths import available, fingerprint
 
@@ -284,7 +284,6 @@ class _Clusters(Explainer):
         return out
 
 
-@register
 class ClusterExplainer(_Clusters):
     """Clusters of train items in an input-tier space; P(failure) is the test item's cluster's train failure rate."""
 
@@ -308,7 +307,6 @@ class ClusterExplainer(_Clusters):
         return [*out, {"space": "text"}]
 
 
-@register
 class AttributionClusterExplainer(_Clusters):
     """Clusters of train items' attribution profiles (gold tier: attributions read the answer key)."""
 

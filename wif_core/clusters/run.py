@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from wif_core.clusters import ALGORITHMS, MAPS, MODES, SPACES
 from wif_core.clusters import algorithms as algo
 from wif_core.clusters.cards import (
     ClusterCard,
@@ -36,7 +37,6 @@ from wif_core.clusters.cards import (
     wilson,
 )
 from wif_core.clusters.ctfidf import class_tfidf
-from wif_core.clusters.names import ALGORITHMS, MAPS, MODES, SPACES
 from wif_core.clusters.spaces import build_space, item_text, resolve, sae_item_codes
 from wif_core.errors import InputError
 from wif_core.jsondir import JsonDir, jsonable

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from wif_core.clusters import SPACES
 from wif_core.clusters.algorithms import Scale
-from wif_core.clusters.names import SPACES
 from wif_core.errors import InputError
 from wif_core.explainers.base import Tier
 from wif_core.paths import beside

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wif_core.explainers.base import Explainer, RunFacts, View, register
+from wif_core.explainers.base import Explainer, RunFacts, View
 from wif_core.metrics import roc_auc_score
 
 
@@ -42,7 +42,6 @@ def _pad(seqs: list[np.ndarray], mean: np.ndarray, std: np.ndarray) -> tuple[tor
     return torch.from_numpy(x), torch.from_numpy(mask)
 
 
-@register
 class AttentionProbe(Explainer):
     """Attention-pooled linear probe over the listing prompt's tokens at one layer."""
 

@@ -165,11 +165,29 @@ class Explainer:
                 "seed": self.seed, **self.settings}  # fmt: skip
 
 
-REGISTRY: Registry[type[Explainer]] = Registry("an explainer", sort_names=True)
+# The built-in explainers, imported on first use (the registry's one table of names).
+REGISTRY: Registry[type[Explainer]] = Registry(
+    "an explainer",
+    {
+        "attention-probe": "wif_core.explainers.attention_probe:AttentionProbe",
+        "cluster": "wif_core.clusters.explainer:ClusterExplainer",
+        "cluster-attribution": "wif_core.clusters.explainer:AttributionClusterExplainer",
+        "confidence": "wif_core.explainers.baselines:Confidence",
+        "cross-model": "wif_core.explainers.baselines:CrossModel",
+        "label-prior": "wif_core.explainers.baselines:LabelPrior",
+        "probe": "wif_core.explainers.probe:Probe",
+        "probe-all-layers": "wif_core.explainers.probe:AllLayersProbe",
+        "probe-paper": "wif_core.explainers.probe:PaperProbe",
+        "sae": "wif_core.explainers.sae:SaeProbe",
+        "surface": "wif_core.explainers.baselines:Surface",
+        "text": "wif_core.explainers.baselines:Text",
+    },
+    sort_names=True,
+)
 
 
 def register(cls: type[Explainer]) -> type[Explainer]:
-    """Class decorator: add an explainer to the registry under its unique name."""
+    """Class decorator for an explainer of your own: add it to the registry under its unique name."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
     if cls.tier not in TIERS:
@@ -179,6 +197,5 @@ def register(cls: type[Explainer]) -> type[Explainer]:
 
 
 def get_explainer(name: str) -> type[Explainer]:
-    from wif_core import explainers as _  # noqa: F401 - importing the package registers them all
-
+    """A registered explainer class, or a one-line error listing them."""
     return REGISTRY.lookup(name)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from wif_core.explainers.base import Explainer, RunFacts, View, register
+from wif_core.explainers.base import Explainer, RunFacts, View
 from wif_core.explainers.linear import fit_logistic, top_weights
 
 NEGATIONS = frozenset("not no never none nothing nobody neither nor cannot can't don't doesn't didn't isn't "
@@ -21,7 +21,6 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-@register
 class Confidence(Explainer):
     """The model's own margin between its top two choices: a small margin predicts failure."""
 
@@ -45,7 +44,6 @@ class Confidence(Explainer):
         return {"rule": "P(failure) = 1 / (1 + top-1 score − top-2 score)"}
 
 
-@register
 class LabelPrior(Explainer):
     """P(failure | which choice is right), learned on train: the answer-bias baseline."""
 
@@ -89,7 +87,6 @@ def surface_features(view: View) -> tuple[np.ndarray, list[str]]:
     return np.array(rows, dtype=float), names
 
 
-@register
 class Surface(Explainer):
     """Logistic regression on surface features of the item's text (input tier)."""
 
@@ -114,7 +111,6 @@ def item_text(view: View) -> list[str]:
     return [f"{c} || " + " || ".join(ch) for c, ch in zip(view.contexts, view.choices, strict=True)]
 
 
-@register
 class Text(Explainer):
     """TF-IDF of the item's words and bigrams with logistic regression; no model internals."""
 
@@ -137,7 +133,6 @@ class Text(Explainer):
         return {"C": self.fit_.C, "top_words": top_weights(self.fit_.weights, list(self.vec_.get_feature_names_out()))}
 
 
-@register
 class CrossModel(Explainer):
     """Another run's outcome on the same item (matched by normalised content) as the predictor."""
 

@@ -159,11 +159,9 @@ def evaluate(
 
 def variants(data: RunData, names: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
     """Every (explainer, settings) that applies to the run: what `--all` evaluates."""
-    from wif_core import explainers as _  # noqa: F401 - registration
-
     out = []
     for name in names or sorted(REGISTRY):
-        cls = REGISTRY[name]
+        cls = REGISTRY.lookup(name)
         for s in cls.default_settings(data.facts):
             if (
                 cls.applicable(data.facts, s.get("layer"), s.get("site") or (cls.sites[0] if cls.uses_layer else None))

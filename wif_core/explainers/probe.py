@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from wif_core.explainers.base import Explainer, RunFacts, View, register
+from wif_core.explainers.base import Explainer, RunFacts, View
 from wif_core.explainers.linear import FittedLogistic, fit_logistic, top_weights
 
 
@@ -21,7 +21,6 @@ def site_features(view: View, layer: int, site: str) -> np.ndarray:
     return np.concatenate([X.reshape(len(X), -1), *diffs], axis=1)
 
 
-@register
 class PaperProbe(Explainer):
     """The paper's released probe: last token of the options-listing prompt,
     ``LogisticRegression(C=100, max_iter=1000)``, no scaling, trained on train only."""
@@ -50,7 +49,6 @@ class PaperProbe(Explainer):
         return {"top_weights": top_weights(self.model_.coef_[0])}
 
 
-@register
 class Probe(Explainer):
     """A standardised logistic probe at one layer and site, C chosen on val."""
 
@@ -80,7 +78,6 @@ class Probe(Explainer):
         return {"C": self.fit_.C, "val_auc_by_C": self.fit_.val_auc, "top_weights": top_weights(self.fit_.weights)}
 
 
-@register
 class AllLayersProbe(Explainer):
     """One standardised logistic probe over the concatenation of every collected layer at a site."""
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from wif_core.errors import InputError
-from wif_core.explainers.base import Explainer, RunFacts, View, register
+from wif_core.explainers.base import Explainer, RunFacts, View
 from wif_core.explainers.linear import FittedLogistic, fit_logistic
 
 K_GRID = (8, 16, 32, 64, 128)
@@ -24,7 +24,6 @@ def _train_cmd(run: RunFacts, layer: int) -> str:
     return f"`wif sae train --run {run.run_id} --layer {layer}`"
 
 
-@register
 class SaeProbe(Explainer):
     """Logistic probe on the top-k SAE features (max over the listing prompt's tokens), k tuned on val."""
 
