@@ -180,9 +180,11 @@ def evaluate_all(
     level: float = 0.999,
     n_resamples: int = 2000,
     cache: bool = True,
-    progress: Progress | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[ExplainResult]:
-    """Every explainer (or those named) in every setting that applies to the run, scored on its test split."""
+    """Every explainer (or those named) in every setting that applies to the run, scored on its test split.
+
+    ``progress`` is called with each explainer's label and settings before it is fitted."""
     from wif_core.explainers.data import RunData
     from wif_core.explainers.evaluate import evaluate_all as _evaluate_all
 
