@@ -1,7 +1,8 @@
 """Cached accessors to the store, the frames the pages draw, and the shared run and item pickers.
 
 The store path comes from the ``WIF_DB`` environment variable (``wif app`` and ``wif demo``
-set it) and is read here only. One read-only ``Store`` serves the whole process: it takes
+set it), else the CLI's default store (``wif_core.paths.DEFAULT_DB``), and is read here only.
+One read-only ``Store`` serves the whole process: it takes
 a fresh DuckDB cursor per call, so browser sessions on other threads can share it. Reads
 are cached per (store path, run, filters); nothing here holds SQL.
 """
@@ -17,9 +18,9 @@ import pandas as pd
 import streamlit as st
 
 from wif_core.errors import StoreError, one_line
+from wif_core.paths import DEFAULT_DB
 from wif_core.store import Store
 
-DEFAULT_DB = "data/demo.duckdb"
 EVAL_SPLITS = ("train", "val", "test")
 SPLITS = (*EVAL_SPLITS, "unused")
 LETTERS = "ABCDEFGHIJ"
@@ -51,8 +52,8 @@ def ensure_entry() -> None:
 
 
 def db_path() -> str:
-    """The store this app reads: ``$WIF_DB``, else the demo store."""
-    return os.environ.get("WIF_DB", DEFAULT_DB)
+    """The store this app reads: ``$WIF_DB``, else the CLI's default store."""
+    return os.environ.get("WIF_DB", str(DEFAULT_DB))
 
 
 @st.cache_resource(show_spinner=False, on_release=Store.close)
@@ -62,7 +63,10 @@ def _open(path: str) -> Store:
 
 def _fail(message: str) -> NoReturn:
     st.error(message)
-    st.info("Build the demo store with `make demo`, or open a store of your own with `wif app --db PATH`.")
+    st.info(
+        "Build and open the demo store with `make demo` (or `wif demo`), or open a store of your own with "
+        "`wif app --db PATH`."
+    )
     st.stop()
 
 

@@ -16,7 +16,6 @@ shipped zoo weights and the app's files are package data of the installed distri
 
 from __future__ import annotations
 
-from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
@@ -49,14 +48,20 @@ def store_files(store_path: str | Path) -> list[Path]:
 
 def shipped_zoo_dir() -> Path:
     """The zoo models shipped inside the package (read-only; ``wif zoo train`` saves elsewhere)."""
+    from importlib.resources import files  # here, not at the top: `wif --help` does not pay for it
+
     return Path(str(files("wif_core.zoo") / "shipped"))
 
 
 def app_entry() -> Path:
     """The Streamlit entry script of the installed app (``wif_ui/app.py``)."""
+    from importlib.resources import files
+
     return Path(str(files("wif_ui") / "app.py"))
 
 
 def page_dir() -> Path:
     """The installed app's page scripts (the checkout's ``pages/``, installed as ``wif_ui.pages``)."""
+    from importlib.resources import files
+
     return Path(str(files("wif_ui.pages")))

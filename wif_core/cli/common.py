@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wif_core.jsondir import jsonable
 from wif_core.paths import DEFAULT_DB
 
 AddCommon = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
@@ -26,6 +25,8 @@ def add_common(p: argparse.ArgumentParser, db: Path = DEFAULT_DB) -> argparse.Ar
 def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
     """Print ``payload`` as one JSON document with ``--json``, else ``text``."""
     if args.json:
+        from wif_core.jsondir import jsonable
+
         print(json.dumps(jsonable(payload), indent=None))
     else:
         print(text)
