@@ -61,8 +61,16 @@ def _planted_store(path: Path, n: int, signal: str, seed: int = 0) -> tuple[str,
         item_id = f"i{i:04d}"
         gold = int(rng.integers(0, 2))
         goal = f"Goal number {i}: pick the better way."
-        items.append(TaskItem(item_id, "gen-physical", render_context("two_choice", {"goal": goal}),
-                              ("do it this way", "do it that way"), gold, {"goal": goal}))  # fmt: skip
+        items.append(
+            TaskItem(
+                item_id=item_id,
+                task="gen-physical",
+                context=render_context("two_choice", {"goal": goal}),
+                choices=("do it this way", "do it that way"),
+                gold=gold,
+                meta={"goal": goal},
+            )
+        )
         T = int(rng.integers(4, 9))
         tokens = _sparse_rows(T, atoms[1:], rng)
         failed = gold == 1 if signal == "gold" else bool(rng.random() < 0.5)
@@ -75,7 +83,17 @@ def _planted_store(path: Path, n: int, signal: str, seed: int = 0) -> tuple[str,
         acts = {(2, "tokens"): tokens.astype(np.float16), (2, "last"): rng.normal(size=D).astype(np.float32)}
         words = [f"w{t}" for t in range(T)]
         rows.append(
-            OutcomeRow(item_id, pred, not failed, 1.0, ll, ll, [1, 1], acts, {"listing": (words, list(range(T)), T)})
+            OutcomeRow(
+                item_id=item_id,
+                pred=pred,
+                correct=not failed,
+                margin=1.0,
+                ll_sum=ll,
+                ll_norm=ll,
+                n_tokens=[1, 1],
+                acts=acts,
+                tokens={"listing": (words, list(range(T)), T)},
+            )
         )
     with Store.open(path, write=True) as store:
         run = RunInfo("planted", "lm", "gen-physical", "planted", layers=[2], sites=["last"], token_layers=[2],
