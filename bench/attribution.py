@@ -60,7 +60,10 @@ def _copy_run(store: Store, task: str, n: int) -> str | None:
                    n_layers=run.n_layers, d_model=run.d_model, status="complete")  # fmt: skip
     store.create_run(copy, kept)
     rows = [
-        OutcomeRow(r.item_id, int(r.pred), bool(r.correct), float(r.margin), list(r.ll_sum)) for r in frame.itertuples()
+        OutcomeRow(
+            item_id=r.item_id, pred=int(r.pred), correct=bool(r.correct), margin=float(r.margin), ll_sum=list(r.ll_sum)
+        )
+        for r in frame.itertuples()
     ]
     store.write_outcomes(run.run_id, rows)
     return run.run_id
@@ -71,7 +74,7 @@ def _collect_run(store: Store, lm: Any, n: int) -> str:
     from wif_core.tasks.sources import read_outcome_file
 
     items = [it for it, _ in read_outcome_file(TASK, SHARED_BENCH / TASK / "test.json")][:n]
-    return collect(store, lm, TASK, items, "bench", [lm.n_layers]).run.run_id
+    return collect(store, lm, TASK, items, source="bench", layers=[lm.n_layers]).run.run_id
 
 
 def _failures(db: Path, run_id: str, n: int) -> list[tuple[Any, int, int]]:

@@ -45,7 +45,7 @@ def _collect_rate(lm, items, layers, max_tokens: int) -> tuple[float, float, int
     with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "b.duckdb", write=True) as store:
         t = time.perf_counter()
         for task, group in by_task.items():
-            collect(store, lm, task, group, "bench", layers, max_tokens=max_tokens)
+            collect(store, lm, task, group, source="bench", layers=layers, max_tokens=max_tokens)
         dt = time.perf_counter() - t
     return len(items) / dt, tokens / dt, tokens
 

@@ -53,8 +53,14 @@ def _physical_item(n: int) -> TaskItem:
     choices = (f"Hold the {tool} by its handle, step {m}.", f"Hold the {tool} by its tip, step {m}.")
     factors = {"template": "tool/how", "negation": negation, "distractor": m % 4 == 0}
     meta = {"goal": goal, **factors, "gold_position": m % 2, "factors": [*factors, "gold_position"]}
-    return TaskItem(f"gen-physical-{n:04d}", "gen-physical", render_context("two_choice", {"goal": goal}),
-                    choices, m % 2, {**meta, "generator": "gen-physical"})  # fmt: skip
+    return TaskItem(
+        item_id=f"gen-physical-{n:04d}",
+        task="gen-physical",
+        context=render_context("two_choice", {"goal": goal}),
+        choices=choices,
+        gold=m % 2,
+        meta={**meta, "generator": "gen-physical"},
+    )
 
 
 def _piqa_item(n: int) -> TaskItem:
@@ -63,8 +69,14 @@ def _piqa_item(n: int) -> TaskItem:
     goal = f"To fold a paper plane of size {m},"
     choices = ("crease the paper down the middle.", "soak the paper in water first.")
     gold = 1 if n == 39 else m % 2
-    return TaskItem(f"piqa-{n:04d}", "piqa", render_context("two_choice", {"goal": goal}), choices, gold,
-                    {"goal": goal, "source_id": f"piqa/{n}"})  # fmt: skip
+    return TaskItem(
+        item_id=f"piqa-{n:04d}",
+        task="piqa",
+        context=render_context("two_choice", {"goal": goal}),
+        choices=choices,
+        gold=gold,
+        meta={"goal": goal, "source_id": f"piqa/{n}"},
+    )
 
 
 def _collected_rows(items: list[TaskItem], rng: np.random.Generator) -> list[OutcomeRow]:
@@ -89,15 +101,15 @@ def _collected_rows(items: list[TaskItem], rng: np.random.Generator) -> list[Out
                    for j, c in enumerate(it.choices)}  # fmt: skip
         rows.append(
             OutcomeRow(
-                it.item_id,
-                pred,
-                correct,
-                ll[it.gold] - ll[1 - it.gold],
-                ll,
-                [v / b for v, b in zip(ll, n_bytes, strict=True)],
-                [len(c.split()) for c in it.choices],
-                acts,
-                tokens,
+                item_id=it.item_id,
+                pred=pred,
+                correct=correct,
+                margin=ll[it.gold] - ll[1 - it.gold],
+                ll_sum=ll,
+                ll_norm=[v / b for v, b in zip(ll, n_bytes, strict=True)],
+                n_tokens=[len(c.split()) for c in it.choices],
+                acts=acts,
+                tokens=tokens,
             )
         )
     return rows
@@ -108,13 +120,15 @@ def _imported_rows(items: list[TaskItem]) -> list[OutcomeRow]:
     for n, it in enumerate(items):
         pred = None if n % 5 == 4 else 0 if n >= 38 else (it.gold if n % 2 == 0 else 1 - it.gold)
         correct = it.gold == 0 if n >= 38 else n % 2 == 0
-        rows.append(OutcomeRow(it.item_id, pred, correct))
+        rows.append(OutcomeRow(item_id=it.item_id, pred=pred, correct=correct))
     return rows
 
 
 def _other_rows(items: list[TaskItem]) -> list[OutcomeRow]:
     """Another model's outcomes: the collected run's, flipped on every fifth item (so 8 of 16 correct)."""
-    return [OutcomeRow(it.item_id, None, (n % 2 == 0) != (n % 5 == 0)) for n, it in enumerate(items)]
+    return [
+        OutcomeRow(item_id=it.item_id, pred=None, correct=(n % 2 == 0) != (n % 5 == 0)) for n, it in enumerate(items)
+    ]
 
 
 SAE_WIDTH = 32
@@ -142,21 +156,26 @@ def _attribution_rows(items: list[TaskItem], rows: list[OutcomeRow]) -> list[Att
             top = [1.0, 0.6 - 0.2 * m, 0.3, 0.1]
             out.append(
                 AttributionRow(
-                    it.item_id,
-                    method,
-                    int(wrong),
-                    it.gold,
-                    tokens,
-                    segments,
-                    scores,
-                    -float(row.margin or 0),
-                    float(sum(scores)),
-                    profile,
-                    {"fraction": [0.0, 0.1, 0.3, 0.5], "k": [0, 1, 2, 4], "top": top, "random": [1.0, 0.9, 0.8, 0.7]},
-                    0.3 + 0.2 * m + (n % 4) / 10,
-                    0.01,
-                    {"target": "delta"},
-                )  # fmt: skip
+                    item_id=it.item_id,
+                    method=method,
+                    wrong_choice=int(wrong),
+                    right_choice=it.gold,
+                    tokens=tokens,
+                    segments=segments,
+                    scores=scores,
+                    delta=-float(row.margin or 0),
+                    sum_scores=float(sum(scores)),
+                    layer_profile=profile,
+                    deletion={
+                        "fraction": [0.0, 0.1, 0.3, 0.5],
+                        "k": [0, 1, 2, 4],
+                        "top": top,
+                        "random": [1.0, 0.9, 0.8, 0.7],
+                    },
+                    faithfulness=0.3 + 0.2 * m + (n % 4) / 10,
+                    seconds=0.01,
+                    config={"target": "delta"},
+                )
             )
     return out
 

@@ -52,17 +52,28 @@ GOAL = "how do you boil water?"
 
 
 def _piqa(choices: tuple[str, str] = ("use a pot", "use a sieve"), gold: int = 1, item_id: str = "p1") -> TaskItem:
-    return TaskItem(item_id, "piqa", render_context("two_choice", {"goal": GOAL}), choices, gold, {"goal": GOAL})
+    return TaskItem(
+        item_id=item_id,
+        task="piqa",
+        context=render_context("two_choice", {"goal": GOAL}),
+        choices=choices,
+        gold=gold,
+        meta={"goal": GOAL},
+    )
 
 
 def _boolq() -> TaskItem:
     fields = {"passage": "The cat sat on the mat because it was warm.", "question": "is the mat warm"}
-    return TaskItem("b1", "boolq", render_context("yes_no", fields), ("no", "yes"), 1, fields)
+    return TaskItem(
+        item_id="b1", task="boolq", context=render_context("yes_no", fields), choices=("no", "yes"), gold=1, meta=fields
+    )
 
 
 def _wino() -> TaskItem:
     sentence = "The cat sat on the mat because the _ was warm."
-    return TaskItem("w1", "winogrande", sentence, ("cat", "mat"), 1, {"sentence": sentence})
+    return TaskItem(
+        item_id="w1", task="winogrande", context=sentence, choices=("cat", "mat"), gold=1, meta={"sentence": sentence}
+    )
 
 
 @pytest.fixture
@@ -82,7 +93,7 @@ def _naive_logprobs(model, ids: list[int], start: int) -> np.ndarray:
 
 
 def test_contrast_picks_the_models_wrong_choice_or_the_best_wrong_one():
-    item = TaskItem("s1", "siqa", "Q: x\nA:", ("a", "b", "c"), 0, {})
+    item = TaskItem(item_id="s1", task="siqa", context="Q: x\nA:", choices=("a", "b", "c"), gold=0, meta={})
     assert contrast(item, {"pred": 2, "ll_sum": [-1.0, -3.0, -0.5]}) == (2, 0)
     assert contrast(item, {"pred": 0, "ll_sum": [-1.0, -3.0, -2.0]}) == (2, 0)  # correct: best wrong one
     assert contrast(item, SimpleNamespace(pred=0, ll_sum=None)) == (1, 0)
@@ -152,7 +163,7 @@ def test_segment_labels_of_piqa_and_boolq_items(lm):
 def test_identical_choices_and_empty_context_are_refused_in_one_line(lm):
     with pytest.raises(InputError, match=r"item p9: field 'choices'.*tokenise identically"):
         build_pair(_piqa(("use a pot", "use a pot"), item_id="p9"), lm.tokenizer, 0, 1)
-    empty = TaskItem("e1", "piqa", "  ", ("a", "b"), 0, {})
+    empty = TaskItem(item_id="e1", task="piqa", context="  ", choices=("a", "b"), gold=0, meta={})
     with pytest.raises(InputError, match=r"item e1: field 'context' is empty"):
         attribute_item(lm, empty, 0, 1, "grad_x_input")
     with pytest.raises(InputError, match="unknown attribution method 'lime'"):
@@ -265,7 +276,16 @@ def test_non_llama_attnlrp_falls_back_loudly(tiny_tokenizer, caplog):
 
 def test_registry_refuses_a_duplicate_name():
     with pytest.raises(ValueError, match="already registered"):
-        register(Method("grad_x_input", "x", "x", lambda m, t, p: None, complete=False, target="delta"))  # type: ignore[arg-type,return-value]
+        register(
+            Method(
+                name="grad_x_input",
+                label="x",
+                description="x",
+                compute=lambda m, t, p: None,  # type: ignore[arg-type,return-value]
+                complete=False,
+                target="delta",
+            )
+        )
 
 
 # ---- deletion on a model whose answer is known ------------------------------------------------
@@ -327,9 +347,19 @@ def test_deletion_on_a_toy_whose_answer_is_known(tiny_tokenizer, method):
 
 
 def _record(item_id: str, method: str, faith: float, profile: list[float]) -> Attribution:
-    return Attribution(item_id, method, 0, 1, ["Q", ":", " x", " a", " b"],
-                       ["template", "template", "goal", "wrong", "right"], [0.1, -0.1, 1.0, 0.5, -0.5], 2.0, 1.0,
-                       layer_profile=profile, faithfulness=faith)  # fmt: skip
+    return Attribution(
+        item_id=item_id,
+        method=method,
+        wrong_choice=0,
+        right_choice=1,
+        tokens=["Q", ":", " x", " a", " b"],
+        segments=["template", "template", "goal", "wrong", "right"],
+        scores=[0.1, -0.1, 1.0, 0.5, -0.5],
+        delta=2.0,
+        sum_scores=1.0,
+        layer_profile=profile,
+        faithfulness=faith,
+    )
 
 
 def test_segment_summary_and_faithfulness_summary():

@@ -62,8 +62,17 @@ def test_run_without_attributions_points_to_the_cli(wif_db: Path) -> None:
 
 
 def test_heatmap_colours_follow_the_sign_and_ignore_special_tokens() -> None:
-    a = Attribution("i", "grad_x_input", 1, 0, ["<s>", "a", "b", " x", " y"],
-                    ["special", "goal", "goal", "wrong", "right"], [50.0, 2.0, -1.0, 0.5, -2.0], 1.0, 49.5)  # fmt: skip
+    a = Attribution(
+        item_id="i",
+        method="grad_x_input",
+        wrong_choice=1,
+        right_choice=0,
+        tokens=["<s>", "a", "b", " x", " y"],
+        segments=["special", "goal", "goal", "wrong", "right"],
+        scores=[50.0, 2.0, -1.0, 0.5, -2.0],
+        delta=1.0,
+        sum_scores=49.5,
+    )
     html = attr_ui.heatmap_html(a)
     assert "rgba(178, 24, 43, 0.85)" in html  # 'a' is the largest non-special: full red
     assert "rgba(33, 102, 172, 0.85)" in html  # ' y' at −max: full blue
@@ -73,10 +82,24 @@ def test_heatmap_colours_follow_the_sign_and_ignore_special_tokens() -> None:
     assert frame["score"].sum() == pytest.approx(49.5)
 
 
+def _one_token(method: str) -> Attribution:
+    return Attribution(
+        item_id="z",
+        method=method,
+        wrong_choice=1,
+        right_choice=0,
+        tokens=["x0"],
+        segments=["other"],
+        scores=[0.1],
+        delta=0.1,
+        sum_scores=0.1,
+    )
+
+
 def test_beside_defaults_to_none_when_only_one_method_is_stored() -> None:
-    one = [Attribution("z", "grad_x_input", 1, 0, ["x0"], ["other"], [0.1], 0.1, 0.1)]
+    one = [_one_token("grad_x_input")]
     methods = attr_ui.method_order(one, "z")
     assert methods[0] == "grad_x_input" and attr_ui.beside_options(one, "z", methods)[0] == "none"
-    two = [*one, Attribution("z", "attnlrp", 1, 0, ["x0"], ["other"], [0.1], 0.1, 0.1)]
+    two = [*one, _one_token("attnlrp")]
     assert attr_ui.beside_options(two, "z", attr_ui.method_order(two, "z"))[0] == "grad_x_input"
     assert attr_ui.beside_options([], "z", attr_ui.method_order([], "z"))[0] != "none"  # computes the next method

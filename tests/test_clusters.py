@@ -55,22 +55,49 @@ def make_planted_store(path: Path, failures_only: bool = False) -> None:
             goal = f"How do you use the {word} in case {n}?"
             meta = {"goal": goal, "group": g, "negation": g == "A", "gold_position": n % 2,
                     "factors": ["group", "negation", "gold_position"], "generator": "gen-physical"}  # fmt: skip
-            item = TaskItem(f"planted-{n:04d}", "gen-physical", render_context("two_choice", {"goal": goal}),
-                            (f"Hold the {word} firmly {n}.", f"Drop the {word} twice {n}."), n % 2, meta)  # fmt: skip
+            item = TaskItem(
+                item_id=f"planted-{n:04d}",
+                task="gen-physical",
+                context=render_context("two_choice", {"goal": goal}),
+                choices=(f"Hold the {word} firmly {n}.", f"Drop the {word} twice {n}."),
+                gold=n % 2,
+                meta=meta,
+            )
             items.append(item)
             pred = 1 - item.gold if failed else item.gold
             ll = [-10.0, -10.0]
             ll[pred] += 1.0
             acts = {(1, "last"): (centres[g] + rng.normal(size=WIDTH)).astype(np.float16),
                     (1, "mean"): rng.normal(size=WIDTH).astype(np.float16)}  # fmt: skip
-            rows.append(OutcomeRow(item.item_id, pred, not failed, ll[item.gold] - ll[1 - item.gold], ll, ll, [3, 3],
-                                   acts))  # fmt: skip
+            rows.append(
+                OutcomeRow(
+                    item_id=item.item_id,
+                    pred=pred,
+                    correct=not failed,
+                    margin=ll[item.gold] - ll[1 - item.gold],
+                    ll_sum=ll,
+                    ll_norm=ll,
+                    n_tokens=[3, 3],
+                    acts=acts,
+                )
+            )
             wrong = 0.8 if failed else 0.1
             scores = [0.05, 0.1, wrong + rng.normal() * 0.05, 1 - wrong]
             profile = np.linspace(1, 0, 4) if failed else np.linspace(0, 1, 4)
-            attributions.append(AttributionRow(item.item_id, "test-ig", 1 - item.gold, item.gold,
-                                               ["<s>", "Q", "wrong", "right"], ["special", "goal", "wrong", "right"],
-                                               scores, 1.0, float(sum(scores)), profile.tolist()))  # fmt: skip
+            attributions.append(
+                AttributionRow(
+                    item_id=item.item_id,
+                    method="test-ig",
+                    wrong_choice=1 - item.gold,
+                    right_choice=item.gold,
+                    tokens=["<s>", "Q", "wrong", "right"],
+                    segments=["special", "goal", "wrong", "right"],
+                    scores=scores,
+                    delta=1.0,
+                    sum_scores=float(sum(scores)),
+                    layer_profile=profile.tolist(),
+                )
+            )
     with Store.open(path, write=True) as store:
         run = RunInfo(PLANTED_RUN, "planted-lm", "gen-physical", "generated", "collected", "lm-eval-v1", "sum",
                       layers=[1], sites=["last", "mean"], n_layers=2, d_model=WIDTH, seed=0)  # fmt: skip

@@ -27,8 +27,16 @@ def _planted_store(path, n: int, signal: str, seed: int = 0) -> str:
         goal = " ".join(rng.choice(WORDS, 5))
         choices = (" ".join(rng.choice(WORDS, 3)), " ".join(rng.choice(WORDS, 3)))
         gold = int(rng.integers(0, 2))
-        items.append(TaskItem(f"i{i:04d}", "gen-physical", render_context("two_choice", {"goal": goal}), choices, gold,
-                              {"goal": goal, "gold_position": gold}))  # fmt: skip
+        items.append(
+            TaskItem(
+                item_id=f"i{i:04d}",
+                task="gen-physical",
+                context=render_context("two_choice", {"goal": goal}),
+                choices=choices,
+                gold=gold,
+                meta={"goal": goal, "gold_position": gold},
+            )
+        )
         last = rng.normal(size=D).astype(np.float32)
         if signal == "gold":
             failed = gold == 1
@@ -43,7 +51,19 @@ def _planted_store(path, n: int, signal: str, seed: int = 0) -> str:
         }  # fmt: skip
         acts[(1, "last")] = last
         acts[(2, "tokens")] = rng.normal(size=(int(rng.integers(3, 9)), D)).astype(np.float16)
-        rows.append(OutcomeRow(f"i{i:04d}", pred, not failed, 1.0, ll, ll, [1, 1], acts, {}))
+        rows.append(
+            OutcomeRow(
+                item_id=f"i{i:04d}",
+                pred=pred,
+                correct=not failed,
+                margin=1.0,
+                ll_sum=ll,
+                ll_norm=ll,
+                n_tokens=[1, 1],
+                acts=acts,
+                tokens={},
+            )
+        )
     with Store.open(path, write=True) as store:
         run = RunInfo("planted", "lm", "gen-physical", "planted", layers=[1, 2], sites=["choice", "last", "mean"],
                       token_layers=[2], n_layers=2, d_model=D)  # fmt: skip

@@ -71,7 +71,8 @@ def installed(wheel: Path, tmp_path_factory) -> Path:
     return venv / "bin"
 
 
-def _outside(bin_dir: Path, tmp_path: Path, *argv: str, env: dict[str, str] | None = None) -> str:
+def _outside(tmp_path: Path, *argv: str, env: dict[str, str] | None = None) -> str:
+    """Run ``argv`` from a directory outside the checkout, without PYTHONPATH or WIF_DB; its stdout."""
     away = tmp_path / "elsewhere"
     away.mkdir(exist_ok=True)
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "WIF_DB")}
@@ -98,12 +99,12 @@ def test_wheel_carries_every_package_the_app_and_the_shipped_zoo(wheel: Path) ->
 
 def test_installed_wif_is_the_wheel_and_imports_no_torch(installed: Path, tmp_path: Path) -> None:
     code = "import sys, wif_core; wif_core.open_store; assert 'torch' not in sys.modules; print(wif_core.__file__)"
-    where = _outside(installed, tmp_path, str(installed / "python"), "-c", code).strip()
+    where = _outside(tmp_path, str(installed / "python"), "-c", code).strip()
     assert not Path(where).is_relative_to(ROOT) and "site-packages" in where
 
 
 def test_installed_zoo_list_finds_the_shipped_models(installed: Path, tmp_path: Path) -> None:
-    rows = json.loads(_outside(installed, tmp_path, str(installed / "wif"), "zoo", "list", "--json"))
+    rows = json.loads(_outside(tmp_path, str(installed / "wif"), "zoo", "list", "--json"))
     names = {r["name"] for r in rows}
     assert {"2nd_argmax_d2_n2", "2nd_argmax_d16_n10", "handcrafted_2nd_argmax_n2"} <= names
     m = next(r for r in rows if r["name"] == "2nd_argmax_d16_n10")
@@ -114,7 +115,6 @@ def test_installed_app_runs_every_page_outside_the_checkout(
     installed: Path, tmp_path: Path, synthetic_db: Path
 ) -> None:
     out = _outside(
-        installed,
         tmp_path,
         str(installed / "python"),
         "-c",

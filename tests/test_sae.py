@@ -61,8 +61,16 @@ def _planted_store(path: Path, n: int, signal: str, seed: int = 0) -> tuple[str,
         item_id = f"i{i:04d}"
         gold = int(rng.integers(0, 2))
         goal = f"Goal number {i}: pick the better way."
-        items.append(TaskItem(item_id, "gen-physical", render_context("two_choice", {"goal": goal}),
-                              ("do it this way", "do it that way"), gold, {"goal": goal}))  # fmt: skip
+        items.append(
+            TaskItem(
+                item_id=item_id,
+                task="gen-physical",
+                context=render_context("two_choice", {"goal": goal}),
+                choices=("do it this way", "do it that way"),
+                gold=gold,
+                meta={"goal": goal},
+            )
+        )
         T = int(rng.integers(4, 9))
         tokens = _sparse_rows(T, atoms[1:], rng)
         failed = gold == 1 if signal == "gold" else bool(rng.random() < 0.5)
@@ -75,7 +83,17 @@ def _planted_store(path: Path, n: int, signal: str, seed: int = 0) -> tuple[str,
         acts = {(2, "tokens"): tokens.astype(np.float16), (2, "last"): rng.normal(size=D).astype(np.float32)}
         words = [f"w{t}" for t in range(T)]
         rows.append(
-            OutcomeRow(item_id, pred, not failed, 1.0, ll, ll, [1, 1], acts, {"listing": (words, list(range(T)), T)})
+            OutcomeRow(
+                item_id=item_id,
+                pred=pred,
+                correct=not failed,
+                margin=1.0,
+                ll_sum=ll,
+                ll_norm=ll,
+                n_tokens=[1, 1],
+                acts=acts,
+                tokens={"listing": (words, list(range(T)), T)},
+            )
         )
     with Store.open(path, write=True) as store:
         run = RunInfo("planted", "lm", "gen-physical", "planted", layers=[2], sites=["last"], token_layers=[2],
@@ -163,9 +181,14 @@ def test_feature_table_matches_a_hand_computation():
 def _hand_codes() -> FeatureCodes:
     """Item a: tokens [f0=1, f2=.5], [f0=3]; item b: a sink token, then [f1=2]."""
     return FeatureCodes(
-        ["a", "b"], np.array([0, 2, 4]), np.array([0, 2, 3, 3, 4]), np.array([0, 2, 0, 1]),
-        np.array([1.0, 0.5, 3.0, 2.0], dtype=np.float32), np.array([True, True, False, True]), 3,
-    )  # fmt: skip
+        item_ids=["a", "b"],
+        offsets=np.array([0, 2, 4]),
+        ptr=np.array([0, 2, 3, 3, 4]),
+        features=np.array([0, 2, 0, 1]),
+        values=np.array([1.0, 0.5, 3.0, 2.0], dtype=np.float32),
+        kept=np.array([True, True, False, True]),
+        d_sae=3,
+    )
 
 
 def test_codes_summaries_by_hand(tmp_path):
@@ -183,8 +206,15 @@ def test_codes_summaries_by_hand(tmp_path):
 def test_feature_diff_ranks_and_finds_contexts():
     n = 12
     rows = [[3.0 * (i % 2), 1.0, float(i)] for i in range(n)]  # f0 fires on exactly the failures, f1 on all
-    codes = FeatureCodes([f"i{i}" for i in range(n)], np.arange(n + 1), np.arange(0, 3 * n + 1, 3),
-                         np.tile([0, 1, 2], n), np.array(rows, dtype=np.float32).ravel(), np.ones(n, bool), 4)  # fmt: skip
+    codes = FeatureCodes(
+        item_ids=[f"i{i}" for i in range(n)],
+        offsets=np.arange(n + 1),
+        ptr=np.arange(0, 3 * n + 1, 3),
+        features=np.tile([0, 1, 2], n),
+        values=np.array(rows, dtype=np.float32).ravel(),
+        kept=np.ones(n, bool),
+        d_sae=4,
+    )
     items = pd.DataFrame(
         {"item_id": codes.item_ids, "split": ["train"] * 8 + ["test"] * 4, "failed": [i % 2 for i in range(n)]}
     )

@@ -16,44 +16,46 @@ LAYERS = [1, 3, 4]
 def _items() -> list[TaskItem]:
     return [
         TaskItem(
-            "p1",
-            "piqa",
-            render_context("two_choice", {"goal": "how do you boil water?"}),
-            ("put it in a pot and heat it.", "use a sieve"),
-            0,
-            {"goal": "how do you boil water?"},
+            item_id="p1",
+            task="piqa",
+            context=render_context("two_choice", {"goal": "how do you boil water?"}),
+            choices=("put it in a pot and heat it.", "use a sieve"),
+            gold=0,
+            meta={"goal": "how do you boil water?"},
         ),
         # continuations share their first tokens: the shared prefix reaches into the answers
         TaskItem(
-            "p2",
-            "piqa",
-            render_context("two_choice", {"goal": "open a jar"}),
-            ("use a pot", "use a cup"),
-            1,
-            {"goal": "open a jar"},
+            item_id="p2",
+            task="piqa",
+            context=render_context("two_choice", {"goal": "open a jar"}),
+            choices=("use a pot", "use a cup"),
+            gold=1,
+            meta={"goal": "open a jar"},
         ),
         TaskItem(
-            "b1",
-            "boolq",
-            render_context("yes_no", {"passage": "The cat sat on the mat.", "question": "is the mat warm"}),
-            ("no", "yes"),
-            1,
-            {"passage": "The cat sat on the mat.", "question": "is the mat warm"},
+            item_id="b1",
+            task="boolq",
+            context=render_context("yes_no", {"passage": "The cat sat on the mat.", "question": "is the mat warm"}),
+            choices=("no", "yes"),
+            gold=1,
+            meta={"passage": "The cat sat on the mat.", "question": "is the mat warm"},
         ),
         TaskItem(
-            "w1",
-            "winogrande",
-            "The trophy did not fit in the suitcase because the _ was too big.",
-            ("trophy", "suitcase"),
-            0,
+            item_id="w1",
+            task="winogrande",
+            context="The trophy did not fit in the suitcase because the _ was too big.",
+            choices=("trophy", "suitcase"),
+            gold=0,
         ),
         TaskItem(
-            "s1",
-            "siqa",
-            render_context("three_choice", {"context": "Alex gave Sam a gift.", "question": "What will Sam do next?"}),
-            ("say thank you", "ignore it", "cry"),
-            0,
-            {"context": "Alex gave Sam a gift.", "question": "What will Sam do next?"},
+            item_id="s1",
+            task="siqa",
+            context=render_context(
+                "three_choice", {"context": "Alex gave Sam a gift.", "question": "What will Sam do next?"}
+            ),
+            choices=("say thank you", "ignore it", "cry"),
+            gold=0,
+            meta={"context": "Alex gave Sam a gift.", "question": "What will Sam do next?"},
         ),
     ]
 
@@ -101,7 +103,7 @@ def test_block_mask_isolates_segments():
 
 
 def test_empty_context_is_refused(tiny_tokenizer):
-    item = TaskItem("e", "piqa", "   ", ("a", "b"), 0)
+    item = TaskItem(item_id="e", task="piqa", context="   ", choices=("a", "b"), gold=0)
     with pytest.raises(InputError, match="context"):
         prepare(item, tiny_tokenizer)
 

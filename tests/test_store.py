@@ -12,7 +12,10 @@ from wif_core.tasks.base import TaskItem
 
 
 def _items(n: int = 4) -> list[TaskItem]:
-    return [TaskItem(f"i{j}", "piqa", f"Question: q{j}?\nAnswer:", ("a", "b"), j % 2) for j in range(n)]
+    return [
+        TaskItem(item_id=f"i{j}", task="piqa", context=f"Question: q{j}?\nAnswer:", choices=("a", "b"), gold=j % 2)
+        for j in range(n)
+    ]
 
 
 def _store(path) -> Store:
@@ -25,12 +28,23 @@ def _store(path) -> Store:
 def test_roundtrip_activations_and_tokens(tmp_path):
     store = _store(tmp_path / "s.duckdb")
     rows = [
-        OutcomeRow(f"i{j}", 0, j % 2 == 0, 0.5, [-1.0, -2.0], [-0.1, -0.2], [1, 1],
-                   {(1, "last"): np.full(3, j, np.float32), (1, "choice"): np.arange(6, dtype=np.float32).reshape(2, 3),
-                    (1, "tokens"): np.full((j + 1, 3), j, np.float16)},
-                   {"listing": (["a", "b"], [1, 2], 2)})
+        OutcomeRow(
+            item_id=f"i{j}",
+            pred=0,
+            correct=j % 2 == 0,
+            margin=0.5,
+            ll_sum=[-1.0, -2.0],
+            ll_norm=[-0.1, -0.2],
+            n_tokens=[1, 1],
+            acts={
+                (1, "last"): np.full(3, j, np.float32),
+                (1, "choice"): np.arange(6, dtype=np.float32).reshape(2, 3),
+                (1, "tokens"): np.full((j + 1, 3), j, np.float16),
+            },
+            tokens={"listing": (["a", "b"], [1, 2], 2)},
+        )
         for j in range(4)
-    ]  # fmt: skip
+    ]
     store.write_outcomes("r1", rows[::-1])
     ids, acts = store.activations("r1", 1, "last")
     assert ids == ["i0", "i1", "i2", "i3"] and acts[:, 0].tolist() == [0, 1, 2, 3]  # item order, not write order
@@ -48,9 +62,10 @@ def test_roundtrip_activations_and_tokens(tmp_path):
 
 def test_failed_batch_leaves_no_rows(tmp_path):
     store = _store(tmp_path / "s.duckdb")
-    good = OutcomeRow("i0", 0, True)
+    good = OutcomeRow(item_id="i0", pred=0, correct=True)
+    duplicate = OutcomeRow(item_id="i0", pred=1, correct=False)
     with pytest.raises(duckdb.ConstraintException):
-        store.write_outcomes("r1", [good, OutcomeRow("i1", 0, False), OutcomeRow("i0", 1, False)])  # duplicate key
+        store.write_outcomes("r1", [good, OutcomeRow(item_id="i1", pred=0, correct=False), duplicate])
     assert store.done_item_ids("r1") == set()
     store.write_outcomes("r1", [good])
     assert store.done_item_ids("r1") == {"i0"}
@@ -93,7 +108,7 @@ def test_unknown_run_lists_known_runs(tmp_path):
 
 def test_search_is_a_parameter(tmp_path):
     with _store(tmp_path / "s.duckdb") as store:
-        store.write_outcomes("r1", [OutcomeRow(f"i{j}", 0, j == 0) for j in range(4)])
+        store.write_outcomes("r1", [OutcomeRow(item_id=f"i{j}", pred=0, correct=j == 0) for j in range(4)])
         assert len(store.items("r1", search="q2")) == 1
         assert len(store.items("r1", search="'; DROP TABLE runs; --")) == 0
         assert store.run_ids() == ["r1"]
@@ -117,12 +132,25 @@ def test_version_1_store_is_migrated_in_place_and_keeps_its_data(tmp_path):
 
 def test_attributions_roundtrip_replace_and_delete(tmp_path):
     store = _store(tmp_path / "s.duckdb")
-    store.write_outcomes("r1", [OutcomeRow(f"i{j}", 0, j % 2 == 0) for j in range(4)])
+    store.write_outcomes("r1", [OutcomeRow(item_id=f"i{j}", pred=0, correct=j % 2 == 0) for j in range(4)])
 
     def row(item: str, method: str, scale: float) -> AttributionRow:
-        return AttributionRow(item, method, 1, 0, ["a", "b"], ["context", "wrong"], [scale, -1.0], 0.5, scale - 1.0,
-                              layer_profile=[0.1, 0.9], deletion={"k": [0, 1], "top": [0.5, 0.0], "random": [0.5, 0.3]},
-                              faithfulness=0.15, seconds=0.01, config={"steps": 8})  # fmt: skip
+        return AttributionRow(
+            item_id=item,
+            method=method,
+            wrong_choice=1,
+            right_choice=0,
+            tokens=["a", "b"],
+            segments=["context", "wrong"],
+            scores=[scale, -1.0],
+            delta=0.5,
+            sum_scores=scale - 1.0,
+            layer_profile=[0.1, 0.9],
+            deletion={"k": [0, 1], "top": [0.5, 0.0], "random": [0.5, 0.3]},
+            faithfulness=0.15,
+            seconds=0.01,
+            config={"steps": 8},
+        )
 
     store.write_attributions("r1", [row("i2", "grad_x_input", 1.0), row("i0", "grad_x_input", 2.0)])
     store.write_attributions("r1", [row("i0", "grad_x_input", 3.0), row("i0", "attnlrp", 4.0)])  # replaces i0

@@ -28,7 +28,7 @@ SHIPPED = ("2nd_argmax_d2_n2", "2nd_argmax_d4_n3", "2nd_argmax_d16_n10")
 
 def _random_rnn(n: int, d: int, task: str = "2nd_argmax", seed: int = 0) -> ZooRNN:
     torch.manual_seed(seed)
-    return ZooRNN(ZooSpec(f"random_d{d}_n{n}", task, n, d))
+    return ZooRNN(ZooSpec(name=f"random_d{d}_n{n}", task=task, n=n, hidden=d))
 
 
 # ---- the architecture ----------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def test_longest_cycle_against_brute_force() -> None:
 
 
 def test_transformer_runs_on_longest_cycle() -> None:
-    model = build(ZooSpec("lc", "longest_cycle", 5, 8, layers=2, norm="mlp"))
+    model = build(ZooSpec(name="lc", task="longest_cycle", n=5, hidden=8, layers=2, norm="mlp"))
     x = get_task("longest_cycle").sample(16, 5)
     assert model(x).shape == (16, 5) and model.hidden_states(x).shape == (16, 2, 8)
     assert model.flops_per_sample() > 0
@@ -184,12 +184,15 @@ def test_bad_input_gives_one_line_naming_the_fix(tmp_path: Path) -> None:
     cases = [
         (lambda: get_task("3rd_argmax"), "unknown zoo task '3rd_argmax'"),
         (lambda: get_task("argmedian").check(4), "odd --seq"),
-        (lambda: build(ZooSpec("m", "median", 6, 4)), "odd --seq"),
+        (lambda: build(ZooSpec(name="m", task="median", n=6, hidden=4)), "odd --seq"),
         (lambda: TrainConfig("argmedian", 4, 10).check(), "odd --seq"),
         (lambda: handcrafted_2nd_argmax(5), "n = 2 and n = 10"),
         (
             lambda: rnn_from_weights(
-                ZooSpec("m", "2nd_argmax", 3, 4), torch.zeros(4), torch.zeros(3, 3), torch.zeros(3, 4)
+                ZooSpec(name="m", task="2nd_argmax", n=3, hidden=4),
+                torch.zeros(4),
+                torch.zeros(3, 3),
+                torch.zeros(3, 4),
             ),
             "weight 'W_hh' has shape",
         ),  # fmt: skip
@@ -215,8 +218,8 @@ def test_save_and_load_round_trip_checks_shapes(tmp_path: Path) -> None:
     path = save(model, tmp_path / "m.safetensors")
     again = load(str(path))
     assert again.spec == model.spec and torch.equal(again.W_hh, model.W_hh)
-    wrong = ZooRNN(ZooSpec("m", "2nd_argmax", 3, 5))  # saved with hidden 5, claimed 4 below
-    wrong.spec = ZooSpec("m", "2nd_argmax", 3, 4)
+    wrong = ZooRNN(ZooSpec(name="m", task="2nd_argmax", n=3, hidden=5))  # saved with hidden 5, claimed 4 below
+    wrong.spec = ZooSpec(name="m", task="2nd_argmax", n=3, hidden=4)
     save(wrong, tmp_path / "wrong.safetensors")
     with pytest.raises(InputError, match="weight 'W_hi' has shape"):
         load(str(tmp_path / "wrong.safetensors"))
@@ -326,21 +329,21 @@ def _parser() -> argparse.ArgumentParser:
     return build_parser()
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+def _run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict:
     args = _parser().parse_args(["zoo", *argv, "--json"])
     assert args.func(args) == 0
     return json.loads(capsys.readouterr().out)
 
 
 def test_cli_eval_estimate_list_and_store(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    out = _run(capsys, "eval", "handcrafted_2nd_argmax_n2", "--samples", "20000")
+    out = _run(capsys, ["eval", "handcrafted_2nd_argmax_n2", "--samples", "20000"])
     assert {"accuracy", "ci_low", "ci_high", "n"} <= set(out) and out["accuracy"] == 1.0 and out["n"] == 20000
-    out = _run(capsys, "estimate", "2nd_argmax_d2_n2", "--method", "deductive")
+    out = _run(capsys, ["estimate", "2nd_argmax_d2_n2", "--method", "deductive"])
     assert out["method"] == "deductive" and 0.999 < out["accuracy"] < 1
-    listed = {r["name"]: r for r in _run(capsys, "list")}
+    listed = {r["name"]: r for r in _run(capsys, ["list"])}
     assert listed["2nd_argmax_d16_n10"]["parameters"] == 16 + 256 + 160
     db = tmp_path / "cli.duckdb"
-    out = _run(capsys, "store", "2nd_argmax_d16_n10", "--samples", "400", "--db", str(db))
+    out = _run(capsys, ["store", "2nd_argmax_d16_n10", "--samples", "400", "--db", str(db)])
     assert out["n_items"] == 400 and out["run_id"].startswith("zoo-2nd-argmax-d16-n10--zoo-2nd_argmax-n10")
     args = _parser().parse_args(["zoo", "store", "handcrafted_2nd_argmax_n2", "--samples", "100", "--db", str(db)])
     with pytest.raises(InputError, match="100 of 100 samples right"):
@@ -359,7 +362,7 @@ def test_cli_eval_estimate_list_and_store(capsys: pytest.CaptureFixture[str], tm
 
 def test_combinations_cover_the_issue_tasks() -> None:
     for task, n in itertools.product(("2nd_argmax", "argmedian", "median", "longest_cycle"), (3, 5)):
-        model = build(ZooSpec("m", task, n, 4))
+        model = build(ZooSpec(name="m", task=task, n=n, hidden=4))
         x = get_task(task).sample(8, n)
         assert model(x).shape == (8, get_task(task).n_outputs(n))
 

@@ -97,7 +97,7 @@ def _findings(path: str) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _items(
-    path: str, run_id: str, outcome: str | None, split: str | None, search: str | None, excluded: bool
+    path: str, run_id: str, *, outcome: str | None, split: str | None, search: str | None, excluded: bool
 ) -> pd.DataFrame:
     return _open(path).items(run_id, outcome, split, search, include_excluded=excluded)
 
@@ -131,7 +131,7 @@ def items(
     run_id: str, outcome: str | None = None, split: str | None = None, search: str | None = None, excluded: bool = True
 ) -> pd.DataFrame:
     """A run's items with outcomes and splits, filtered in the store with SQL parameters (``Store.items``)."""
-    return _items(_path(), run_id, outcome, split, search or None, excluded)
+    return _items(_path(), run_id, outcome=outcome, split=split, search=search or None, excluded=excluded)
 
 
 # ---- frames the pages draw ---------------------------------------------------------

@@ -60,7 +60,7 @@ def _codes(store_path: str, run_id: str, layer: int, fingerprint: str) -> Featur
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _diff(store_path: str, run_id: str, layer: int, fingerprint: str, top: int, by: str) -> SaeDiff:
+def _diff(store_path: str, run_id: str, layer: int, *, fingerprint: str, top: int, by: str) -> SaeDiff:
     codes = _codes(store_path, run_id, layer, fingerprint)
     return run_diff(data.store(store_path), run_id, layer, top=top, by=by, n_contexts=5, codes=codes)
 
@@ -71,7 +71,7 @@ def diff(run_id: str, layer: int, sae: SaeInfo, top: int, by: str) -> tuple[SaeD
     try:
         with st.spinner("Encoding the run's items with the SAE (once; the codes are then cached beside the store) …"):
             codes = _codes(path, run_id, layer, sae.fingerprint)
-            return _diff(path, run_id, layer, sae.fingerprint, top, by), codes
+            return _diff(path, run_id, layer, fingerprint=sae.fingerprint, top=top, by=by), codes
     except WifError as exc:
         st.error(one_line(exc))
         st.stop()

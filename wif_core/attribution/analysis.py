@@ -71,7 +71,7 @@ def segment_summary(rows: Sequence[Record], outcomes: Mapping[str, bool] | pd.Da
     return SegmentSummary(per_item, by_outcome)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ProfileClusters:
     """k-means clusters of layer profiles, with a 2-D PCA view of them.
 
@@ -108,7 +108,14 @@ def layer_profile_clusters(rows: Sequence[Record], k: int = 3, seed: int = 0) ->
     if n_comp < 2:
         coords = np.pad(coords, ((0, 0), (0, 2 - n_comp)))
         ratios = np.pad(ratios, (0, 2 - n_comp))
-    return ProfileClusters([r.item_id for r in kept], km.labels_, km.cluster_centers_, coords, ratios, k)
+    return ProfileClusters(
+        item_ids=[r.item_id for r in kept],
+        labels=km.labels_,
+        centroids=km.cluster_centers_,
+        coords=coords,
+        explained_variance=ratios,
+        k=k,
+    )
 
 
 def _bootstrap_mean(values: np.ndarray, level: float, n_resamples: int, seed: int) -> tuple[float, float]:

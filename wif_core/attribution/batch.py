@@ -139,7 +139,7 @@ def item_attribution(
     return attribute_item(model, items[item_id], wrong, right, method, deletion=deletion, seed=seed), False
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunSummary:
     """What ``attribute_run`` did: counts, time, items it could not attribute, per-method means."""
 
@@ -181,7 +181,7 @@ def attribute_run(
         items = {it.item_id: it for it in store.task_items(run_id)}
         outcomes = _outcome_rows(store, run_id, failures_only)[:limit]
         done = store.attribution_keys(run_id)
-    summary = RunSummary(run_id, methods, len(outcomes))
+    summary = RunSummary(run_id=run_id, methods=methods, n_items=len(outcomes))
     start = time.perf_counter()
     buffer: list[Attribution] = []
     computed: list[Attribution] = []

@@ -62,7 +62,7 @@ def _rmsnorm(norm: Any, x: torch.Tensor, rule: Rule) -> torch.Tensor:
 
 
 def _attention(
-    attn: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor, rule: Rule
+    attn: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor, *, rule: Rule
 ) -> torch.Tensor:
     batch, length, _ = x.shape
     hd = attn.head_dim
@@ -101,6 +101,7 @@ def llama_forward(
     position_ids: torch.Tensor,
     mask: torch.Tensor,
     rule: Rule = "attnlrp",
+    *,
     hidden: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Final normed hidden states ``[B, L, d]`` of a llama for input embeddings ``[B, L, d]``.
@@ -112,7 +113,7 @@ def llama_forward(
     cos, sin = body.rotary_emb(embeds, position_ids)
     h = embeds
     for layer in body.layers:
-        h = h + _attention(layer.self_attn, _rmsnorm(layer.input_layernorm, h, rule), cos, sin, mask, rule)
+        h = h + _attention(layer.self_attn, _rmsnorm(layer.input_layernorm, h, rule), cos, sin, mask, rule=rule)
         h = h + _mlp(layer.mlp, _rmsnorm(layer.post_attention_layernorm, h, rule), rule)
         if hidden is not None:
             hidden.append(h)

@@ -40,7 +40,7 @@ class Scores:
     config: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Method:
     """A registered attribution method.
 
@@ -191,7 +191,7 @@ def attnlrp(model: Any, tokenizer: Any, pair: ContrastPair, rule: lrp.Rule = "at
     emb = embed(model, ids).requires_grad_(True)
     hidden: list[torch.Tensor] = []
     with torch.enable_grad():
-        normed = lrp.llama_forward(model, emb, pos, mask, rule, hidden)
+        normed = lrp.llama_forward(model, emb, pos, mask, rule, hidden=hidden)
         logits = model.lm_head(normed[0, list(pair.pred_idx)])
         target = logits.gather(-1, torch.tensor(pair.targets)[:, None])[:, 0]
         signs = torch.tensor(pair.signs, dtype=logits.dtype)
@@ -213,46 +213,48 @@ def attnlrp(model: Any, tokenizer: Any, pair: ContrastPair, rule: lrp.Rule = "at
 
 
 GRAD_X_INPUT = Method(
-    "grad_x_input",
-    "gradient × input",
-    "∂Δ/∂embedding · embedding per token: one backward pass; a linearisation, not complete.",
-    grad_x_input,
+    name="grad_x_input",
+    label="gradient × input",
+    description="∂Δ/∂embedding · embedding per token: one backward pass; a linearisation, not complete.",
+    compute=grad_x_input,
     complete=False,
     target="delta",
 )
 INTEGRATED_GRADIENTS = Method(
-    "integrated_gradients",
-    "integrated gradients",
-    f"Captum IG from neutral-token embeddings ({IG_STEPS} steps): complete for Δ − Δ(baseline) up to quadrature error.",
-    integrated_gradients,
+    name="integrated_gradients",
+    label="integrated gradients",
+    description=f"Captum IG from neutral-token embeddings ({IG_STEPS} steps): complete for Δ − Δ(baseline) up to "
+    "quadrature error.",
+    compute=integrated_gradients,
     complete=True,
     target="delta_minus_baseline",
 )
 OCCLUSION = Method(
-    "occlusion",
-    "occlusion",
-    "Captum feature ablation: Δ minus Δ with the token replaced by a neutral one (one forward per token).",
-    occlusion,
+    name="occlusion",
+    label="occlusion",
+    description="Captum feature ablation: Δ minus Δ with the token replaced by a neutral one (one forward per "
+    "token).",
+    compute=occlusion,
     complete=False,
     target="delta",
 )
 ATTNLRP = Method(
-    "attnlrp",
-    "AttnLRP",
-    "LRP with the AttnLRP rules for llama models (Achtibat et al. 2024); its softmax rule is not conservative, "
-    "so the scores sum to part of the logit contrast (config['conservation_error']).",
-    attnlrp,
+    name="attnlrp",
+    label="AttnLRP",
+    description="LRP with the AttnLRP rules for llama models (Achtibat et al. 2024); its softmax rule is not "
+    "conservative, so the scores sum to part of the logit contrast (config['conservation_error']).",
+    compute=attnlrp,
     complete=False,
     target="logit_contrast",
     compatible=lrp.supports,
     fallback="grad_x_input",
 )
 CP_LRP = Method(
-    "cp_lrp",
-    "CP-LRP",
-    "LRP with attention weights and the MLP gate held constant (Ali et al. 2022): conserves the logit "
+    name="cp_lrp",
+    label="CP-LRP",
+    description="LRP with attention weights and the MLP gate held constant (Ali et al. 2022): conserves the logit "
     "contrast exactly, but attributes nothing through where attention looks.",
-    partial(attnlrp, rule="cp"),
+    compute=partial(attnlrp, rule="cp"),
     complete=True,
     target="logit_contrast",
     compatible=lrp.supports,

@@ -39,7 +39,7 @@ FIELDS = ("passage", "goal", "context", "question", "sentence")
 NEUTRAL_TEXT = " "
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ContrastPair:
     """The packed token sequence of one contrast and where Δ's terms are read from it.
 

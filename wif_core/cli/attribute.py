@@ -70,9 +70,16 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     lm = _load(args, run.model)
     with progress_bar(args, desc="attributing", unit="item") as bar:
         summary = attribute_run(
-            args.db, args.run, lm, methods, args.failures_only, args.limit, bar.update,
-            deletion=not args.no_deletion, seed=args.seed,
-        )  # fmt: skip
+            args.db,
+            args.run,
+            lm,
+            methods,
+            failures_only=args.failures_only,
+            limit=args.limit,
+            progress=bar.update,
+            deletion=not args.no_deletion,
+            seed=args.seed,
+        )
     payload = {
         "run_id": summary.run_id, "methods": summary.methods, "n_items": summary.n_items,
         "n_computed": summary.n_computed, "n_skipped": summary.n_skipped, "seconds": summary.seconds,

@@ -19,7 +19,7 @@ from sklearn.metrics import adjusted_mutual_info_score
 from wif_core.metrics.auc import DEFAULT_LEVEL
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Rate:
     """A proportion with its Wilson score interval."""
 
@@ -35,13 +35,15 @@ def wilson(k: int, n: int, level: float = DEFAULT_LEVEL) -> Rate:
     """``k`` of ``n`` with its Wilson score interval: unlike the normal interval it stays inside [0, 1]
     and is not degenerate at 0 or n, which small clusters often hit."""
     if n <= 0:
-        return Rate(k, n, float("nan"), 0.0, 1.0, level)
+        return Rate(k=k, n=n, rate=float("nan"), ci_low=0.0, ci_high=1.0, ci_level=level)
     z = float(norm.ppf(0.5 + level / 2))
     p = k / n
     denom = 1 + z**2 / n
     centre = (p + z**2 / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return Rate(k, n, p, float(max(0.0, centre - half)), float(min(1.0, centre + half)), level)
+    return Rate(
+        k=k, n=n, rate=p, ci_low=float(max(0.0, centre - half)), ci_high=float(min(1.0, centre + half)), ci_level=level
+    )
 
 
 @dataclass
@@ -65,7 +67,7 @@ class SaeFeature:
     freq_out: float
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ClusterCard:
     """One cluster, summarised. ``size`` counts the items clustered (failures only, in mode ``failures``);
     ``failure_rate`` is over ``n_region`` items: the cluster itself in mode ``all``, and in mode

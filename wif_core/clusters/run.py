@@ -55,7 +55,7 @@ def snippet(text: str, width: int = SNIPPET) -> str:
     return s[:width] + ("…" if len(s) > width else "")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ClusterResult:
     """Clusters of one run in one space, their cards, and every item's place (cluster and 2-D map)."""
 
@@ -154,8 +154,16 @@ def _card_sae(store: Store, run_id: str, space: str, settings: dict[str, Any]) -
     return layer, fingerprint(path)
 
 
-def cache_key(store: Store, run_id: str, n_items: int, space: str, settings: dict[str, Any],
-              options: dict[str, Any], sae: tuple[int, str] | None) -> str:  # fmt: skip
+def cache_key(
+    store: Store,
+    run_id: str,
+    *,
+    n_items: int,
+    space: str,
+    settings: dict[str, Any],
+    options: dict[str, Any],
+    sae: tuple[int, str] | None,
+) -> str:
     run = store.run(run_id)
     payload = {"v": CLUSTERS_VERSION, "run": run_id, "n": n_items, "split": run.split_config, "config": run.config,
                "space": space, "settings": settings, "options": options, "sae": sae}  # fmt: skip
@@ -184,21 +192,28 @@ def cluster_run(
     (default max(5, n/25)). Bad options, and a space the run lacks, raise a one-line ``InputError``.
     """
     _check_options(space, mode, algorithm, k, map_method)
-    settings = resolve(store, run_id, space, layer, site, method)
+    settings = resolve(store, run_id, space, layer=layer, site=site, method=method)
     frame = store.items(run_id, include_excluded=False)
     if frame.empty:
         raise InputError(f"run {run_id} has no scored items to cluster (see `wif items --run {run_id}`)")
     sae = _card_sae(store, run_id, space, settings) if sae_features else None
     options = {"mode": mode, "algorithm": algorithm, "k": k, "seed": seed, "map": map_method,
                "min_cluster_size": min_cluster_size, "sae_features": sae_features}  # fmt: skip
-    key = cache_key(store, run_id, len(frame), space, settings, options, sae)
+    key = cache_key(store, run_id, n_items=len(frame), space=space, settings=settings, options=options, sae=sae)
     if cache is not None and (hit := cache.get(key)) is not None:
         return hit
 
     times: dict[str, float] = {}
     t = time.perf_counter()
-    sp = build_space(store, run_id, space, frame["item_id"].tolist(), settings.get("layer"), settings.get("site"),
-                     settings.get("method"))  # fmt: skip
+    sp = build_space(
+        store,
+        run_id,
+        space,
+        frame["item_id"].tolist(),
+        layer=settings.get("layer"),
+        site=settings.get("site"),
+        method=settings.get("method"),
+    )
     times["features"] = time.perf_counter() - t
     frame = frame.set_index("item_id").loc[sp.item_ids].reset_index()
     failed = (~frame["correct"].astype(bool)).to_numpy(dtype=int)
@@ -264,24 +279,60 @@ def cluster_run(
         shares, counts = over_represented(np.flatnonzero(labels[rows] == c), factors) if factors else ([], {})
         reps = representatives(Z, members, N_REPRESENTATIVES)
         splits = frame["split"].iloc[members].fillna("none").value_counts()
-        cards.append(ClusterCard(
-            c, len(members), int(failed[region].sum()), len(region), rate.rate, rate.ci_low, rate.ci_high,
-            rate.ci_level, words[c].words, words[c].scores,
-            top_sae_features(codes, np.flatnonzero(labels[rows] == c)) if codes is not None else [],
-            shares, counts, [sp.item_ids[i] for i in reps], [snippet(texts[i]) for i in reps],
-            {str(s): int(n) for s, n in splits.items()},
-        ))  # fmt: skip
+        cards.append(
+            ClusterCard(
+                id=c,
+                size=len(members),
+                n_failed=int(failed[region].sum()),
+                n_region=len(region),
+                failure_rate=rate.rate,
+                ci_low=rate.ci_low,
+                ci_high=rate.ci_high,
+                ci_level=rate.ci_level,
+                top_words=words[c].words,
+                word_scores=words[c].scores,
+                top_features=top_sae_features(codes, np.flatnonzero(labels[rows] == c)) if codes is not None else [],
+                factors=shares,
+                factor_counts=counts,
+                representatives=[sp.item_ids[i] for i in reps],
+                examples=[snippet(texts[i]) for i in reps],
+                splits={str(s): int(n) for s, n in splits.items()},
+            )
+        )
     ami = factor_ami(labels[rows], factors) if factors else {}
     times["cards"] = time.perf_counter() - t
 
     sil = algo._silhouette(Z[rows], labels[rows], seed) if len(set(labels[rows].tolist())) > 1 else float("nan")
     result = ClusterResult(
-        run_id, store.run(run_id).task, space, sp.tier, sp.description, settings, mode, algorithm, len(order),
-        chosen_by, {str(kk): v for kk, v in sil_by_k.items()}, sil, map_method, seed, len(frame),
-        int(failed.sum()), len(rows), float(failed.mean()), cards, ami, list(sp.item_ids), labels.tolist(),
-        is_clustered.tolist(), failed.tolist(), [s if isinstance(s, str) else None for s in frame["split"]],
-        xy[:, 0].tolist(), xy[:, 1].tolist(), times,
-    )  # fmt: skip
+        run_id=run_id,
+        task=store.run(run_id).task,
+        space=space,
+        tier=sp.tier,
+        description=sp.description,
+        settings=settings,
+        mode=mode,
+        algorithm=algorithm,
+        k=len(order),
+        k_chosen_by=chosen_by,
+        silhouettes={str(kk): v for kk, v in sil_by_k.items()},
+        silhouette=sil,
+        map=map_method,
+        seed=seed,
+        n_items=len(frame),
+        n_failed=int(failed.sum()),
+        n_clustered=len(rows),
+        base_rate=float(failed.mean()),
+        clusters=cards,
+        factor_ami=ami,
+        item_ids=list(sp.item_ids),
+        labels=labels.tolist(),
+        clustered=is_clustered.tolist(),
+        failed=failed.tolist(),
+        splits=[s if isinstance(s, str) else None for s in frame["split"]],
+        x=xy[:, 0].tolist(),
+        y=xy[:, 1].tolist(),
+        seconds=times,
+    )
     if cache is not None:
         cache.put(key, result)
     return result

@@ -58,7 +58,7 @@ SEGMENT_ORDER = (
 )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Space:
     """A feature matrix of a run's items: one row of ``X`` per id in ``item_ids``."""
 
@@ -262,8 +262,15 @@ def _write_embeddings(cache_dir: Path, safe: str, known: dict[tuple[str, str], n
 # ---- one entry point --------------------------------------------------------------------
 
 
-def resolve(store: Store, run_id: str, space: str, layer: int | None = None, site: str | None = None,
-            method: str | None = None) -> dict[str, Any]:  # fmt: skip
+def resolve(
+    store: Store,
+    run_id: str,
+    space: str,
+    *,
+    layer: int | None = None,
+    site: str | None = None,
+    method: str | None = None,
+) -> dict[str, Any]:
     """The space's settings with defaults filled in and versions of what it is read from: a cache key's part.
 
     Raises a one-line ``InputError`` naming the fix when the run lacks the space.
@@ -288,13 +295,21 @@ def why_not(store: Store, run_id: str, space: str, **options: Any) -> str | None
     return None
 
 
-def build_space(store: Store, run_id: str, space: str, item_ids: Sequence[str] | None = None,
-                layer: int | None = None, site: str | None = None, method: str | None = None) -> Space:  # fmt: skip
+def build_space(
+    store: Store,
+    run_id: str,
+    space: str,
+    item_ids: Sequence[str] | None = None,
+    *,
+    layer: int | None = None,
+    site: str | None = None,
+    method: str | None = None,
+) -> Space:
     """The feature matrix of ``run_id``'s items (default: all with outcomes) in ``space``.
 
     Items the space has no row for (no SAE codes, no attribution) are left out of the result.
     """
-    settings = resolve(store, run_id, space, layer, site, method)
+    settings = resolve(store, run_id, space, layer=layer, site=site, method=method)
     frame = store.items(run_id)
     if item_ids is not None:
         wanted = set(item_ids)
@@ -303,22 +318,53 @@ def build_space(store: Store, run_id: str, space: str, item_ids: Sequence[str] |
     tier = SPACE_TIERS[space]
     if space == "activations":
         got, X = store.activations(run_id, settings["layer"], settings["site"], ids)
-        return Space(space, got, flatten_site(X), tier,
-                     f"activations at layer {settings['layer']}, site {settings['site']}", "standard", settings)  # fmt: skip
+        return Space(
+            name=space,
+            item_ids=got,
+            X=flatten_site(X),
+            tier=tier,
+            description=f"activations at layer {settings['layer']}, site {settings['site']}",
+            scale="standard",
+            settings=settings,
+        )
     if space == "sae":
         code_ids, codes = sae_item_codes(store, run_id, settings["layer"])
         index = {i: n for n, i in enumerate(code_ids)}
         got = [i for i in ids if i in index]
         X = codes[[index[i] for i in got]]
         live = np.flatnonzero((X > 0).any(0))
-        return Space(space, got, X[:, live], tier, f"SAE codes at layer {settings['layer']} ({len(live)} live "
-                     f"features of {codes.shape[1]})", "l2", settings, [f"f{j}" for j in live])  # fmt: skip
+        return Space(
+            name=space,
+            item_ids=got,
+            X=X[:, live],
+            tier=tier,
+            description=f"SAE codes at layer {settings['layer']} ({len(live)} live features of {codes.shape[1]})",
+            scale="l2",
+            settings=settings,
+            feature_names=[f"f{j}" for j in live],
+        )
     if space == "attribution":
         rows = store.attributions(run_id, settings["method"], ids)
         X, names = attribution_features(rows)
         got = [r.item_id for r in rows]
-        return Space(space, got, X, tier, f"attribution profiles ({settings['method']}, {len(got)} of {len(ids)} "
-                     "items attributed)", "standard", settings, names)  # fmt: skip
+        return Space(
+            name=space,
+            item_ids=got,
+            X=X,
+            tier=tier,
+            description=f"attribution profiles ({settings['method']}, {len(got)} of {len(ids)} items attributed)",
+            scale="standard",
+            settings=settings,
+            feature_names=names,
+        )
     texts = [item_text(c, ch) for c, ch in zip(frame["context"], frame["choices"], strict=True)]
     X = embed_texts(texts, ids, embeddings_dir(store.path), run_id)
-    return Space(space, ids, X, tier, f"text embeddings ({TEXT_MODEL})", "l2", settings)
+    return Space(
+        name=space,
+        item_ids=ids,
+        X=X,
+        tier=tier,
+        description=f"text embeddings ({TEXT_MODEL})",
+        scale="l2",
+        settings=settings,
+    )

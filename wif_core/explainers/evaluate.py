@@ -53,7 +53,7 @@ def label_of(explainer: str, settings: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ExplainResult:
     """One explainer's held-out result on one run, with everything needed to trust and compare it."""
 
@@ -148,10 +148,27 @@ def evaluate(
         raise RuntimeError(f"{name} returned {scores.shape} scores for {len(test)} test items")
     ci = auc_ci(y_test, scores, level=level, n_resamples=n_resamples, seed=seed)
     result = ExplainResult(
-        data.facts.run_id, name, cls.tier, layer, site, settings, ci.auc, ci.ci_low, ci.ci_high, ci.ci_level,
-        ci.n, ci.n_pos, len(train), len(val), seed, elapsed, jsonable(explainer.explain()),
-        test.item_ids, scores.tolist(), y_test.tolist(),
-    )  # fmt: skip
+        run_id=data.facts.run_id,
+        explainer=name,
+        tier=cls.tier,
+        layer=layer,
+        site=site,
+        settings=settings,
+        auc=ci.auc,
+        ci_low=ci.ci_low,
+        ci_high=ci.ci_high,
+        ci_level=ci.ci_level,
+        n_test=ci.n,
+        n_test_failed=ci.n_pos,
+        n_train=len(train),
+        n_val=len(val),
+        seed=seed,
+        fit_seconds=elapsed,
+        explanation=jsonable(explainer.explain()),
+        item_ids=test.item_ids,
+        scores=scores.tolist(),
+        y_test=y_test.tolist(),
+    )
     if cache is not None:
         cache.put(key, result)
     return result

@@ -19,7 +19,7 @@ DEFAULT_LEVEL = 0.999
 DEFAULT_RESAMPLES = 2000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AucResult:
     """An AUC with its percentile bootstrap interval and the counts it rests on."""
 
@@ -32,7 +32,7 @@ class AucResult:
     n_resamples: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PairedResult:
     """AUC(a) − AUC(b) on the same items, its interval, and a two-sided p-value."""
 
@@ -127,7 +127,9 @@ def auc_ci(
     low, high = _interval(bootstrap_aucs(y, score, n_resamples, seed)[0], level)
     # the percentile interval of a skewed statistic can miss the estimate by a hair at tiny n
     low, high = min(low, auc), max(high, auc)
-    return AucResult(auc, low, high, level, len(y), int(y.sum()), n_resamples)
+    return AucResult(
+        auc=auc, ci_low=low, ci_high=high, ci_level=level, n=len(y), n_pos=int(y.sum()), n_resamples=n_resamples
+    )
 
 
 def delong(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
@@ -163,7 +165,15 @@ def paired_compare(
     if method == "delong":
         diff, se, p = delong(y, a, b)
         z = norm.ppf(1 - (1 - level) / 2)
-        return PairedResult(diff, diff - z * se, diff + z * se, level, p, "delong", len(np.asarray(y)))
+        return PairedResult(
+            diff=diff,
+            ci_low=diff - z * se,
+            ci_high=diff + z * se,
+            ci_level=level,
+            p_value=p,
+            method="delong",
+            n=len(np.asarray(y)),
+        )
     if method != "bootstrap":
         raise InputError(f"unknown comparison method '{method}'; use 'bootstrap' or 'delong'")
     y = _check(y, a, b)
@@ -173,4 +183,12 @@ def paired_compare(
     low, high = _interval(d, level)
     # two-sided p: how often the resampled difference lands on the other side of zero
     p = min(1.0, 2 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0))) + 1 / (n_resamples + 1))
-    return PairedResult(float(diff), min(low, diff), max(high, diff), level, p, "bootstrap", len(y))
+    return PairedResult(
+        diff=float(diff),
+        ci_low=min(low, diff),
+        ci_high=max(high, diff),
+        ci_level=level,
+        p_value=p,
+        method="bootstrap",
+        n=len(y),
+    )

@@ -45,7 +45,7 @@ class TokenSeq:
     cont_start: int
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ScoredItem:
     """Scores of one item and what was captured while scoring it.
 
@@ -105,7 +105,7 @@ def prepare(item: TaskItem, tokenizer: Any) -> _Prepared:
     return _Prepared(item, fulls, starts, listing, shared)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Row:
     ids: list[int]
     pos: list[int]
@@ -140,7 +140,9 @@ def _pack(p: _Prepared) -> _Row:
     ids += p.listing
     pos += range(len(p.listing))
     seg += [_LISTING] * len(p.listing)
-    return _Row(ids, pos, seg, pred_idx, targets, last_idx, (start, len(ids)))
+    return _Row(
+        ids=ids, pos=pos, seg=seg, pred_idx=pred_idx, targets=targets, last_idx=last_idx, listing_span=(start, len(ids))
+    )
 
 
 def block_mask(seg: torch.Tensor) -> torch.Tensor:
@@ -279,7 +281,19 @@ def score_batch(
         for layer in token_layers:
             acts[(layer, "tokens")] = got[layer][b, lo:hi].to(torch.float16).numpy().copy()
         tokens = _tokens(tokenizer, p) if keep_tokens else {}
-        out.append(ScoredItem(p.item.item_id, ll, n_tok, n_bytes, pred, correct, margin, acts, tokens))
+        out.append(
+            ScoredItem(
+                item_id=p.item.item_id,
+                ll_sum=ll,
+                n_tokens=n_tok,
+                n_bytes=n_bytes,
+                pred=pred,
+                correct=correct,
+                margin=margin,
+                acts=acts,
+                tokens=tokens,
+            )
+        )
     return out
 
 
@@ -322,4 +336,14 @@ def score_naive(
         acts[(layer, "last")] = got[layer][0, -1].float().numpy().copy()
         acts[(layer, "mean")] = got[layer][0].float().mean(0).numpy()
     n_bytes, pred, correct, margin = _finish(item, ll, n_tok, scoring)
-    return ScoredItem(item.item_id, ll, n_tok, n_bytes, pred, correct, margin, acts, _tokens(tokenizer, p))
+    return ScoredItem(
+        item_id=item.item_id,
+        ll_sum=ll,
+        n_tokens=n_tok,
+        n_bytes=n_bytes,
+        pred=pred,
+        correct=correct,
+        margin=margin,
+        acts=acts,
+        tokens=_tokens(tokenizer, p),
+    )

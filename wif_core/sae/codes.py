@@ -89,7 +89,7 @@ def reconstruction(sae: Any, X: np.ndarray, batch: int = ENCODE_BATCH) -> dict[s
     }
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FeatureCodes:
     """Sparse feature activations of every token of a run's items (CSR over tokens).
 
@@ -167,8 +167,16 @@ class FeatureCodes:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
             arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
-        return cls(json.loads(meta["item_ids"]), arrays["offsets"], arrays["ptr"], arrays["features"],
-                   arrays["values"], arrays["kept"].astype(bool), int(meta["d_sae"]), meta.get("fingerprint", ""))  # fmt: skip
+        return cls(
+            item_ids=json.loads(meta["item_ids"]),
+            offsets=arrays["offsets"],
+            ptr=arrays["ptr"],
+            features=arrays["features"],
+            values=arrays["values"],
+            kept=arrays["kept"].astype(bool),
+            d_sae=int(meta["d_sae"]),
+            fingerprint=meta.get("fingerprint", ""),
+        )
 
 
 def encode_items(
@@ -204,11 +212,14 @@ def encode_items(
         start = stop
     per_token = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
     return FeatureCodes(
-        list(item_ids), offsets, np.r_[0, np.cumsum(per_token)].astype(np.int64),
-        np.concatenate(feats) if feats else np.zeros(0, np.int32),
-        np.concatenate(vals) if vals else np.zeros(0, np.float32),
-        np.concatenate(kept_all) if kept_all else np.zeros(0, bool), int(sae.cfg.d_sae),
-    )  # fmt: skip
+        item_ids=list(item_ids),
+        offsets=offsets,
+        ptr=np.r_[0, np.cumsum(per_token)].astype(np.int64),
+        features=np.concatenate(feats) if feats else np.zeros(0, np.int32),
+        values=np.concatenate(vals) if vals else np.zeros(0, np.float32),
+        kept=np.concatenate(kept_all) if kept_all else np.zeros(0, bool),
+        d_sae=int(sae.cfg.d_sae),
+    )
 
 
 def run_codes(

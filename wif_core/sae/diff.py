@@ -78,7 +78,7 @@ def visible(token: str) -> str:
     return text if text.strip() else text.replace(" ", "␣")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Context:
     """One item where a feature fires: its tokens and the feature's activation on each."""
 
@@ -103,7 +103,7 @@ class Context:
         return ("…" if lo else "") + "".join(parts).replace("\n", "⏎") + ("…" if hi < len(self.tokens) else "")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FeatureDiff:
     """One feature's statistics on the train split, and its AUC on the test split."""
 
@@ -138,7 +138,7 @@ class FeatureDiff:
         return out
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SaeDiff:
     """The ranked feature diff of one run's SAE at one layer."""
 
@@ -160,6 +160,7 @@ def feature_diff(
     items: Any,
     run_id: str,
     layer: int,
+    *,
     top: int = 20,
     by: str = "auc",
     level: float = DEFAULT_LEVEL,
@@ -192,20 +193,43 @@ def feature_diff(
             auc_test = float(feature_table(acts[rows_test][:, [f]], y_test)["auc"][0])
         stat = {k: float(v[f]) for k, v in table.items()}
         diff = FeatureDiff(
-            int(f), stat["freq_fail"], stat["freq_success"], stat["mean_fail"], stat["mean_success"], stat["effect"],
-            stat["auc"], ci.ci_low, ci.ci_high, ci.ci_level, auc_test, float((acts[:, f] > 0).mean()), rank,
-        )  # fmt: skip
+            feature=int(f),
+            freq_fail=stat["freq_fail"],
+            freq_success=stat["freq_success"],
+            mean_fail=stat["mean_fail"],
+            mean_success=stat["mean_success"],
+            effect=stat["effect"],
+            auc=stat["auc"],
+            ci_low=ci.ci_low,
+            ci_high=ci.ci_high,
+            ci_level=ci.ci_level,
+            auc_test=auc_test,
+            freq_all=float((acts[:, f] > 0).mean()),
+            rank=rank,
+        )
         if n_contexts:
-            diff.contexts = top_contexts(codes, int(f), meta, n_contexts, tokens, acts)
+            diff.contexts = top_contexts(codes, int(f), meta, n=n_contexts, tokens=tokens, item_max=acts)
         out.append(diff)
-    return SaeDiff(run_id, layer, codes.d_sae, int(live.sum()), int((~live).sum()), int(y_train.sum()),
-                   int(len(y_train) - y_train.sum()), len(y_test), by, out, list(codes.item_ids))  # fmt: skip
+    return SaeDiff(
+        run_id=run_id,
+        layer=layer,
+        d_sae=codes.d_sae,
+        n_live=int(live.sum()),
+        n_dead=int((~live).sum()),
+        n_train_failed=int(y_train.sum()),
+        n_train_success=int(len(y_train) - y_train.sum()),
+        n_test=len(y_test),
+        rank_by=by,
+        features=out,
+        item_ids=list(codes.item_ids),
+    )
 
 
 def top_contexts(
     codes: FeatureCodes,
     feature: int,
     meta: Any,
+    *,
     n: int = 5,
     tokens: Callable[[str], list[str]] | None = None,
     item_max: np.ndarray | None = None,
@@ -226,7 +250,17 @@ def top_contexts(
         row = meta.loc[item_id] if item_id in meta.index else None
         split = None if row is None or not isinstance(row["split"], str) else str(row["split"])
         failed = bool(row["failed"]) if row is not None else False
-        out.append(Context(item_id, split, failed, float(col[i]), int(np.argmax(acts)), words, acts.tolist()))
+        out.append(
+            Context(
+                item_id=item_id,
+                split=split,
+                failed=failed,
+                activation=float(col[i]),
+                position=int(np.argmax(acts)),
+                tokens=words,
+                acts=acts.tolist(),
+            )
+        )
     return out
 
 
@@ -261,4 +295,4 @@ def run_diff(
     def listing(item_id: str) -> list[str]:
         return list(store.tokens(run_id, item_id).get("listing", ([], [], 0))[0])
 
-    return feature_diff(codes, items, run_id, layer, top, by, n_contexts=n_contexts, tokens=listing, **kwargs)
+    return feature_diff(codes, items, run_id, layer, top=top, by=by, n_contexts=n_contexts, tokens=listing, **kwargs)

@@ -65,7 +65,7 @@ def fingerprint(path: str | Path) -> str:
     return digest.hexdigest()[:12]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SaeInfo:
     """What a saved SAE is, read from its files (no weights loaded)."""
 
@@ -89,5 +89,11 @@ def sae_info(path: str | Path) -> SaeInfo:
     cfg = json.loads((path / CFG_FILE).read_text())
     metrics_path = path / METRICS_FILE
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    return SaeInfo(path, str(cfg.get("architecture", "?")), int(cfg["d_in"]), int(cfg["d_sae"]), fingerprint(path),
-                   metrics)  # fmt: skip
+    return SaeInfo(
+        path=path,
+        architecture=str(cfg.get("architecture", "?")),
+        d_in=int(cfg["d_in"]),
+        d_sae=int(cfg["d_sae"]),
+        fingerprint=fingerprint(path),
+        metrics=metrics,
+    )

@@ -36,7 +36,7 @@ WIDTH_FACTOR = 8
 DEMO_SAMPLES = 20_000
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig:
     """How to train: architecture, size, sparsity, and the optimiser's budget."""
 
@@ -125,7 +125,7 @@ def fit_sae(sae: Any, X: np.ndarray, cfg: TrainConfig, progress: Callable[[int],
         return trainer.fit().eval()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainResult:
     """A trained SAE: where it is, how it was made, how well it reconstructs held-out tokens."""
 
@@ -208,11 +208,31 @@ def train_run_sae(
         saved = SAE.load_from_disk(str(out), device="cpu", dtype="float32").eval()  # measure what was saved
     held_out, on_train = reconstruction(saved, X_eval), reconstruction(saved, X)
     result = TrainResult(
-        run_id, layer, str(out), cfg.arch, int(saved.cfg.d_sae), cfg.k, X.shape[1], len(ids), len(X),
-        len(X_all) - len(X), max_norm, samples, seconds, cfg.seed, cfg.lr, list(cfg.splits), eval_split,
-        int(held_out["n_tokens"]), held_out["explained_variance"], held_out["mse"], held_out["mean_l0"],
-        held_out["dead_fraction"], before, on_train,
-    )  # fmt: skip
+        run_id=run_id,
+        layer=layer,
+        path=str(out),
+        arch=cfg.arch,
+        width=int(saved.cfg.d_sae),
+        k=cfg.k,
+        d_in=X.shape[1],
+        n_items=len(ids),
+        n_tokens=len(X),
+        n_sink_tokens=len(X_all) - len(X),
+        max_norm=max_norm,
+        samples=samples,
+        seconds=seconds,
+        seed=cfg.seed,
+        lr=cfg.lr,
+        splits=list(cfg.splits),
+        eval_split=eval_split,
+        n_eval_tokens=int(held_out["n_tokens"]),
+        explained_variance=held_out["explained_variance"],
+        mse=held_out["mse"],
+        mean_l0=held_out["mean_l0"],
+        dead_fraction=held_out["dead_fraction"],
+        untrained=before,
+        train=on_train,
+    )
     (out / METRICS_FILE).write_text(json.dumps(asdict(result), indent=1, default=float))
     run_codes(store, run_id, layer)  # encode every item once, for `sae diff` and the app
     return result

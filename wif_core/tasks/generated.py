@@ -447,7 +447,14 @@ def generate(task: str, n: int = 400, seed: int = 0) -> list[TaskItem]:
             meta["factors"] = [*factors, "gold_position"]
             meta["generator"] = task
             context = render_context(spec.format, fields)
-            item = TaskItem(f"{task}-{len(items):04d}", task, context, tuple(choices), gold, meta)
+            item = TaskItem(
+                item_id=f"{task}-{len(items):04d}",
+                task=task,
+                context=context,
+                choices=tuple(choices),
+                gold=gold,
+                meta=meta,
+            )
             key = item_key(item)
             if key not in seen:
                 seen.add(key)

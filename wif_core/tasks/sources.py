@@ -96,7 +96,14 @@ def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutc
         goal = rec.text("goal")
         choices = (rec.text("sol1"), rec.text("sol2"))
         gold = rec.index("label", 2)
-        item = TaskItem(item_id, task, render_context(fmt, {"goal": goal}), choices, gold, {"goal": goal})
+        item = TaskItem(
+            item_id=item_id,
+            task=task,
+            context=render_context(fmt, {"goal": goal}),
+            choices=choices,
+            gold=gold,
+            meta={"goal": goal},
+        )
         if correct is not None:
             outcome = RecordOutcome(correct, gold if correct else 1 - gold)
     elif fmt == "yes_no":
@@ -108,7 +115,14 @@ def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutc
         else:
             gold = rec.index("label", 2)
         fields = {"passage": passage, "question": question}
-        item = TaskItem(item_id, task, render_context(fmt, fields), ("no", "yes"), gold, fields)
+        item = TaskItem(
+            item_id=item_id,
+            task=task,
+            context=render_context(fmt, fields),
+            choices=("no", "yes"),
+            gold=gold,
+            meta=fields,
+        )
         if correct is not None:
             pred = _yes_no(rec, "gemma_answer") if rec.has("gemma_answer") else (gold if correct else 1 - gold)
             outcome = RecordOutcome(correct, pred)
@@ -118,7 +132,9 @@ def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutc
             raise InputError(f"{rec.where}: the sentence must contain exactly one '_' blank")
         choices = (rec.text("option1"), rec.text("option2"))
         gold = rec.index("answer" if rec.has("answer") else "gold", 2, base=1)
-        item = TaskItem(item_id, task, sentence, choices, gold, {"sentence": sentence})
+        item = TaskItem(
+            item_id=item_id, task=task, context=sentence, choices=choices, gold=gold, meta={"sentence": sentence}
+        )
         if correct is not None:
             pred = rec.index("gemma_answer", 2, base=1) if rec.has("gemma_answer") else None
             ll = (float(rec.rec["ll_option1"]), float(rec.rec["ll_option2"])) if rec.has("ll_option1") else None
@@ -135,7 +151,9 @@ def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutc
             choices = (rec.text("answerA"), rec.text("answerB"), rec.text("answerC"))
             gold = rec.index("label", 3, base=1)
         fields = {"context": context, "question": question}
-        item = TaskItem(item_id, task, render_context(fmt, fields), choices, gold, fields)
+        item = TaskItem(
+            item_id=item_id, task=task, context=render_context(fmt, fields), choices=choices, gold=gold, meta=fields
+        )
         if correct is not None:
             pred = rec.index("pred", 3, base=1) if rec.has("pred") else None
             ll = tuple(float(x) for x in rec.rec["loglikelihoods"]) if rec.has("loglikelihoods") else None

@@ -63,7 +63,7 @@ def position_scores(
 
 
 def deletion_curves(
-    model: ZooRNN, x: torch.Tensor, wrong: torch.Tensor, right: torch.Tensor, scores: np.ndarray, seed: int = 0
+    model: ZooRNN, x: torch.Tensor, wrong: torch.Tensor, right: torch.Tensor, scores: np.ndarray, *, seed: int = 0
 ) -> tuple[list[int], np.ndarray, np.ndarray]:
     """Δ after zeroing the top-k positions (by score) and k random ones (mean of N_RANDOM orders): ``[B, len(ks)]``."""
     n = x.shape[1]
@@ -96,7 +96,7 @@ def attribution_rows(
     with torch.no_grad():  # not inference_mode: these tensors take part in the backward pass below
         wrong, right = contrast(model(x), y)
     scores, delta, profile = position_scores(model, x, wrong, right)
-    ks, top, rand = deletion_curves(model, x.float(), wrong, right, scores, seed)
+    ks, top, rand = deletion_curves(model, x.float(), wrong, right, scores, seed=seed)
     n = x.shape[1]
     xs = x.numpy()
     rows = []
@@ -106,25 +106,25 @@ def attribution_rows(
         peak = float(np.abs(profile[i]).max()) or 1.0
         rows.append(
             AttributionRow(
-                item_id,
-                "grad_x_input",
-                w,
-                r,
-                [f"x{p}={xs[i, p]:+.3f} " for p in range(n)],
-                [s.replace("right", "right_pos").replace("wrong", "wrong_pos") for s in segments],
-                scores[i].tolist(),
-                float(delta[i]),
-                float(scores[i].sum()),
-                (profile[i] / peak).tolist(),
-                {
+                item_id=item_id,
+                method="grad_x_input",
+                wrong_choice=w,
+                right_choice=r,
+                tokens=[f"x{p}={xs[i, p]:+.3f} " for p in range(n)],
+                segments=[s.replace("right", "right_pos").replace("wrong", "wrong_pos") for s in segments],
+                scores=scores[i].tolist(),
+                delta=float(delta[i]),
+                sum_scores=float(scores[i].sum()),
+                layer_profile=(profile[i] / peak).tolist(),
+                deletion={
                     "fraction": [k / n for k in ks],
                     "k": [float(k) for k in ks],
                     "top": top[i].tolist(),
                     "random": rand[i].tolist(),
                 },
-                float(np.mean(rand[i] - top[i])),
-                None,
-                {
+                faithfulness=float(np.mean(rand[i] - top[i])),
+                seconds=None,
+                config={
                     "target": "logit difference",
                     "complete": True,
                     "exact": "Euler: bias-free ReLU RNN is homogeneous",
@@ -132,6 +132,6 @@ def attribution_rows(
                     "layer_profile_norm": "max_abs",
                     "seed": seed,
                 },
-            )  # fmt: skip
+            )
         )
     return rows

@@ -24,7 +24,7 @@ from wif_core.zoo.evaluate import BATCH, FastRNN, batch_generator, count_correct
 from wif_core.zoo.models import ZooModel, ZooRNN, rnn_from_weights
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Estimate:
     """One estimate of a model's accuracy and what it cost."""
 
@@ -86,9 +86,24 @@ class Sampling:
         rank = target_rank(spec.task, spec.n)
         assert rank is not None
         start = time.perf_counter()
-        k = count_correct_rnn(w["W_hi"], w["W_hh"], w["W_oh"], spec.n, rank, budget, seed,
-                              batch=min(budget, BATCH), threads=1)  # fmt: skip
-        return Estimate(self.name, k / budget, budget * model.flops_per_sample(), time.perf_counter() - start, budget)
+        k = count_correct_rnn(
+            w["W_hi"],
+            w["W_hh"],
+            w["W_oh"],
+            n=spec.n,
+            rank=rank,
+            samples=budget,
+            seed=seed,
+            batch=min(budget, BATCH),
+            threads=1,
+        )
+        return Estimate(
+            method=self.name,
+            accuracy=k / budget,
+            flops=budget * model.flops_per_sample(),
+            seconds=time.perf_counter() - start,
+            budget=budget,
+        )
 
 
 @register
@@ -106,7 +121,14 @@ class Deductive:
     def estimate(self, model: ZooModel, budget: int = 0, seed: int = 0) -> Estimate:
         start = time.perf_counter()
         d = deduce(model)
-        return Estimate(self.name, d.accuracy, d.flops, time.perf_counter() - start, None, {"wedges": len(d.wedges)})
+        return Estimate(
+            method=self.name,
+            accuracy=d.accuracy,
+            flops=d.flops,
+            seconds=time.perf_counter() - start,
+            budget=None,
+            detail={"wedges": len(d.wedges)},
+        )
 
 
 @register
@@ -190,7 +212,13 @@ class NearTieImportance:
                 done += b
                 i += 1
         flops = budget * (model.flops_per_sample() + self.extra_flops(n))
-        return Estimate(self.name, 1.0 - total / budget, flops, time.perf_counter() - start, budget)
+        return Estimate(
+            method=self.name,
+            accuracy=1.0 - total / budget,
+            flops=flops,
+            seconds=time.perf_counter() - start,
+            budget=budget,
+        )
 
 
 # ---- mean squared error versus compute --------------------------------------------------------
@@ -213,11 +241,12 @@ def true_accuracy(model: ZooRNN, samples: int, seed: int) -> tuple[float, float,
     rank = target_rank(model.spec.task, model.spec.n)
     assert rank is not None
     w = model.weights()
-    p = count_correct_rnn(w["W_hi"], w["W_hh"], w["W_oh"], model.spec.n, rank, samples, seed) / samples
+    k = count_correct_rnn(w["W_hi"], w["W_hh"], w["W_oh"], n=model.spec.n, rank=rank, samples=samples, seed=seed)
+    p = k / samples
     return p, math.sqrt(p * (1 - p) / samples), f"sampling ({samples:,} samples)"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class CurvePoint:
     """One estimator at one budget: its MSE against the truth over copies × repeats."""
 
@@ -229,7 +258,7 @@ class CurvePoint:
     seconds: float
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Curve:
     """MSE versus compute for several estimators on one model's noised copies."""
 
@@ -296,8 +325,22 @@ def mse_curve(
                     got = est.estimate(copy, budget or 0, seed=seed + 100_000 * c + 1000 * r + 17)
                     sq += (got.accuracy - truths[c]) ** 2
                     flops, secs, runs = flops + got.flops, secs + got.seconds, runs + 1
-            points.append(CurvePoint(name, budget, flops / runs, sq / runs, runs, secs / runs))
+            points.append(
+                CurvePoint(
+                    method=name, budget=budget, flops=flops / runs, mse=sq / runs, n_runs=runs, seconds=secs / runs
+                )
+            )
             if progress:
                 progress(f"{name} budget={budget}: mse={sq / runs:.3g}")
-    return Curve(model.spec.name, points, copies, repeats, noise, truths, how,
-                 float(np.sqrt(np.mean(np.square(errs)))), list(budgets), skipped)  # fmt: skip
+    return Curve(
+        model=model.spec.name,
+        points=points,
+        copies=copies,
+        repeats=repeats,
+        noise=noise,
+        truth=truths,
+        truth_method=how,
+        truth_stderr=float(np.sqrt(np.mean(np.square(errs)))),
+        budgets=list(budgets),
+        skipped=skipped,
+    )

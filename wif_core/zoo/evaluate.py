@@ -25,7 +25,7 @@ DEFAULT_LEVEL = 0.999
 BATCH = 16384  # [17, 16384] float32 buffers stay in L2 cache
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Accuracy:
     """A model's accuracy on ``n`` fresh samples, with a ``level`` Clopper–Pearson interval."""
 
@@ -129,6 +129,7 @@ def count_correct_rnn(
     W_hi: torch.Tensor,
     W_hh: torch.Tensor,
     W_oh: torch.Tensor,
+    *,
     n: int,
     rank: int,
     samples: int,
@@ -188,7 +189,17 @@ def evaluate(
     start = time.perf_counter()
     if isinstance(model, ZooRNN) and rank is not None:
         w = model.weights()
-        n_correct = count_correct_rnn(w["W_hi"], w["W_hh"], w["W_oh"], spec.n, rank, samples, seed, batch, threads)
+        n_correct = count_correct_rnn(
+            w["W_hi"],
+            w["W_hh"],
+            w["W_oh"],
+            n=spec.n,
+            rank=rank,
+            samples=samples,
+            seed=seed,
+            batch=batch,
+            threads=threads,
+        )
     else:
         gen = torch.Generator().manual_seed(seed)
         with torch.inference_mode():
@@ -204,7 +215,31 @@ def evaluate(
     seconds = time.perf_counter() - start
     rate = samples / seconds if seconds > 0 else math.inf
     if task.output == "scalar":
-        return Accuracy(spec.name, spec.task, None, None, None, level, samples, 0, seed, seconds, rate,
-                        rmse=math.sqrt(sq / samples))  # fmt: skip
+        return Accuracy(
+            model=spec.name,
+            task=spec.task,
+            accuracy=None,
+            ci_low=None,
+            ci_high=None,
+            level=level,
+            n=samples,
+            n_correct=0,
+            seed=seed,
+            seconds=seconds,
+            samples_per_second=rate,
+            rmse=math.sqrt(sq / samples),
+        )
     lo, hi = clopper_pearson(n_correct, samples, level)
-    return Accuracy(spec.name, spec.task, n_correct / samples, lo, hi, level, samples, n_correct, seed, seconds, rate)
+    return Accuracy(
+        model=spec.name,
+        task=spec.task,
+        accuracy=n_correct / samples,
+        ci_low=lo,
+        ci_high=hi,
+        level=level,
+        n=samples,
+        n_correct=n_correct,
+        seed=seed,
+        seconds=seconds,
+        samples_per_second=rate,
+    )

@@ -20,7 +20,7 @@ from wif_core.zoo.tasks import get_task
 Arch = Literal["rnn", "transformer"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ZooSpec:
     """What a zoo model is: its task, sequence length, width and architecture, plus how it was made."""
 
@@ -172,7 +172,7 @@ def handcrafted_2nd_argmax(n: int) -> ZooRNN:
 
 def _exact_n2() -> ZooRNN:
     """h_1 = (x_1⁺, x_1⁻); h_2 = ((x_2 − x_1)⁺, (x_1 − x_2)⁺); logits = ±(x_2 − x_1): position 0 wins iff x_1 < x_2."""
-    spec = ZooSpec("handcrafted_2nd_argmax_n2", "2nd_argmax", 2, 2, meta={"handcrafted": True})
+    spec = ZooSpec(name="handcrafted_2nd_argmax_n2", task="2nd_argmax", n=2, hidden=2, meta={"handcrafted": True})
     return rnn_from_weights(
         spec,
         torch.tensor([1.0, -1.0]),
@@ -228,5 +228,5 @@ def _leave_one_out_max(n: int) -> ZooRNN:
         W_oh[n - 1 - k, loo[k]] = 2.0
         for col, w in last_input.items():
             W_oh[n - 1 - k, col] += 2.0 * w
-    spec = ZooSpec(f"handcrafted_2nd_argmax_n{n}", "2nd_argmax", n, d, meta={"handcrafted": True})
+    spec = ZooSpec(name=f"handcrafted_2nd_argmax_n{n}", task="2nd_argmax", n=n, hidden=d, meta={"handcrafted": True})
     return rnn_from_weights(spec, W_hi, W_hh, W_oh)

@@ -19,7 +19,7 @@ Output = Literal["position", "scalar", "class"]
 Inputs = Literal["gaussian", "function"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ZooTask:
     """One algorithmic task: its input distribution, output kind and the sequence lengths it accepts."""
 
@@ -61,16 +61,34 @@ class ZooTask:
 
 
 TASKS: dict[str, ZooTask] = {
-    "2nd_argmax": ZooTask("2nd_argmax", "gaussian", "position", "position of the second-largest of n Gaussians"),
+    "2nd_argmax": ZooTask(
+        name="2nd_argmax",
+        inputs="gaussian",
+        output="position",
+        description="position of the second-largest of n Gaussians",
+    ),
     "argmedian": ZooTask(
-        "argmedian", "gaussian", "position", "position of the median of n Gaussians (odd n)", odd_only=True, min_n=3
-    ),  # fmt: skip
+        name="argmedian",
+        inputs="gaussian",
+        output="position",
+        description="position of the median of n Gaussians (odd n)",
+        odd_only=True,
+        min_n=3,
+    ),
     "median": ZooTask(
-        "median", "gaussian", "scalar", "the median value of n Gaussians (odd n)", odd_only=True, min_n=3
+        name="median",
+        inputs="gaussian",
+        output="scalar",
+        description="the median value of n Gaussians (odd n)",
+        odd_only=True,
+        min_n=3,
     ),
     "longest_cycle": ZooTask(
-        "longest_cycle", "function", "class", "length − 1 of the longest cycle of a random function on n points"
-    ),  # fmt: skip
+        name="longest_cycle",
+        inputs="function",
+        output="class",
+        description="length − 1 of the longest cycle of a random function on n points",
+    ),
 }
 
 

@@ -74,7 +74,15 @@ def train(cfg: TrainConfig, progress: Callable[[int, float], None] | None = None
     cfg.check()
     torch.manual_seed(cfg.seed)
     name = cfg.name or default_name(cfg.task, cfg.hidden, cfg.seq)
-    spec = ZooSpec(name, cfg.task, cfg.seq, cfg.hidden, cfg.arch, cfg.layers, cfg.norm)  # type: ignore[arg-type]
+    spec = ZooSpec(
+        name=name,
+        task=cfg.task,
+        n=cfg.seq,
+        hidden=cfg.hidden,
+        arch=cfg.arch,  # type: ignore[arg-type]
+        layers=cfg.layers,
+        norm=cfg.norm,
+    )
     model = build(spec)
     task = get_task(cfg.task)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.peak_lr, weight_decay=cfg.weight_decay)
