@@ -114,10 +114,26 @@ def collect(
         config["sample"] = sample
     run_id = make_run_id(lm.name, task, config)
     if run_id not in store.run_ids():
+        spec = get_task(task)
         run = RunInfo(
-            run_id, lm.name, task, source, "collected", TEMPLATE_VERSION, scoring, list(layers), list(SITES),
-            sorted(token_layers), lm.n_layers, lm.d_model, "float16", seed, config=config,
-        )  # fmt: skip
+            run_id=run_id,
+            model=lm.name,
+            task=task,
+            source=source,
+            kind="collected",
+            n_choices=spec.n_choices,
+            family=spec.format,
+            template=TEMPLATE_VERSION,
+            scoring=scoring,
+            layers=list(layers),
+            sites=list(SITES),
+            token_layers=sorted(token_layers),
+            n_layers=lm.n_layers,
+            d_model=lm.d_model,
+            act_dtype="float16",
+            seed=seed,
+            config=config,
+        )
         store.create_run(run, items)
     run = store.run(run_id)
     planned = store.task_items(run_id)
@@ -180,7 +196,7 @@ def import_outcomes(
     Accepts the balanced outcome layout (a file, or a directory of train/val/test files
     whose splits are kept) and lm-evaluation-harness ``--log_samples`` JSONL (splits drawn).
     """
-    get_task(task)
+    spec = get_task(task)
     path = Path(path)
     if path.suffix == ".jsonl":
         pairs, given = _lm_eval_records(task, path), False
@@ -194,7 +210,18 @@ def import_outcomes(
     run_id = make_run_id(model_name, task, config)
     if run_id in store.run_ids():
         store.delete_run(run_id)  # re-importing replaces the run as a whole
-    run = RunInfo(run_id, model_name, task, str(path), "imported", None, None, config=config)
+    run = RunInfo(
+        run_id=run_id,
+        model=model_name,
+        task=task,
+        source=str(path),
+        kind="imported",
+        n_choices=spec.n_choices,
+        family=spec.format,
+        template=None,
+        scoring=None,
+        config=config,
+    )
     store.create_run(run, items)
     rows = [OutcomeRow(it.item_id, o.pred, o.correct, None, list(o.ll) if o.ll else None) for it, o in pairs]
     store.write_outcomes(run_id, rows)

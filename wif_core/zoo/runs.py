@@ -108,16 +108,32 @@ def store_run(
     layers = list(range(1, states.shape[1] + 1))
     is_rnn = isinstance(model, ZooRNN)
     width = len(str(samples - 1))
+    choices = _choices(spec.task, spec.n)
     items = []
     for i in range(samples):
         meta: dict[str, Any] = {"factors": list(factors), "x": xs[i].tolist(), "seed": seed, "index": i}
         meta.update({f: (int(v[i]) if f.endswith("_pos") else float(v[i])) for f, v in factors.items()})
         items.append(TaskItem(f"{spec.name}-{i:0{width}d}", task_name, _context(xs[i], task.inputs),
-                              _choices(spec.task, spec.n), int(y[i]), meta))  # fmt: skip
+                              choices, int(y[i]), meta))  # fmt: skip
     run = RunInfo(
-        run_id, model_name, task_name, f"zoo:seed={seed}", "collected", None, "logits", layers, ["last"],
-        [1] if is_rnn else [], len(layers), spec.hidden, "float32", seed, config=config,
-    )  # fmt: skip
+        run_id=run_id,
+        model=model_name,
+        task=task_name,
+        source=f"zoo:seed={seed}",
+        kind="zoo",
+        n_choices=len(choices),
+        family=f"zoo-{task.output}",  # 'zoo-position' or 'zoo-class' (scalar tasks were refused above)
+        template=None,
+        scoring="logits",
+        layers=layers,
+        sites=["last"],
+        token_layers=[1] if is_rnn else [],
+        n_layers=len(layers),
+        d_model=spec.hidden,
+        act_dtype="float32",
+        seed=seed,
+        config=config,
+    )
     store.create_run(run, items)
     states_np, ll_np, pred_np, y_np = states.numpy(), ll.numpy(), pred.numpy(), y.numpy()
     for start in range(0, samples, WRITE_BATCH):
