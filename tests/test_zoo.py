@@ -374,13 +374,22 @@ def test_combinations_cover_the_issue_tasks() -> None:
         assert model(x).shape == (8, get_task(task).n_outputs(n))
 
 
-def test_zoo_task_names_register_on_demand() -> None:
-    from wif_core.tasks.base import TASKS, get_task
-    from wif_core.zoo.names import register_task_name
+def test_zoo_task_names_are_names_and_register_nothing(zoo_store) -> None:
+    from wif_core.store import Store
+    from wif_core.tasks.base import TASKS
+    from wif_core.tasks.base import get_task as get_lm_task
+    from wif_core.zoo.names import store_task
 
-    assert register_task_name("zoo-argmedian-n7") and get_task("zoo-argmedian-n7").n_choices == 7
-    assert not register_task_name("zoo-sorting-n7") and not register_task_name("piqa")
-    assert "zoo-sorting-n7" not in TASKS
+    known = dict(TASKS)
+    assert store_task("argmedian", 7) == "zoo-argmedian-n7" and dict(TASKS) == known
+    with pytest.raises(InputError, match="unknown task 'zoo-argmedian-n7'; use one of: piqa") as info:
+        get_lm_task("zoo-argmedian-n7")  # the task table knows language-model tasks only
+    assert "\n" not in str(info.value)
+    path, _, result = zoo_store
+    with Store.open(path) as store:
+        run = store.run(result.run_id)
+    assert (run.kind, run.n_choices, run.family, run.has_lm) == ("zoo", 3, "zoo-position", False)
+    assert not any(name.startswith("zoo-") for name in TASKS)  # storing a zoo run registered no task
 
 
 def test_cli_names_match_the_registries() -> None:

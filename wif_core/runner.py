@@ -55,10 +55,10 @@ def make_run_id(model: str, task: str, config: dict[str, Any]) -> str:
     return f"{_slug(model)}--{task}--{digest}"
 
 
-def _check_items(items: Sequence[TaskItem], task: str) -> None:
+def _check_items(items: Sequence[TaskItem], task: str, n: int) -> None:
+    """Refuse an empty item list, items of another choice count than the run's ``n``, repeated item ids."""
     if not items:
         raise InputError(f"no items for task '{task}'; check --source and --limit")
-    n = get_task(task).n_choices
     seen: set[str] = set()
     for it in items:
         if len(it.choices) != n:
@@ -98,7 +98,8 @@ def collect(
     sample: int | None = None,
 ) -> CollectResult:
     """Score ``items`` with ``lm`` (a LoadedModel), storing outcomes and activations; resumable."""
-    _check_items(items, task)
+    spec = get_task(task)  # a named language-model task: what its runs are comes from its spec, once
+    _check_items(items, task, spec.n_choices)
     bad = [layer for layer in [*layers, *token_layers] if not 1 <= layer <= lm.n_layers]
     if bad:
         raise InputError(f"layers {bad} are beyond the model's depth; {lm.name} has blocks 1..{lm.n_layers}")
@@ -114,7 +115,6 @@ def collect(
         config["sample"] = sample
     run_id = make_run_id(lm.name, task, config)
     if run_id not in store.run_ids():
-        spec = get_task(task)
         run = RunInfo(
             run_id=run_id,
             model=lm.name,
@@ -205,7 +205,7 @@ def import_outcomes(
         pairs = [p for f in files for p in read_outcome_file(task, f)]
         given = all(o.split is not None for _, o in pairs)
     items = [it for it, _ in pairs]
-    _check_items(items, task)
+    _check_items(items, task, spec.n_choices)
     config = {"model": model_name, "task": task, "source": str(path.resolve()), "kind": "imported"}
     run_id = make_run_id(model_name, task, config)
     if run_id in store.run_ids():
