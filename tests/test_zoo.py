@@ -299,6 +299,22 @@ def test_store_round_trip(zoo_store) -> None:
         assert store_run(store, model, 1500, seed=1).resumed  # same arguments: the stored run is kept
 
 
+def test_an_interrupted_zoo_run_is_written_again_whole(zoo_store, tmp_path: Path) -> None:
+    from wif_core.store import Store
+    from wif_core.zoo.runs import store_run
+
+    _, model, _ = zoo_store
+    with Store.open(tmp_path / "z.duckdb", write=True) as store:
+        first = store_run(store, model, 200, seed=2)
+        whole = store.counts(first.run_id)
+        with store.transaction() as cur:  # what a kill mid-write leaves: some outcomes, status 'collecting'
+            cur.execute("DELETE FROM outcomes WHERE run_id = ? AND item_id > 'short_d4_n3-150'", [first.run_id])
+        store.set_status(first.run_id, "collecting")
+        again = store_run(store, model, 200, seed=2)
+        assert again.run_id == first.run_id and not again.resumed and again.n_items == 200
+        assert store.counts(first.run_id) == whole and store.run(first.run_id).status == "complete"
+
+
 def test_explainers_run_unchanged_on_a_zoo_run_and_find_the_gap(zoo_store) -> None:
     from wif_core.explainers.data import RunData
     from wif_core.explainers.evaluate import evaluate as explain
