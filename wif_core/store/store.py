@@ -412,7 +412,10 @@ class Store:
             )
             .fetchall()
         )
-        return [TaskItem(i, task, c, tuple(ch), g, json.loads(m or "{}")) for i, c, ch, g, m in rows]
+        return [
+            TaskItem(item_id=i, task=task, context=c, choices=tuple(ch), gold=g, meta=json.loads(m or "{}"))
+            for i, c, ch, g, m in rows
+        ]
 
     def items(
         self,

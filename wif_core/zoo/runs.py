@@ -237,7 +237,9 @@ def cause_recovery(
     for label, cause in (("known cause: −gap12", gaps), ("known cause: −min(gap12, gap23)", nearest)):
         ci = auc_ci(y_test, -cause, seed=seed)
         rho = -1.0 if cause is gaps else float(spearmanr(-cause, gaps).statistic)
-        rows.append(CauseRecovery(label, label, "gold", ci.auc, ci.ci_low, ci.ci_high, ci.n, rho, (rho, rho)))
+        rows.append(CauseRecovery(explainer=label, label=label, tier="gold", auc=ci.auc, ci_low=ci.ci_low,
+                                  ci_high=ci.ci_high, n_test=ci.n, spearman_gap12=rho,
+                                  spearman_gap12_ci=(rho, rho)))  # fmt: skip
     n_layers = max(data.facts.layers)
     for name, settings in explainers:
         s = dict(settings)
@@ -255,7 +257,9 @@ def cause_recovery(
             rho, ci_rho = math.nan, (math.nan, math.nan)
         else:
             rho, ci_rho = float(spearmanr(scores, g).statistic), _spearman_ci(scores, g, seed)
-        rows.append(CauseRecovery(name, r.label, r.tier, r.auc, r.ci_low, r.ci_high, r.n_test, rho, ci_rho))
+        rows.append(CauseRecovery(explainer=name, label=r.label, tier=r.tier, auc=r.auc, ci_low=r.ci_low,
+                                  ci_high=r.ci_high, n_test=r.n_test, spearman_gap12=rho,
+                                  spearman_gap12_ci=ci_rho))  # fmt: skip
     return rows
 
 
