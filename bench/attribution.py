@@ -56,8 +56,9 @@ def _copy_run(store: Store, task: str, n: int) -> str | None:
         items = {it.item_id: it for it in real.task_items(run.run_id)}
         frame = real.items(run.run_id).head(n)
     kept = [items[i] for i in frame.item_id]
-    copy = RunInfo(run.run_id, EMBEDDED, task, run.source, template=run.template, scoring=run.scoring,
-                   n_layers=run.n_layers, d_model=run.d_model, status="complete")  # fmt: skip
+    copy = RunInfo(run_id=run.run_id, model=EMBEDDED, task=task, source=run.source, n_choices=run.n_choices,
+                   family=run.family, template=run.template, scoring=run.scoring, n_layers=run.n_layers,
+                   d_model=run.d_model, status="complete")  # fmt: skip
     store.create_run(copy, kept)
     rows = [
         OutcomeRow(

@@ -187,18 +187,20 @@ def make_synthetic_store(path: str | Path, with_sae: bool = True) -> list[str]:
     piqa = [_piqa_item(n) for n in range(N_ITEMS)]
     with Store.open(path, write=True) as store:
         collected = RunInfo(
-            COLLECTED_RUN, "synthetic-lm", "gen-physical", "generated", "collected", "lm-eval-v1", "sum",
-            layers=LAYERS, sites=SITES, token_layers=TOKEN_LAYERS, n_layers=4, d_model=D_MODEL, act_dtype="float16",
-            seed=0,
+            run_id=COLLECTED_RUN, model="synthetic-lm", task="gen-physical", source="generated", kind="collected",
+            n_choices=2, family="two_choice", template="lm-eval-v1", scoring="sum", layers=LAYERS, sites=SITES,
+            token_layers=TOKEN_LAYERS, n_layers=4, d_model=D_MODEL, act_dtype="float16", seed=0,
         )  # fmt: skip
         store.create_run(collected, physical)
         collected_rows = _collected_rows(physical, rng)
         store.write_outcomes(COLLECTED_RUN, collected_rows, "float16")
         store.write_attributions(COLLECTED_RUN, _attribution_rows(physical, collected_rows))
-        imported = RunInfo(IMPORTED_RUN, "other-lm", "piqa", "outcomes.json", "imported", None, None)
+        imported = RunInfo(run_id=IMPORTED_RUN, model="other-lm", task="piqa", source="outcomes.json", kind="imported",
+                           n_choices=2, family="two_choice", template=None, scoring=None)  # fmt: skip
         store.create_run(imported, piqa)
         store.write_outcomes(IMPORTED_RUN, _imported_rows(piqa))
-        other = RunInfo(OTHER_RUN, "other-lm", "gen-physical", "outcomes.json", "imported", None, None)
+        other = RunInfo(run_id=OTHER_RUN, model="other-lm", task="gen-physical", source="outcomes.json",
+                        kind="imported", n_choices=2, family="two_choice", template=None, scoring=None)  # fmt: skip
         store.create_run(other, physical[:N_OTHER])
         store.write_outcomes(OTHER_RUN, _other_rows(physical[:N_OTHER]))
         for run_id in (COLLECTED_RUN, IMPORTED_RUN, OTHER_RUN):

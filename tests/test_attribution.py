@@ -144,6 +144,26 @@ def test_winogrande_contrast_has_different_prefixes_and_a_shared_continuation(lm
     assert not pair.shared_targets
 
 
+def test_the_runs_family_lays_out_the_segments(lm, tmp_path):
+    from wif_core.attribution import item_attribution
+    from wif_core.store import OutcomeRow, RunInfo
+
+    item = _wino()
+    default = build_pair(item, lm.tokenizer, 0, 1)  # an item of no run: its task's format (fill_blank)
+    assert build_pair(item, lm.tokenizer, 0, 1, family="fill_blank") == default
+    other = build_pair(item, lm.tokenizer, 0, 1, family="two_choice")
+    assert other.ids == default.ids and "sentence" not in other.segments[: other.shared]
+    with Store.open(tmp_path / "s.duckdb", write=True) as store:
+        for run_id, family in (("as-filled", "fill_blank"), ("as-listed", "two_choice")):
+            run = RunInfo(run_id=run_id, model="m", task="winogrande", source="test", n_choices=2, family=family)
+            store.create_run(run, [item])
+            store.write_outcomes(run_id, [OutcomeRow(item_id=item.item_id, pred=0, correct=False)])
+        got = {r: item_attribution(store, r, item.item_id, "grad_x_input", lm, deletion=False)[0].segments
+               for r in ("as-filled", "as-listed")}  # fmt: skip
+    assert got["as-filled"] == list(default.segments)  # the run's record decides, not its task's name
+    assert got["as-listed"] == list(other.segments)
+
+
 def test_segment_labels_of_piqa_and_boolq_items(lm):
     pair = build_pair(_piqa(("put it in a pot", "use a sieve")), lm.tokenizer, 0, 1)
     labelled = list(zip(pair.tokens, pair.segments, strict=True))

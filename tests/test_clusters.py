@@ -99,7 +99,8 @@ def make_planted_store(path: Path, failures_only: bool = False) -> None:
                 )
             )
     with Store.open(path, write=True) as store:
-        run = RunInfo(PLANTED_RUN, "planted-lm", "gen-physical", "generated", "collected", "lm-eval-v1", "sum",
+        run = RunInfo(run_id=PLANTED_RUN, model="planted-lm", task="gen-physical", source="generated",
+                      kind="collected", n_choices=2, family="two_choice", template="lm-eval-v1", scoring="sum",
                       layers=[1], sites=["last", "mean"], n_layers=2, d_model=WIDTH, seed=0)  # fmt: skip
         store.create_run(run, items)
         store.write_outcomes(PLANTED_RUN, rows, "float16")

@@ -96,8 +96,9 @@ def _planted_store(path: Path, n: int, signal: str, seed: int = 0) -> tuple[str,
             )
         )
     with Store.open(path, write=True) as store:
-        run = RunInfo("planted", "lm", "gen-physical", "planted", layers=[2], sites=["last"], token_layers=[2],
-                      n_layers=2, d_model=D)  # fmt: skip
+        run = RunInfo(run_id="planted", model="lm", task="gen-physical", source="planted", n_choices=2,
+                      family="two_choice", layers=[2], sites=["last"], token_layers=[2], n_layers=2,
+                      d_model=D)  # fmt: skip
         store.create_run(run, items)
         store.write_outcomes("planted", rows)
         write_splits(store, "planted", SplitOptions(seed=seed))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from wif_core.errors import StoreError
-from wif_core.store import AttributionRow, OutcomeRow, RunInfo, Store
+from wif_core.store import SCHEMA_VERSION, AttributionRow, OutcomeRow, RunInfo, Store
 from wif_core.tasks.base import TaskItem
 
 
@@ -20,7 +20,8 @@ def _items(n: int = 4) -> list[TaskItem]:
 
 def _store(path) -> Store:
     store = Store.open(path, write=True)
-    run = RunInfo("r1", "m", "piqa", "test", layers=[1], sites=["last", "choice"], token_layers=[1], d_model=3)
+    run = RunInfo(run_id="r1", model="m", task="piqa", source="test", n_choices=2, family="two_choice", layers=[1],
+                  sites=["last", "choice"], token_layers=[1], d_model=3)
     store.create_run(run, _items())
     return store
 
@@ -89,7 +90,7 @@ def test_other_schema_version_and_non_duckdb_files(tmp_path):
     con = duckdb.connect(str(path))
     con.execute("UPDATE wif_meta SET value = '99' WHERE key = 'schema_version'")
     con.close()
-    with pytest.raises(StoreError, match="schema version 99; this wif reads version 2"):
+    with pytest.raises(StoreError, match=f"schema version 99; this wif reads version {SCHEMA_VERSION}"):
         Store.open(path)
     junk = tmp_path / "junk.duckdb"
     junk.write_text("hello")
@@ -164,3 +165,60 @@ def test_attributions_roundtrip_replace_and_delete(tmp_path):
         store.write_attributions("zz", [row("i0", "attnlrp", 1.0)])
     store.delete_run("r1")
     assert store.attributions("r1") == []
+
+
+def test_version_2_store_is_migrated_and_its_runs_say_what_they_are(tmp_path):
+    from wif_core.store.schema import _V3, DDL
+
+    path = tmp_path / "v2.duckdb"
+    con = duckdb.connect(str(path))  # what a wif of schema 2 wrote: no n_choices or family, zoo runs 'collected'
+    for stmt in DDL[: len(DDL) - len(_V3)]:
+        con.execute(stmt)
+    con.execute("INSERT INTO wif_meta VALUES ('schema_version', '2')")
+    runs = [  # run_id, model, task, kind, config
+        ("lm", "m", "piqa", "collected", "{}"),
+        ("wg", "other", "winogrande", "imported", '{"kind": "imported"}'),
+        ("zoo", "zoo:m16", "zoo-2nd_argmax-n10", "collected", '{"kind": "zoo"}'),
+        ("cyc", "zoo:c", "zoo-longest_cycle-n5", "collected", '{"kind": "zoo"}'),
+        ("odd", "m", "custom", "imported", "{}"),
+    ]
+    for run_id, model, task, kind, config in runs:
+        con.execute(
+            "INSERT INTO runs (run_id, model, task, source, kind, config, status, n_planned) "
+            "VALUES (?, ?, ?, 'test', ?, ?, 'complete', 1)",
+            [run_id, model, task, kind, config],
+        )
+        con.execute("INSERT INTO items VALUES (?, 'i0', 0, 'c', ['a', 'b', 'c', 'd'], 0, '{}', 'k')", [run_id])
+    con.close()
+    with pytest.raises(StoreError, match="schema version 2; .*`wif migrate --db"):
+        Store.open(path)
+    Store.open(path, write=True).close()
+    with Store.open(path) as store:
+        got = {r: (store.run(r).kind, store.run(r).n_choices, store.run(r).family) for r in store.run_ids()}
+        assert store.counts("zoo")["items"] == 1
+        assert store.run("lm").has_lm and not store.run("zoo").has_lm and not store.run("wg").has_lm
+    assert got == {
+        "lm": ("collected", 2, "two_choice"),  # named tasks: from the task table
+        "wg": ("imported", 2, "fill_blank"),
+        "zoo": ("zoo", 10, "zoo-position"),  # zoo names parsed; zoo runs get their own kind
+        "cyc": ("zoo", 5, "zoo-class"),
+        "odd": ("imported", 4, "unknown"),  # otherwise: the items' number of choices
+    }
+    fresh = tmp_path / "fresh.duckdb"
+    Store.open(fresh, write=True).close()
+
+    def columns(p) -> list[tuple]:
+        with duckdb.connect(str(p), read_only=True) as c:
+            return c.execute(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns ORDER BY ALL"
+            ).fetchall()
+
+    assert columns(path) == columns(fresh)  # a migrated store has the schema of a new one
+
+
+def test_run_record_carries_what_the_run_is(tmp_path):
+    with _store(tmp_path / "s.duckdb") as store:
+        run = store.run("r1")
+    assert (run.kind, run.n_choices, run.family, run.has_lm) == ("collected", 2, "two_choice", True)
+    with pytest.raises(TypeError):
+        RunInfo("r2", "m", "piqa", "test", n_choices=2, family="two_choice")  # type: ignore[misc]  # by keyword only

@@ -302,6 +302,22 @@ def test_store_round_trip(zoo_store) -> None:
         assert store_run(store, model, 1500, seed=1).resumed  # same arguments: the stored run is kept
 
 
+def test_an_interrupted_zoo_run_is_written_again_whole(zoo_store, tmp_path: Path) -> None:
+    from wif_core.store import Store
+    from wif_core.zoo.runs import store_run
+
+    _, model, _ = zoo_store
+    with Store.open(tmp_path / "z.duckdb", write=True) as store:
+        first = store_run(store, model, 200, seed=2)
+        whole = store.counts(first.run_id)
+        with store.transaction() as cur:  # what a kill mid-write leaves: some outcomes, status 'collecting'
+            cur.execute("DELETE FROM outcomes WHERE run_id = ? AND item_id > 'short_d4_n3-150'", [first.run_id])
+        store.set_status(first.run_id, "collecting")
+        again = store_run(store, model, 200, seed=2)
+        assert again.run_id == first.run_id and not again.resumed and again.n_items == 200
+        assert store.counts(first.run_id) == whole and store.run(first.run_id).status == "complete"
+
+
 def test_explainers_run_unchanged_on_a_zoo_run_and_find_the_gap(zoo_store) -> None:
     from wif_core.explainers.data import RunData
     from wif_core.explainers.evaluate import evaluate as explain
@@ -367,13 +383,22 @@ def test_combinations_cover_the_issue_tasks() -> None:
         assert model(x).shape == (8, get_task(task).n_outputs(n))
 
 
-def test_zoo_task_names_register_on_demand() -> None:
-    from wif_core.tasks.base import TASKS, get_task
-    from wif_core.zoo.names import register_task_name
+def test_zoo_task_names_are_names_and_register_nothing(zoo_store) -> None:
+    from wif_core.store import Store
+    from wif_core.tasks.base import TASKS
+    from wif_core.tasks.base import get_task as get_lm_task
+    from wif_core.zoo.names import store_task
 
-    assert register_task_name("zoo-argmedian-n7") and get_task("zoo-argmedian-n7").n_choices == 7
-    assert not register_task_name("zoo-sorting-n7") and not register_task_name("piqa")
-    assert "zoo-sorting-n7" not in TASKS
+    known = dict(TASKS)
+    assert store_task("argmedian", 7) == "zoo-argmedian-n7" and dict(TASKS) == known
+    with pytest.raises(InputError, match="unknown task 'zoo-argmedian-n7'; use one of: piqa") as info:
+        get_lm_task("zoo-argmedian-n7")  # the task table knows language-model tasks only
+    assert "\n" not in str(info.value)
+    path, _, result = zoo_store
+    with Store.open(path) as store:
+        run = store.run(result.run_id)
+    assert (run.kind, run.n_choices, run.family, run.has_lm) == ("zoo", 3, "zoo-position", False)
+    assert not any(name.startswith("zoo-") for name in TASKS)  # storing a zoo run registered no task
 
 
 def test_cli_names_match_the_registries() -> None:

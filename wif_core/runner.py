@@ -3,7 +3,8 @@
 A run id is derived from everything that defines the run (model, task, source, limit,
 layers, scoring, template, seed), so asking for the same collection again resumes it:
 items that already have outcomes are skipped, the rest are scored batch by batch, each
-batch written in one transaction.
+batch written in one transaction. ``write_run`` is that write path; collection, import and
+zoo runs (``wif_core.zoo.runs``) all go through it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,10 @@ def make_run_id(model: str, task: str, config: dict[str, Any]) -> str:
     return f"{_slug(model)}--{task}--{digest}"
 
 
-def _check_items(items: Sequence[TaskItem], task: str) -> None:
+def _check_items(items: Sequence[TaskItem], task: str, n: int) -> None:
+    """Refuse an empty item list, items of another choice count than the run's ``n``, repeated item ids."""
     if not items:
         raise InputError(f"no items for task '{task}'; check --source and --limit")
-    n = get_task(task).n_choices
     seen: set[str] = set()
     for it in items:
         if len(it.choices) != n:
@@ -81,6 +82,48 @@ def write_splits(
     return findings
 
 
+def write_run(
+    store: Store,
+    run: RunInfo,
+    items: Sequence[TaskItem],
+    score: Callable[[list[TaskItem]], Iterable[Sequence[OutcomeRow]]],
+    *,
+    split_options: SplitOptions,
+    given_splits: dict[str, str] | None = None,
+    fresh: bool = False,
+    after_outcomes: Callable[[], None] | None = None,
+    progress: Progress | None = None,
+) -> CollectResult:
+    """The one write path of every kind of run (collected, imported, zoo): items, outcomes, splits, status.
+
+    Creates ``run`` with its planned ``items`` unless the store has its run id (with ``fresh``, one it has is
+    deleted first and the run written whole). ``score`` gets the planned items that have no outcome yet, in
+    their planned order, and yields outcome batches; each batch is written in one transaction, so a killed
+    process loses at most the batch it was writing and the same call again resumes after the last one.
+    ``after_outcomes`` writes what needs every outcome (the zoo's exact attributions) before the splits are
+    drawn (or ``given_splits``, item → split, kept) and the run is marked complete.
+    """
+    if fresh and run.run_id in store.run_ids():
+        store.delete_run(run.run_id)
+    if run.run_id not in store.run_ids():
+        store.create_run(run, items)
+    stored = store.run(run.run_id)
+    planned = store.task_items(run.run_id)
+    done = store.done_item_ids(run.run_id)
+    todo = [it for it in planned if it.item_id not in done]
+    log.info("run %s: %d items, %d done, %d to score", run.run_id, len(planned), len(done), len(todo))
+    for rows in score(todo):
+        store.write_outcomes(run.run_id, rows, stored.act_dtype)
+        if progress:
+            progress(len(rows))
+    if after_outcomes is not None:
+        after_outcomes()
+    findings = write_splits(store, run.run_id, split_options, given_splits)
+    store.set_status(run.run_id, "complete")
+    n_new, n_skipped = len(todo), len(planned) - len(todo)
+    return CollectResult(run=store.run(run.run_id), n_new=n_new, n_skipped=n_skipped, findings=findings)
+
+
 def collect(
     store: Store,
     lm: Any,
@@ -98,7 +141,8 @@ def collect(
     sample: int | None = None,
 ) -> CollectResult:
     """Score ``items`` with ``lm`` (a LoadedModel), storing outcomes and activations; resumable."""
-    _check_items(items, task)
+    spec = get_task(task)  # a named language-model task: what its runs are comes from its spec, once
+    _check_items(items, task, spec.n_choices)
     bad = [layer for layer in [*layers, *token_layers] if not 1 <= layer <= lm.n_layers]
     if bad:
         raise InputError(f"layers {bad} are beyond the model's depth; {lm.name} has blocks 1..{lm.n_layers}")
@@ -112,39 +156,46 @@ def collect(
         config["token_layers"] = sorted(token_layers)
     if sample is not None:
         config["sample"] = sample
-    run_id = make_run_id(lm.name, task, config)
-    if run_id not in store.run_ids():
-        run = RunInfo(
-            run_id, lm.name, task, source, "collected", TEMPLATE_VERSION, scoring, list(layers), list(SITES),
-            sorted(token_layers), lm.n_layers, lm.d_model, "float16", seed, config=config,
-        )  # fmt: skip
-        store.create_run(run, items)
-    run = store.run(run_id)
-    planned = store.task_items(run_id)
-    done = store.done_item_ids(run_id)
-    todo = [it for it in planned if it.item_id not in done]
-    log.info("run %s: %d items, %d done, %d to score", run_id, len(planned), len(done), len(todo))
-    for batch in score_items(lm.model, lm.tokenizer, todo, run.layers, scoring, max_tokens, run.token_layers):
-        rows = [
-            OutcomeRow(
-                s.item_id,
-                s.pred,
-                s.correct,
-                s.margin,
-                s.ll_sum,
-                [ll / b for ll, b in zip(s.ll_sum, s.n_bytes, strict=True)],
-                s.n_tokens,
-                s.acts,
-                {k: (v.tokens, v.ids, v.cont_start) for k, v in s.tokens.items()},
-            )  # fmt: skip
-            for s in batch
-        ]
-        store.write_outcomes(run_id, rows, run.act_dtype)
-        if progress:
-            progress(len(rows))
-    findings = write_splits(store, run_id, split_options or SplitOptions(seed=seed))
-    store.set_status(run_id, "complete")
-    return CollectResult(store.run(run_id), len(todo), len(planned) - len(todo), findings)
+    run = RunInfo(
+        run_id=make_run_id(lm.name, task, config),
+        model=lm.name,
+        task=task,
+        source=source,
+        kind="collected",
+        n_choices=spec.n_choices,
+        family=spec.format,
+        template=TEMPLATE_VERSION,
+        scoring=scoring,
+        layers=list(layers),
+        sites=list(SITES),
+        token_layers=sorted(token_layers),
+        n_layers=lm.n_layers,
+        d_model=lm.d_model,
+        act_dtype="float16",
+        seed=seed,
+        config=config,
+    )
+
+    def score(todo: list[TaskItem]) -> Iterator[list[OutcomeRow]]:
+        for batch in score_items(lm.model, lm.tokenizer, todo, run.layers, scoring, max_tokens, run.token_layers):
+            yield [
+                OutcomeRow(
+                    item_id=s.item_id,
+                    pred=s.pred,
+                    correct=s.correct,
+                    margin=s.margin,
+                    ll_sum=s.ll_sum,
+                    ll_norm=[ll / b for ll, b in zip(s.ll_sum, s.n_bytes, strict=True)],
+                    n_tokens=s.n_tokens,
+                    acts=s.acts,
+                    tokens={k: (v.tokens, v.ids, v.cont_start) for k, v in s.tokens.items()},
+                )
+                for s in batch
+            ]
+
+    return write_run(
+        store, run, items, score, split_options=split_options or SplitOptions(seed=seed), progress=progress
+    )
 
 
 # ---- import ----------------------------------------------------------------------
@@ -180,7 +231,7 @@ def import_outcomes(
     Accepts the balanced outcome layout (a file, or a directory of train/val/test files
     whose splits are kept) and lm-evaluation-harness ``--log_samples`` JSONL (splits drawn).
     """
-    get_task(task)
+    spec = get_task(task)
     path = Path(path)
     if path.suffix == ".jsonl":
         pairs, given = _lm_eval_records(task, path), False
@@ -189,16 +240,31 @@ def import_outcomes(
         pairs = [p for f in files for p in read_outcome_file(task, f)]
         given = all(o.split is not None for _, o in pairs)
     items = [it for it, _ in pairs]
-    _check_items(items, task)
+    _check_items(items, task, spec.n_choices)
     config = {"model": model_name, "task": task, "source": str(path.resolve()), "kind": "imported"}
-    run_id = make_run_id(model_name, task, config)
-    if run_id in store.run_ids():
-        store.delete_run(run_id)  # re-importing replaces the run as a whole
-    run = RunInfo(run_id, model_name, task, str(path), "imported", None, None, config=config)
-    store.create_run(run, items)
-    rows = [OutcomeRow(it.item_id, o.pred, o.correct, None, list(o.ll) if o.ll else None) for it, o in pairs]
-    store.write_outcomes(run_id, rows)
+    run = RunInfo(
+        run_id=make_run_id(model_name, task, config),
+        model=model_name,
+        task=task,
+        source=str(path),
+        kind="imported",
+        n_choices=spec.n_choices,
+        family=spec.format,
+        template=None,
+        scoring=None,
+        config=config,
+    )
+    rows = [
+        OutcomeRow(item_id=it.item_id, pred=o.pred, correct=o.correct, ll_sum=list(o.ll) if o.ll else None)
+        for it, o in pairs
+    ]
     given_splits = {it.item_id: str(o.split) for it, o in pairs} if given else None
-    findings = write_splits(store, run_id, split_options or SplitOptions(), given_splits)
-    store.set_status(run_id, "complete")
-    return CollectResult(store.run(run_id), len(items), 0, findings)
+    return write_run(
+        store,
+        run,
+        items,
+        lambda todo: [rows],  # one batch: re-importing replaces the run as a whole (fresh)
+        split_options=split_options or SplitOptions(),
+        given_splits=given_splits,
+        fresh=True,
+    )

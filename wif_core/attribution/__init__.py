@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     )
     from wif_core.attribution.batch import (
         RunSummary,
+        attributable_runs,
         attribute_failures,
         attribute_item,
         attribute_run,
@@ -69,6 +70,7 @@ _LAZY = {
     "RunSummary": "batch",
     "Scores": "methods",
     "SegmentSummary": "analysis",
+    "attributable_runs": "batch",
     "attribute_failures": "batch",
     "attribute_item": "batch",
     "attribute_run": "batch",
@@ -97,6 +99,7 @@ __all__ = [
     "RunSummary",
     "Scores",
     "SegmentSummary",
+    "attributable_runs",
     "attribute_failures",
     "attribute_item",
     "attribute_run",

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,8 +17,11 @@ from wif_core.attribution.deletion import deletion_curves
 from wif_core.attribution.pairs import build_pair, contrast, neutral_id
 from wif_core.attribution.record import Attribution
 from wif_core.errors import InputError, StoreError
-from wif_core.store.store import Store
+from wif_core.store.store import LM_KIND, Store
 from wif_core.tasks.base import TaskItem
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +41,19 @@ def attribute_item(
     deletion: bool = True,
     seed: int = 0,
     cache: dict[Any, list[float]] | None = None,
+    family: str | None = None,
 ) -> Attribution:
     """Attribute Δ = log p(wrong) − log p(right) of one item to its tokens with one method.
 
     ``lm`` is a ``LoadedModel`` (or anything with ``model`` and ``tokenizer``). A method the
     model does not support (AttnLRP on a non-llama) falls back to its declared fallback
     with a logged warning, recorded in ``config['fallback']`` and ``config['reason']``.
-    ``cache`` shares random deletion curves across methods of the same item.
+    ``cache`` shares random deletion curves across methods of the same item. ``family`` is the
+    item's run's (``RunInfo.family``; see ``build_pair``).
     """
     start = time.perf_counter()
     asked = get_method(method)
-    pair = build_pair(item, lm.tokenizer, wrong, right)
+    pair = build_pair(item, lm.tokenizer, wrong, right, family=family)
     used, config = asked, dict[str, Any]()
     ok, reason = asked.is_compatible(lm.model)
     if not ok:
@@ -136,7 +141,9 @@ def item_attribution(
         )
     model = lm() if callable(lm) else lm
     wrong, right = contrast(items[item_id], rows[0])
-    return attribute_item(model, items[item_id], wrong, right, method, deletion=deletion, seed=seed), False
+    family = store.run(run_id).family
+    record = attribute_item(model, items[item_id], wrong, right, method, deletion=deletion, seed=seed, family=family)
+    return record, False
 
 
 @dataclass(kw_only=True)
@@ -177,7 +184,7 @@ def attribute_run(
     for m in methods:
         get_method(m)
     with Store.open(store_path) as store:
-        store.run(run_id)
+        family = store.run(run_id).family
         items = {it.item_id: it for it in store.task_items(run_id)}
         outcomes = _outcome_rows(store, run_id, failures_only)[:limit]
         done = store.attribution_keys(run_id)
@@ -200,7 +207,7 @@ def attribute_run(
         try:
             wrong, right = contrast(item, row)
             for m in todo:
-                a = attribute_item(lm, item, wrong, right, m, deletion=deletion, seed=seed, cache=cache)
+                a = attribute_item(lm, item, wrong, right, m, deletion=deletion, seed=seed, cache=cache, family=family)
                 buffer.append(a)
                 computed.append(a)
         except InputError as exc:
@@ -236,12 +243,20 @@ def attribute_failures(
 ) -> list[RunSummary]:
     """Attribute the failures of every run in a store that ``lm``'s model collected (as the demo ships them).
 
-    Runs of other models, and imported runs (outcomes only, no model to attribute with), are left alone.
+    Runs of other models, imported runs and zoo runs (no language model to attribute with) are left alone.
     """
     with Store.open(store_path) as store:
         runs = store.runs()
-    wanted = runs[(runs["model"] == lm.name) & (runs["kind"] == "collected")]
+    wanted = attributable_runs(runs, lm.name)
     return [
         attribute_run(store_path, run_id, lm, methods, failures_only=True, progress=progress, seed=seed)
         for run_id in wanted["run_id"]
     ]
+
+
+def attributable_runs(runs: pd.DataFrame, model: str) -> pd.DataFrame:
+    """The rows of ``Store.runs()`` that the language model ``model`` collected: what ``attribute_failures`` attributes.
+
+    Only collected runs have a language model wif loads and runs (``RunInfo.has_lm``); imported and zoo runs do not.
+    """
+    return runs[(runs["model"] == model) & (runs["kind"] == LM_KIND)]

@@ -30,8 +30,8 @@ import torch
 
 from wif_core.errors import InputError
 from wif_core.models.scoring import _decode_tokens, _token_logprobs, block_mask, prepare
-from wif_core.tasks.base import TaskItem, get_task
-from wif_core.tasks.templates import scoring_pairs
+from wif_core.tasks.base import TaskItem
+from wif_core.tasks.templates import item_format, scoring_pairs
 
 SHARED, WRONG, RIGHT = -1, 0, 1
 # Raw fields that templates put into the context, in the order they are looked for.
@@ -120,9 +120,9 @@ def contrast(item: TaskItem, outcome: Any) -> tuple[int, int]:
     return max(others, key=lambda j: float(ll[j])), gold
 
 
-def _field_spans(item: TaskItem, prefix: str) -> list[tuple[str, int, int]]:
-    """Character spans of the item's raw fields inside a scored prefix."""
-    if get_task(item.task).format == "fill_blank":
+def _field_spans(item: TaskItem, prefix: str, family: str) -> list[tuple[str, int, int]]:
+    """Character spans of the item's raw fields inside a scored prefix (``family``: its run's)."""
+    if family == "fill_blank":
         blank = item.context.find("_")
         return [("sentence", 0, blank)] if blank > 0 else []
     spans: list[tuple[str, int, int]] = []
@@ -138,10 +138,10 @@ def _field_spans(item: TaskItem, prefix: str) -> list[tuple[str, int, int]]:
     return spans
 
 
-def _prefix_labels(item: TaskItem, prefix: str, tokenizer: Any, ids: list[int]) -> list[str]:
+def _prefix_labels(item: TaskItem, prefix: str, tokenizer: Any, ids: list[int], family: str) -> list[str]:
     """A segment label per token of a scored prefix, from the fast tokenizer's offsets."""
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
-    spans = _field_spans(item, prefix)
+    spans = _field_spans(item, prefix, family)
     chars = ["template" if spans else "context"] * len(prefix)
     for name, lo, hi in spans:
         chars[lo:hi] = [name] * (hi - lo)
@@ -167,8 +167,12 @@ def _prefix_labels(item: TaskItem, prefix: str, tokenizer: Any, ids: list[int]) 
     return labels
 
 
-def build_pair(item: TaskItem, tokenizer: Any, wrong: int, right: int) -> ContrastPair:
-    """Tokenise an item as the run scored it and pack the contrast ``wrong`` vs ``right``."""
+def build_pair(item: TaskItem, tokenizer: Any, wrong: int, right: int, *, family: str | None = None) -> ContrastPair:
+    """Tokenise an item as the run scored it and pack the contrast ``wrong`` vs ``right``.
+
+    ``family`` is the run's (``RunInfo.family``), which says how its items are laid out; for an item
+    of no stored run it is the format the templates give the item's task.
+    """
     if wrong == right or not (0 <= wrong < len(item.choices) and 0 <= right < len(item.choices)):
         raise InputError(
             f"item {item.item_id}: field 'choices': cannot contrast choice {wrong} with choice {right}; "
@@ -214,7 +218,7 @@ def build_pair(item: TaskItem, tokenizer: Any, wrong: int, right: int) -> Contra
 
     prefix_text = scoring_pairs(item)[wrong][0]
     prefix_ids = a[:sa]
-    labels = _prefix_labels(item, prefix_text, tokenizer, prefix_ids)
+    labels = _prefix_labels(item, prefix_text, tokenizer, prefix_ids, family or item_format(item))
     if len(labels) != len(prefix_ids):  # the BOS that prepare adds before an empty prefix
         labels = ["special"] * (len(prefix_ids) - len(labels)) + labels
     shared_labels = [labels[u] if u < sa else "answer" for u in range(shared)]

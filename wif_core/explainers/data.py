@@ -10,7 +10,6 @@ import pandas as pd
 from wif_core.errors import InputError
 from wif_core.explainers.base import RunFacts, Tier, View
 from wif_core.store import Store
-from wif_core.tasks.base import get_task
 
 MIN_PER_CLASS = 10
 
@@ -36,9 +35,16 @@ class RunData:
             frame["ll_sum"].map(lambda v: isinstance(v, list | np.ndarray) and len(v) > 0).all()
         )
         facts = RunFacts(
-            run_id, run.task, get_task(run.task).n_choices, list(run.layers), list(run.sites), list(run.token_layers),
-            bool(has_scores), [r.run_id for r in others], str(store.path),
-        )  # fmt: skip
+            run_id=run_id,
+            task=run.task,
+            n_choices=run.n_choices,
+            layers=list(run.layers),
+            sites=list(run.sites),
+            token_layers=list(run.token_layers),
+            has_scores=bool(has_scores),
+            other_runs=[r.run_id for r in others],
+            store_path=str(store.path),
+        )
         data = cls(store, facts, frame)
         data.check()
         return data

@@ -4,7 +4,9 @@ Older stores are upgraded in place by ``wif migrate`` (or any command that opens
 writing); the app, which opens stores read-only, asks for that instead of guessing.
 """
 
-SCHEMA_VERSION = 2
+from wif_core.tasks.base import TASKS
+
+SCHEMA_VERSION = 3
 
 _V2 = [
     """CREATE TABLE attributions (
@@ -27,8 +29,32 @@ _V2 = [
     )""",
 ]
 
+# What a run is, on the run record (no reader looks it up by task name); a v2 store's runs are filled in from
+# the static task table, from zoo task names (``zoo-<task>-n<n>``; longest_cycle answers a class, the others a
+# position; a zoo run's config says kind 'zoo'), and otherwise from the items' number of choices. The columns
+# stay nullable (DuckDB adds no NOT NULL column in place); every write sets them. IF NOT EXISTS and the
+# ``IS NULL`` guards make the step safe to run twice.
+_NAMED = ", ".join(f"('{t.name}', {t.n_choices}, '{t.format}')" for t in TASKS.values())
+_ZOO_NAME = "'^zoo-(.+)-n([0-9]+)$'"
+_V3 = [
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS n_choices INTEGER",  # the number of choices of every item
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS family VARCHAR",  # RunInfo.family: a task format or 'zoo-*'
+    f"""UPDATE runs SET n_choices = t.n_choices, family = t.family
+        FROM (VALUES {_NAMED}) t(task, n_choices, family)
+        WHERE runs.task = t.task AND runs.n_choices IS NULL""",  # noqa: S608 - the values are wif's own constants
+    f"""UPDATE runs SET kind = 'zoo',
+            n_choices = CAST(regexp_extract(task, {_ZOO_NAME}, 2) AS INTEGER),
+            family = CASE regexp_extract(task, {_ZOO_NAME}, 1) WHEN 'longest_cycle' THEN 'zoo-class'
+                     ELSE 'zoo-position' END
+        WHERE n_choices IS NULL AND regexp_matches(task, {_ZOO_NAME})
+          AND (json_extract_string(config, '$.kind') = 'zoo' OR model LIKE 'zoo:%')""",  # noqa: S608 - fixed strings
+    """UPDATE runs SET family = 'unknown',
+            n_choices = coalesce((SELECT max(len(i.choices)) FROM items i WHERE i.run_id = runs.run_id), 0)
+        WHERE n_choices IS NULL""",
+]
+
 # Steps from version v to v + 1; each is additive, so older data stays valid.
-MIGRATIONS: dict[int, list[str]] = {1: _V2}
+MIGRATIONS: dict[int, list[str]] = {1: _V2, 2: _V3}
 
 DDL = [
     "CREATE TABLE wif_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
@@ -37,7 +63,7 @@ DDL = [
         model VARCHAR NOT NULL,
         task VARCHAR NOT NULL,
         source VARCHAR NOT NULL,
-        kind VARCHAR NOT NULL,            -- 'collected' (wif scored it) or 'imported' (outcomes only)
+        kind VARCHAR NOT NULL,            -- 'collected' (wif scored an LM), 'imported' (outcomes only), 'zoo'
         template VARCHAR,
         scoring VARCHAR,
         layers INTEGER[],
@@ -116,4 +142,5 @@ DDL = [
         detail VARCHAR
     )""",
     *_V2,
+    *_V3,
 ]

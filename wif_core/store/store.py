@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import numpy as np
@@ -25,16 +25,30 @@ from wif_core.errors import StoreError
 from wif_core.store.schema import DDL, MIGRATIONS, SCHEMA_VERSION
 from wif_core.tasks.base import TaskItem, item_key
 
+RunKind = Literal["collected", "imported", "zoo"]
+LM_KIND: RunKind = "collected"  # the one kind whose model is a language model wif loads and runs (attribution)
 
-@dataclass
+
+@dataclass(kw_only=True)
 class RunInfo:
-    """One model on one task with one template and one set of layers."""
+    """One model on one task with one template and one set of layers.
+
+    ``kind`` says where the outcomes came from: ``collected`` (wif scored a language model it can load by
+    ``model``: see ``has_lm``), ``imported`` (another tool's outcomes; no model) or ``zoo`` (an AlgZoo model
+    run by ``wif_core.zoo``; not a language model). ``n_choices`` and ``family`` say what the run's items are,
+    so that no reader looks them up by task name: ``family`` is a language-model task's format
+    (``two_choice``, ``yes_no``, ``fill_blank``, ``three_choice``), ``zoo-position`` (the answer is a
+    position in the input sequence) or ``zoo-class`` (a class, such as a cycle length); ``unknown`` only on a
+    run migrated from schema 2 whose task wif could not name.
+    """
 
     run_id: str
     model: str
     task: str
     source: str
-    kind: str = "collected"
+    kind: RunKind = "collected"
+    n_choices: int
+    family: str
     template: str | None = None
     scoring: str | None = "sum"
     layers: list[int] = field(default_factory=list)
@@ -48,6 +62,11 @@ class RunInfo:
     config: dict[str, Any] = field(default_factory=dict)
     status: str = "collecting"
     n_planned: int = 0
+
+    @property
+    def has_lm(self) -> bool:
+        """Whether wif can load this run's model as a language model and run it (to attribute, for one)."""
+        return self.kind == LM_KIND
 
 
 @dataclass
@@ -92,7 +111,7 @@ _ATTR_COLS = [
 
 _RUN_COLS = [
     "run_id", "model", "task", "source", "kind", "template", "scoring", "layers", "sites", "token_layers", "n_layers",
-    "d_model", "act_dtype", "seed", "split_config", "config", "status", "n_planned",
+    "d_model", "act_dtype", "seed", "split_config", "config", "status", "n_planned", "n_choices", "family",
 ]  # fmt: skip
 
 
@@ -393,7 +412,10 @@ class Store:
             )
             .fetchall()
         )
-        return [TaskItem(i, task, c, tuple(ch), g, json.loads(m or "{}")) for i, c, ch, g, m in rows]
+        return [
+            TaskItem(item_id=i, task=task, context=c, choices=tuple(ch), gold=g, meta=json.loads(m or "{}"))
+            for i, c, ch, g, m in rows
+        ]
 
     def items(
         self,

@@ -69,15 +69,11 @@ TASKS: dict[str, TaskSpec] = {
 
 
 def get_task(name: str) -> TaskSpec:
-    """The spec of a task, or a clear error listing the known ones.
+    """The spec of a language-model task, or a clear error listing the known ones.
 
-    Zoo task names carry the sequence length (``zoo-2nd_argmax-n10``), so they are registered on
-    first use rather than listed here.
+    Only the tasks above: what a stored run is (its number of choices, its format) is on its run
+    record (``RunInfo.n_choices``, ``RunInfo.family``), zoo runs included.
     """
-    if name not in TASKS and name.startswith("zoo-"):
-        from wif_core.zoo.names import register_task_name
-
-        register_task_name(name)
     try:
         return TASKS[name]
     except KeyError:

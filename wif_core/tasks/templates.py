@@ -32,9 +32,17 @@ def render_context(fmt: Format, fields: dict[str, str]) -> str:
     raise InputError(f"unknown format '{fmt}'")
 
 
+def item_format(item: TaskItem) -> Format:
+    """The format the templates render an item of a named language-model task with (its task's spec).
+
+    What a stored run is, is on its record (``RunInfo.family``); this is for items that come from no run.
+    """
+    return get_task(item.task).format
+
+
 def scoring_pairs(item: TaskItem) -> list[tuple[str, str]]:
     """(prefix, continuation) per choice, in option order; the continuation is what is scored."""
-    fmt = get_task(item.task).format
+    fmt = item_format(item)
     if fmt == "fill_blank":
         sentence = item.context
         idx = sentence.find("_")
@@ -50,7 +58,7 @@ def scoring_pairs(item: TaskItem) -> list[tuple[str, str]]:
 
 
 def _stem(item: TaskItem) -> str:
-    fmt = get_task(item.task).format
+    fmt = item_format(item)
     m = item.meta
     if fmt == "two_choice" and "goal" in m:
         return f"Goal: {m['goal']}"

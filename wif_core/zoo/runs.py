@@ -1,9 +1,10 @@
 """Zoo runs in the store: inputs as items, correctness as outcomes, every time step's hidden state as activations.
 
-Written through the store's own API and split by the runner's split code, so wif's explainers,
-clusters and attribution run on a zoo run unchanged. Each item carries its ground-truth factors
-(the gaps between the top three inputs, where the maximum sits), which is what makes the zoo a
-test bench: does an explainer's failure score track the cause we know?
+Written through the runner's one write path (``wif_core.runner.write_run``), as collected and
+imported runs are, so wif's explainers, clusters and attribution run on a zoo run unchanged. Each
+item carries its ground-truth factors (the gaps between the top three inputs, where the maximum
+sits), which is what makes the zoo a test bench: does an explainer's failure score track the cause
+we know?
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from scipy.stats import spearmanr
 
 from wif_core.errors import InputError, WifError
 from wif_core.metrics import auc_ci
-from wif_core.runner import SplitOptions, make_run_id, write_splits
+from wif_core.runner import SplitOptions, make_run_id, write_run
 from wif_core.store import OutcomeRow, RunInfo, Store
 from wif_core.tasks.base import TaskItem
 from wif_core.zoo.attribution import attribution_rows
@@ -81,10 +82,9 @@ def store_run(
     run_id = make_run_id(model_name, task_name, config)
     if run_id in store.run_ids() and store.run(run_id).status == "complete":
         frame = store.items(run_id)
-        return ZooRunResult(run_id, spec.name, task_name, len(frame), float(frame["correct"].mean()),
-                            int(frame["split"].isin(["train", "val", "test"]).sum()), resumed=True)  # fmt: skip
-    if run_id in store.run_ids():
-        store.delete_run(run_id)  # an interrupted write: start it again whole
+        in_splits = int(frame["split"].isin(["train", "val", "test"]).sum())
+        return ZooRunResult(run_id=run_id, model=spec.name, task=task_name, n_items=len(frame),
+                            accuracy=float(frame["correct"].mean()), n_in_splits=in_splits, resumed=True)  # fmt: skip
 
     gen = torch.Generator().manual_seed(seed)
     x = task.sample(samples, spec.n, gen)
@@ -108,42 +108,70 @@ def store_run(
     layers = list(range(1, states.shape[1] + 1))
     is_rnn = isinstance(model, ZooRNN)
     width = len(str(samples - 1))
+    choices = _choices(spec.task, spec.n)
     items = []
     for i in range(samples):
         meta: dict[str, Any] = {"factors": list(factors), "x": xs[i].tolist(), "seed": seed, "index": i}
         meta.update({f: (int(v[i]) if f.endswith("_pos") else float(v[i])) for f, v in factors.items()})
-        items.append(TaskItem(f"{spec.name}-{i:0{width}d}", task_name, _context(xs[i], task.inputs),
-                              _choices(spec.task, spec.n), int(y[i]), meta))  # fmt: skip
+        items.append(TaskItem(item_id=f"{spec.name}-{i:0{width}d}", task=task_name,
+                              context=_context(xs[i], task.inputs), choices=choices, gold=int(y[i]), meta=meta))  # fmt: skip
     run = RunInfo(
-        run_id, model_name, task_name, f"zoo:seed={seed}", "collected", None, "logits", layers, ["last"],
-        [1] if is_rnn else [], len(layers), spec.hidden, "float32", seed, config=config,
-    )  # fmt: skip
-    store.create_run(run, items)
+        run_id=run_id,
+        model=model_name,
+        task=task_name,
+        source=f"zoo:seed={seed}",
+        kind="zoo",
+        n_choices=len(choices),
+        family=f"zoo-{task.output}",  # 'zoo-position' or 'zoo-class' (scalar tasks were refused above)
+        template=None,
+        scoring="logits",
+        layers=layers,
+        sites=["last"],
+        token_layers=[1] if is_rnn else [],
+        n_layers=len(layers),
+        d_model=spec.hidden,
+        act_dtype="float32",
+        seed=seed,
+        config=config,
+    )
     states_np, ll_np, pred_np, y_np = states.numpy(), ll.numpy(), pred.numpy(), y.numpy()
-    for start in range(0, samples, WRITE_BATCH):
-        rows = []
-        for i in range(start, min(samples, start + WRITE_BATCH)):
-            acts: dict[tuple[int, str], np.ndarray] = {(t, "last"): states_np[i, t - 1] for t in layers}
-            if is_rnn:
-                acts[(1, "tokens")] = states_np[i]  # the hidden state over time, for attention probes
-            rows.append(OutcomeRow(items[i].item_id, int(pred_np[i]), bool(pred_np[i] == y_np[i]), float(margin[i]),
-                                   ll_np[i].tolist(), None, None, acts))  # fmt: skip
-        store.write_outcomes(run_id, rows, "float32")
-        if progress:
-            progress(len(rows))
-    if is_rnn and task.inputs == "gaussian":  # exact position attributions (see wif_core.zoo.attribution)
+    index = {it.item_id: i for i, it in enumerate(items)}
+
+    def score(todo: list[TaskItem]) -> Iterator[list[OutcomeRow]]:
+        for start in range(0, len(todo), WRITE_BATCH):
+            rows = []
+            for it in todo[start : start + WRITE_BATCH]:
+                i = index[it.item_id]
+                acts: dict[tuple[int, str], np.ndarray] = {(t, "last"): states_np[i, t - 1] for t in layers}
+                if is_rnn:
+                    acts[(1, "tokens")] = states_np[i]  # the hidden state over time, for attention probes
+                rows.append(OutcomeRow(item_id=it.item_id, pred=int(pred_np[i]), correct=bool(pred_np[i] == y_np[i]),
+                                       margin=float(margin[i]), ll_sum=ll_np[i].tolist(), acts=acts))  # fmt: skip
+            yield rows
+
+    def attributions() -> None:  # exact position attributions (see wif_core.zoo.attribution)
         for start in range(0, samples, WRITE_BATCH):
             end = min(samples, start + WRITE_BATCH)
             ids = [it.item_id for it in items[start:end]]
             store.write_attributions(run_id, attribution_rows(model, ids, x[start:end], y[start:end], seed))
-    findings = write_splits(store, run_id, SplitOptions(k=k, seed=split_seed))
-    store.set_status(run_id, "complete")
+
+    result = write_run(
+        store,
+        run,
+        items,
+        score,
+        split_options=SplitOptions(k=k, seed=split_seed),
+        fresh=True,  # an interrupted write is started again whole
+        after_outcomes=attributions if is_rnn and task.inputs == "gaussian" else None,
+        progress=progress,
+    )
     frame = store.items(run_id)
     counts: dict[str, int] = {}
-    for f in findings:
+    for f in result.findings:
         counts[f.kind] = counts.get(f.kind, 0) + 1
-    return ZooRunResult(run_id, spec.name, task_name, samples, float((pred_np == y_np).mean()),
-                        int(frame["split"].isin(["train", "val", "test"]).sum()), findings=counts)  # fmt: skip
+    in_splits = int(frame["split"].isin(["train", "val", "test"]).sum())
+    return ZooRunResult(run_id=run_id, model=spec.name, task=task_name, n_items=samples,
+                        accuracy=float((pred_np == y_np).mean()), n_in_splits=in_splits, findings=counts)  # fmt: skip
 
 
 def _fingerprint(model: ZooModel) -> str:
@@ -209,7 +237,9 @@ def cause_recovery(
     for label, cause in (("known cause: −gap12", gaps), ("known cause: −min(gap12, gap23)", nearest)):
         ci = auc_ci(y_test, -cause, seed=seed)
         rho = -1.0 if cause is gaps else float(spearmanr(-cause, gaps).statistic)
-        rows.append(CauseRecovery(label, label, "gold", ci.auc, ci.ci_low, ci.ci_high, ci.n, rho, (rho, rho)))
+        rows.append(CauseRecovery(explainer=label, label=label, tier="gold", auc=ci.auc, ci_low=ci.ci_low,
+                                  ci_high=ci.ci_high, n_test=ci.n, spearman_gap12=rho,
+                                  spearman_gap12_ci=(rho, rho)))  # fmt: skip
     n_layers = max(data.facts.layers)
     for name, settings in explainers:
         s = dict(settings)
@@ -227,7 +257,9 @@ def cause_recovery(
             rho, ci_rho = math.nan, (math.nan, math.nan)
         else:
             rho, ci_rho = float(spearmanr(scores, g).statistic), _spearman_ci(scores, g, seed)
-        rows.append(CauseRecovery(name, r.label, r.tier, r.auc, r.ci_low, r.ci_high, r.n_test, rho, ci_rho))
+        rows.append(CauseRecovery(explainer=name, label=r.label, tier=r.tier, auc=r.auc, ci_low=r.ci_low,
+                                  ci_high=r.ci_high, n_test=r.n_test, spearman_gap12=rho,
+                                  spearman_gap12_ci=ci_rho))  # fmt: skip
     return rows
 
 
