@@ -12,7 +12,10 @@ N = 40
 
 
 def _items() -> list[TaskItem]:
-    return [TaskItem(f"i{j:02d}", "piqa", f"Question: q{j}?\nAnswer:", ("a", "b"), j % 2) for j in range(N)]
+    return [
+        TaskItem(item_id=f"i{j:02d}", task="piqa", context=f"Question: q{j}?\nAnswer:", choices=("a", "b"), gold=j % 2)
+        for j in range(N)
+    ]
 
 
 def _run() -> RunInfo:

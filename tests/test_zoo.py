@@ -387,7 +387,7 @@ def test_zoo_task_names_are_names_and_register_nothing(zoo_store) -> None:
     from wif_core.store import Store
     from wif_core.tasks.base import TASKS
     from wif_core.tasks.base import get_task as get_lm_task
-    from wif_core.zoo.names import store_task
+    from wif_core.zoo.tasks import store_task
 
     known = dict(TASKS)
     assert store_task("argmedian", 7) == "zoo-argmedian-n7" and dict(TASKS) == known
@@ -399,14 +399,6 @@ def test_zoo_task_names_are_names_and_register_nothing(zoo_store) -> None:
         run = store.run(result.run_id)
     assert (run.kind, run.n_choices, run.family, run.has_lm) == ("zoo", 3, "zoo-position", False)
     assert not any(name.startswith("zoo-") for name in TASKS)  # storing a zoo run registered no task
-
-
-def test_cli_names_match_the_registries() -> None:
-    from wif_core.zoo.estimators import ESTIMATORS
-    from wif_core.zoo.names import ESTIMATOR_NAMES, TASK_NAMES
-    from wif_core.zoo.tasks import TASKS
-
-    assert TASK_NAMES == tuple(TASKS) and ESTIMATOR_NAMES == tuple(ESTIMATORS)
 
 
 def test_position_attribution_is_exact_and_points_at_the_confused_pair(zoo_store) -> None:

@@ -85,12 +85,12 @@ def build_demo_zoo(store: Any) -> BuiltRun:
 
 def build_demo_attributions(db: Path, lm: Any, bars: Bars = _no_bar) -> int:
     """Attribute every failure of the demo's language-model runs with the demo's methods (resumes)."""
-    from wif_core.attribution import attribute_failures
+    from wif_core.attribution import attributable_runs, attribute_failures
     from wif_core.store import Store
 
     with Store.open(db) as store:
         runs = store.runs()
-    total = int(runs.loc[(runs["model"] == lm.name) & (runs["kind"] == "collected"), "n_incorrect"].sum())
+    total = int(attributable_runs(runs, lm.name)["n_incorrect"].sum())
     with bars("attributing failures", total, "item") as bar:
         summaries = attribute_failures(db, lm, DEMO_ATTRIBUTION_METHODS, progress=bar.update)
     return sum(s.n_computed for s in summaries)
@@ -137,10 +137,10 @@ def upgrade_demo(db: Path, cache_dir: Path | None = None, bars: Bars = _no_bar) 
     from wif_core.store import Store
 
     with Store.open(db, write=True) as store:  # upgrades a demo store of an older schema in place
-        if not any(store.run(r).task.startswith("zoo-") for r in store.run_ids()):
+        if not any(store.run(r).kind == "zoo" for r in store.run_ids()):
             build_demo_zoo(store)
         counts = store.attribution_counts()
-        lm_runs = {r for r in store.run_ids() if store.run(r).task in DEMO_TASKS}
+        lm_runs = {r for r in store.run_ids() if store.run(r).has_lm}
         has_attributions = bool(lm_runs & set(counts["run_id"]))
     build_demo_saes(db, bars)
     if not has_attributions:

@@ -41,10 +41,16 @@ class SplitOptions:
 
 @dataclass
 class CollectResult:
+    """What a collection or an import wrote: the run, how many items were scored now and before, leakage found."""
+
     run: RunInfo
     n_new: int
     n_skipped: int
     findings: list[splitting.Finding] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
 
 
 def _slug(text: str) -> str:
@@ -129,6 +135,7 @@ def collect(
     lm: Any,
     task: str,
     items: Sequence[TaskItem],
+    *,
     source: str,
     layers: Sequence[int],
     scoring: Scoring = "sum",
@@ -177,7 +184,10 @@ def collect(
     )
 
     def score(todo: list[TaskItem]) -> Iterator[list[OutcomeRow]]:
-        for batch in score_items(lm.model, lm.tokenizer, todo, run.layers, scoring, max_tokens, run.token_layers):
+        batches = score_items(
+            lm.model, lm.tokenizer, todo, run.layers, scoring=scoring, max_tokens=max_tokens, token_layers=run.token_layers
+        )
+        for batch in batches:
             yield [
                 OutcomeRow(
                     item_id=s.item_id,

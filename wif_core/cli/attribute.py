@@ -21,10 +21,16 @@ def _methods(text: str) -> list[str]:
     return names
 
 
-def _load(args: argparse.Namespace, model_spec: str) -> Any:
+def _load(args: argparse.Namespace, run: Any) -> Any:
+    """The model to attribute with: ``--model``, else the run's own (refused where wif cannot load it)."""
     from wif_core.models.loading import load_model
 
-    return load_model(args.model or model_spec, cache_dir(args))
+    if not run.has_lm and not args.model:
+        raise InputError(
+            f"run {run.run_id} has no language model wif can load (a {run.kind} run of '{run.model}'); "
+            "attribution needs the model itself: pass --model DIR_OR_HUB_ID"
+        )
+    return load_model(args.model or run.model, cache_dir(args))
 
 
 def _item_text(a: Any, stored: bool) -> str:
@@ -51,14 +57,9 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         raise InputError("--item takes one --method; give a single method name")
     with Store.open(args.db) as store:
         run = store.run(args.run)
-        if run.kind == "imported" and not args.model:
-            raise InputError(
-                f"run {run.run_id} was imported from another tool (outcomes of '{run.model}', no model); "
-                "attribution needs the model itself: pass --model DIR_OR_HUB_ID"
-            )
         if args.item:
             a, stored = item_attribution(
-                store, args.run, args.item, methods[0], lambda: _load(args, run.model),
+                store, args.run, args.item, methods[0], lambda: _load(args, run),
                 recompute=args.recompute, deletion=not args.no_deletion, seed=args.seed,
             )  # fmt: skip
     if args.item:
@@ -67,7 +68,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
                 store.write_attributions(args.run, [a.to_row()])
         emit(args, {**a.to_json(), "stored": stored}, _item_text(a, stored))
         return 0
-    lm = _load(args, run.model)
+    lm = _load(args, run)
     with progress_bar(args, desc="attributing", unit="item") as bar:
         summary = attribute_run(
             args.db,

@@ -149,7 +149,7 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any, common: AddCommon) -> None:
     """Add ``wif zoo {list,train,eval,estimate,store}`` to the ``wif`` subparsers ``sub``."""
-    from wif_core.zoo.names import DEFAULT_STEPS, ESTIMATOR_NAMES, TASK_NAMES
+    from wif_core.zoo import DEFAULT_STEPS, ESTIMATORS, TASKS
 
     zoo = sub.add_parser("zoo", help="tiny algorithmic models (AlgZoo): train, evaluate, estimate, store as runs")
     zsub = zoo.add_subparsers(dest="zoo_command", required=True)
@@ -167,7 +167,7 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.set_defaults(func=cmd_list)
 
     p = with_dir(zsub.add_parser("train", help="train a zoo model on fresh samples (CPU)"))
-    p.add_argument("task", help=f"one of: {', '.join(TASK_NAMES)}")
+    p.add_argument("task", help=f"one of: {', '.join(TASKS.names())}")
     p.add_argument("--hidden", type=int, required=True, help="hidden width d")
     p.add_argument("--seq", type=int, required=True, help="sequence length n")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"optimiser steps of 1024 samples "
@@ -193,11 +193,11 @@ def add_commands(sub: Any, common: AddCommon) -> None:
         zsub.add_parser("estimate", help="estimate accuracy (sampling, deductive, importance) or its MSE curve")
     )
     p.add_argument("name")
-    p.add_argument("--method", default="sampling", help=f"one of: {', '.join(ESTIMATOR_NAMES)}")
+    p.add_argument("--method", default="sampling", help=f"one of: {', '.join(ESTIMATORS.names())}")
     p.add_argument("--budget", type=int, default=100_000, help="forward passes the estimator may spend")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--curve", action="store_true", help="MSE vs compute over weight-noised copies; saved as JSON")
-    p.add_argument("--methods", default=",".join(ESTIMATOR_NAMES), help="estimators on the curve")
+    p.add_argument("--methods", default=",".join(ESTIMATORS.names()), help="estimators on the curve")
     p.add_argument("--low", type=int, default=100, help="smallest budget on the curve")
     p.add_argument("--high", type=int, default=100_000, help="largest budget on the curve")
     p.add_argument("--per-decade", type=int, default=2)

@@ -34,7 +34,7 @@ TIER_NOTES = {
 }
 
 
-@dataclass
+@dataclass(kw_only=True)
 class View:
     """What an explainer of a given tier may see of one split's items.
 
@@ -92,7 +92,7 @@ class View:
         return self._other(run_id)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunFacts:
     """What a run holds, for deciding which explainers apply."""
 

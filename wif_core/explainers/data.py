@@ -108,11 +108,16 @@ class RunData:
             else None
         )
         view = View(
-            tier, ids, self.facts.task,
-            part["context"].tolist(), [tuple(c) for c in part["choices"]],
-            acts, token_acts, list(self.facts.layers),
+            tier=tier,
+            item_ids=ids,
+            task=self.facts.task,
+            contexts=part["context"].tolist(),
+            choices=[tuple(c) for c in part["choices"]],
+            _acts=acts,
+            _token_acts=token_acts,
+            layers=list(self.facts.layers),
             _choice_scores=scores,
             _gold=part["gold"].to_numpy(dtype=int) if tier == "gold" else None,
             _other=(lambda run_id: self._other_failures(run_id, keys)) if tier == "gold" else None,
-        )  # fmt: skip
+        )
         return view, part["failed"].to_numpy(dtype=int)

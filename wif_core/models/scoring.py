@@ -302,6 +302,7 @@ def score_items(
     tokenizer: Any,
     items: Sequence[TaskItem],
     layers: Sequence[int],
+    *,
     scoring: Scoring = "sum",
     max_tokens: int = DEFAULT_MAX_TOKENS,
     token_layers: Sequence[int] = (),

@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from wif_core.errors import StoreError
+from wif_core.errors import StoreError, one_line
 from wif_core.store.schema import DDL, MIGRATIONS, SCHEMA_VERSION
 from wif_core.tasks.base import TaskItem, item_key
 
@@ -69,7 +69,7 @@ class RunInfo:
         return self.kind == LM_KIND
 
 
-@dataclass
+@dataclass(kw_only=True)
 class OutcomeRow:
     """A scored outcome to write; activations and tokens are optional (imports have none)."""
 
@@ -84,7 +84,7 @@ class OutcomeRow:
     tokens: dict[str, tuple[list[str], list[int], int]] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class AttributionRow:
     """One item's contrastive attribution by one method (see wif_core.attribution)."""
 
@@ -115,11 +115,6 @@ _RUN_COLS = [
 ]  # fmt: skip
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 class Store:
     """A wif store file. Use ``Store.open(path)`` to read, ``Store.open(path, write=True)`` to write."""
 
@@ -142,12 +137,12 @@ class Store:
         try:
             con = duckdb.connect(str(path), read_only=not write)
         except duckdb.IOException as exc:
-            msg = _one_line(exc)
+            msg = one_line(exc)
             if "lock" in msg.lower():
                 raise StoreError(f"{path} is in use by another wif process ({msg}); close it and retry") from None
             raise StoreError(f"{path} is not a DuckDB store ({msg}); point --db at a wif store") from None
         except duckdb.Error as exc:
-            raise StoreError(f"cannot open {path}: {_one_line(exc)}") from None
+            raise StoreError(f"cannot open {path}: {one_line(exc)}") from None
         store = cls(con, path, not write)
         if is_new:
             store._create()

@@ -13,7 +13,7 @@ from wif_core.errors import InputError
 Format = Literal["two_choice", "yes_no", "fill_blank", "three_choice"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TaskItem:
     """One multiple-choice item.
 
@@ -40,7 +40,7 @@ class TaskItem:
             )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TaskSpec:
     """What wif knows of a task: its format (which picks the templates) and choice count."""
 
@@ -54,17 +54,38 @@ class TaskSpec:
 
 TASKS: dict[str, TaskSpec] = {
     "piqa": TaskSpec(
-        "piqa", "two_choice", 2, "baber/piqa", None, "PIQA physical commonsense"
-    ),  # parquet mirror: no script
-    "boolq": TaskSpec("boolq", "yes_no", 2, "google/boolq", None, "BoolQ yes/no passage QA"),
-    "winogrande": TaskSpec(
-        "winogrande", "fill_blank", 2, "allenai/winogrande", "winogrande_xl", "WinoGrande coreference"
+        name="piqa",
+        format="two_choice",
+        n_choices=2,
+        hf_id="baber/piqa",  # a parquet mirror: no loading script
+        description="PIQA physical commonsense",
     ),
-    "siqa": TaskSpec("siqa", "three_choice", 3, "allenai/social_i_qa", None, "Social IQa"),
-    "gen-physical": TaskSpec("gen-physical", "two_choice", 2, description="generated affordance (PIQA format)"),
-    "gen-passage": TaskSpec("gen-passage", "yes_no", 2, description="generated passage QA (BoolQ format)"),
-    "gen-coref": TaskSpec("gen-coref", "fill_blank", 2, description="generated coreference (WinoGrande format)"),
-    "gen-social": TaskSpec("gen-social", "three_choice", 3, description="generated social reasoning (SIQA format)"),
+    "boolq": TaskSpec(
+        name="boolq", format="yes_no", n_choices=2, hf_id="google/boolq", description="BoolQ yes/no passage QA"
+    ),
+    "winogrande": TaskSpec(
+        name="winogrande",
+        format="fill_blank",
+        n_choices=2,
+        hf_id="allenai/winogrande",
+        hf_config="winogrande_xl",
+        description="WinoGrande coreference",
+    ),
+    "siqa": TaskSpec(
+        name="siqa", format="three_choice", n_choices=3, hf_id="allenai/social_i_qa", description="Social IQa"
+    ),
+    "gen-physical": TaskSpec(
+        name="gen-physical", format="two_choice", n_choices=2, description="generated affordance (PIQA format)"
+    ),
+    "gen-passage": TaskSpec(
+        name="gen-passage", format="yes_no", n_choices=2, description="generated passage QA (BoolQ format)"
+    ),
+    "gen-coref": TaskSpec(
+        name="gen-coref", format="fill_blank", n_choices=2, description="generated coreference (WinoGrande format)"
+    ),
+    "gen-social": TaskSpec(
+        name="gen-social", format="three_choice", n_choices=3, description="generated social reasoning (SIQA format)"
+    ),
 }
 
 

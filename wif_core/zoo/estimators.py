@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from wif_core.errors import InputError
-from wif_core.registry import Registry
+from wif_core.zoo import ESTIMATORS
 from wif_core.zoo.deductive import deduce
 from wif_core.zoo.evaluate import BATCH, FastRNN, batch_generator, count_correct_rnn, target_rank
 from wif_core.zoo.models import ZooModel, ZooRNN, rnn_from_weights
@@ -49,15 +49,13 @@ class Estimator(Protocol):
     def estimate(self, model: ZooModel, budget: int, seed: int = 0) -> Estimate: ...
 
 
-ESTIMATORS: Registry[type[Estimator]] = Registry("an estimator")
-
-
 def register(cls: type[Estimator]) -> type[Estimator]:
-    """Class decorator: add an estimator under its unique name."""
+    """Class decorator for an estimator of your own: add it under its unique name."""
     return ESTIMATORS.add(cls.name, cls)
 
 
 def get_estimator(name: str) -> Estimator:
+    """An instance of a registered estimator, or a one-line error listing them."""
     return ESTIMATORS.lookup(name)()
 
 
@@ -67,7 +65,6 @@ def _rnn_position_task(model: ZooModel, name: str) -> str | None:
     return None
 
 
-@register
 class Sampling:
     """Plain Monte Carlo: the fraction right on ``budget`` fresh inputs."""
 
@@ -106,7 +103,6 @@ class Sampling:
         )
 
 
-@register
 class Deductive:
     """ARC's wedge computation for M2,2: exact from the weights, no samples."""
 
@@ -131,7 +127,6 @@ class Deductive:
         )
 
 
-@register
 class NearTieImportance:
     """Importance sampling of near ties, where 2nd argmax fails: the top two, or the 2nd and 3rd, pulled together.
 

@@ -27,8 +27,7 @@ from wif_core.store import OutcomeRow, RunInfo, Store
 from wif_core.tasks.base import TaskItem
 from wif_core.zoo.attribution import attribution_rows
 from wif_core.zoo.models import ZooModel, ZooRNN
-from wif_core.zoo.names import store_task
-from wif_core.zoo.tasks import get_task, order_factors
+from wif_core.zoo.tasks import get_task, order_factors, store_task
 
 log = logging.getLogger(__name__)
 WRITE_BATCH = 2000

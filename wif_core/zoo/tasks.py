@@ -60,44 +60,47 @@ class ZooTask:
         return longest_cycle(x) - 1
 
 
-TASKS: dict[str, ZooTask] = {
-    "2nd_argmax": ZooTask(
-        name="2nd_argmax",
-        inputs="gaussian",
-        output="position",
-        description="position of the second-largest of n Gaussians",
-    ),
-    "argmedian": ZooTask(
-        name="argmedian",
-        inputs="gaussian",
-        output="position",
-        description="position of the median of n Gaussians (odd n)",
-        odd_only=True,
-        min_n=3,
-    ),
-    "median": ZooTask(
-        name="median",
-        inputs="gaussian",
-        output="scalar",
-        description="the median value of n Gaussians (odd n)",
-        odd_only=True,
-        min_n=3,
-    ),
-    "longest_cycle": ZooTask(
-        name="longest_cycle",
-        inputs="function",
-        output="class",
-        description="length − 1 of the longest cycle of a random function on n points",
-    ),
-}
+SECOND_ARGMAX = ZooTask(
+    name="2nd_argmax",
+    inputs="gaussian",
+    output="position",
+    description="position of the second-largest of n Gaussians",
+)
+ARGMEDIAN = ZooTask(
+    name="argmedian",
+    inputs="gaussian",
+    output="position",
+    description="position of the median of n Gaussians (odd n)",
+    odd_only=True,
+    min_n=3,
+)
+MEDIAN = ZooTask(
+    name="median",
+    inputs="gaussian",
+    output="scalar",
+    description="the median value of n Gaussians (odd n)",
+    odd_only=True,
+    min_n=3,
+)
+LONGEST_CYCLE = ZooTask(
+    name="longest_cycle",
+    inputs="function",
+    output="class",
+    description="length − 1 of the longest cycle of a random function on n points",
+)
 
 
 def get_task(name: str) -> ZooTask:
     """A zoo task by name, or a one-line error listing them."""
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise InputError(f"unknown zoo task '{name}'; use one of: {', '.join(TASKS)}") from None
+    from wif_core.zoo import TASKS
+
+    return TASKS.lookup(name)
+
+
+def store_task(task: str, n: int) -> str:
+    """The store's task name for a zoo task at length n (``zoo-2nd_argmax-n10``): a name only; what the run
+    is (its number of choices, its family) is on its run record."""
+    return f"zoo-{task}-n{n}"
 
 
 def second_argmax(x: torch.Tensor) -> torch.Tensor:

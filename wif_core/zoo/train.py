@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from wif_core.errors import InputError
+from wif_core.zoo import DEFAULT_STEPS
 from wif_core.zoo.models import ZooModel, ZooSpec, build, default_name
-from wif_core.zoo.names import DEFAULT_STEPS
 from wif_core.zoo.tasks import get_task
 
 log = logging.getLogger(__name__)
