@@ -39,7 +39,7 @@ test-fast: install
 
 check: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check wif_core pages ui app.py
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 bench: install

@@ -56,9 +56,19 @@ def _copy_run(store: Store, task: str, n: int) -> str | None:
         items = {it.item_id: it for it in real.task_items(run.run_id)}
         frame = real.items(run.run_id).head(n)
     kept = [items[i] for i in frame.item_id]
-    copy = RunInfo(run_id=run.run_id, model=EMBEDDED, task=task, source=run.source, n_choices=run.n_choices,
-                   family=run.family, template=run.template, scoring=run.scoring, n_layers=run.n_layers,
-                   d_model=run.d_model, status="complete")  # fmt: skip
+    copy = RunInfo(
+        run_id=run.run_id,
+        model=EMBEDDED,
+        task=task,
+        source=run.source,
+        n_choices=run.n_choices,
+        family=run.family,
+        template=run.template,
+        scoring=run.scoring,
+        n_layers=run.n_layers,
+        d_model=run.d_model,
+        status="complete",
+    )
     store.create_run(copy, kept)
     rows = [
         OutcomeRow(
@@ -99,16 +109,25 @@ def _tiny_llama(vocab: int) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)  # fmt: skip
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
     return LlamaForCausalLM(cfg).eval()
 
 
 def _conservation(model: Any, tokenizer: Any, cases: list) -> dict[str, dict[str, float]]:
     out = {}
     for rule in ("attnlrp", "cp"):
-        errs = [attnlrp(model, tokenizer, build_pair(it, tokenizer, w, r), rule).config["conservation_error"]
-                for it, w, r in cases]  # fmt: skip
+        errs = [
+            attnlrp(model, tokenizer, build_pair(it, tokenizer, w, r), rule).config["conservation_error"]
+            for it, w, r in cases
+        ]
         out[rule] = {"median": float(np.median(errs)), "max": float(np.max(errs)), "n": len(errs)}
     return out
 
@@ -127,8 +146,11 @@ def _faithfulness(db: Path, lm: Any, run_id: str | None) -> tuple[Any, list[floa
     with Store.open(db) as store:
         failed = set(store.items(run_id, outcome="incorrect").item_id[:N_FAITH])
         rows = [r for r in store.attributions(run_id) if r.item_id in failed]
-    ig = [r.config["completeness_error"] for r in rows
-          if r.method == "integrated_gradients" and r.config.get("completeness_error") is not None]  # fmt: skip
+    ig = [
+        r.config["completeness_error"]
+        for r in rows
+        if r.method == "integrated_gradients" and r.config.get("completeness_error") is not None
+    ]
     return faithfulness_summary(rows), ig, seconds, len(failed)
 
 
@@ -157,8 +179,10 @@ def main() -> dict:
         cases = _failures(db, run_id, max(N_TIMED + 1, N_CONSERVE))
         timings = _timings(lm, cases[: N_TIMED + 1])
         tiny = _tiny_llama(len(lm.tokenizer))
-        conservation = {"tiny": _conservation(tiny, lm.tokenizer, cases[:N_CONSERVE]),
-                        "embedded": _conservation(lm.model, lm.tokenizer, cases[:N_CONSERVE])}  # fmt: skip
+        conservation = {
+            "tiny": _conservation(tiny, lm.tokenizer, cases[:N_CONSERVE]),
+            "embedded": _conservation(lm.model, lm.tokenizer, cases[:N_CONSERVE]),
+        }
         t = time.perf_counter()
         batch = attribute_run(db, run_id, lm, [DEFAULT_METHOD], failures_only=True, limit=N_BATCH)
         batch_s = time.perf_counter() - t
@@ -183,8 +207,12 @@ def main() -> dict:
         if summary is None:
             continue
         rec = recommend(summary)
-        out_faith[task] = {"summary": summary.to_dict("records"), "recommend": rec,
-                           "ig_completeness_median": float(np.median(ig)), "seconds": seconds}  # fmt: skip
+        out_faith[task] = {
+            "summary": summary.to_dict("records"),
+            "recommend": rec,
+            "ig_completeness_median": float(np.median(ig)),
+            "seconds": seconds,
+        }
         sections.append(
             f"**{task}**, first {n} failures, all methods in {seconds:.0f} s (the batch's `{DEFAULT_METHOD}` reused); integrated gradients' completeness "
             f"error median {np.median(ig):.0%} (max {np.max(ig):.0%}):\n\n"
@@ -226,8 +254,14 @@ test favours it by construction; among the gradient-based methods it is a fair r
 {chr(10).join(sections)}
 """,
     )
-    return {"timings": timings, "batch_seconds": batch_s, "batch_items": batch.n_items, "conservation": conservation,
-            "faithfulness": out_faith, "run": run_id}  # fmt: skip
+    return {
+        "timings": timings,
+        "batch_seconds": batch_s,
+        "batch_items": batch.n_items,
+        "conservation": conservation,
+        "faithfulness": out_faith,
+        "run": run_id,
+    }
 
 
 if __name__ == "__main__":

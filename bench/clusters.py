@@ -111,8 +111,16 @@ def _suite() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
                     continue
                 t = time.perf_counter()
                 r = cluster_run(store, run_id, space=space, mode="failures")  # no cache: the time is a compute
-                ami_rows.append({"task": run.task, "space": space, "k": r.k, "n": r.n_clustered, "ami": dict(r.factor_ami),
-                                 "seconds": time.perf_counter() - t})  # fmt: skip
+                ami_rows.append(
+                    {
+                        "task": run.task,
+                        "space": space,
+                        "k": r.k,
+                        "n": r.n_clustered,
+                        "ami": dict(r.factor_ami),
+                        "seconds": time.perf_counter() - t,
+                    }
+                )
                 layer = {"activations": default_layer(run.layers), "sae": next(iter(available(DEMO, run_id)), None)}
                 name = "cluster-attribution" if space == "attribution" else "cluster"
                 kwargs = {"space": space, "layer": layer.get(space)}
@@ -123,8 +131,17 @@ def _suite() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
                 except WifError as exc:
                     auc_rows.append({"task": run.task, "space": space, "error": str(exc)})
                     continue
-                auc_rows.append({"task": run.task, "space": space, "tier": e.tier, "auc": e.auc, "ci": (e.ci_low, e.ci_high),
-                                 "n_test": e.n_test, "k": e.explanation.get("k")})  # fmt: skip
+                auc_rows.append(
+                    {
+                        "task": run.task,
+                        "space": space,
+                        "tier": e.tier,
+                        "auc": e.auc,
+                        "ci": (e.ci_low, e.ci_high),
+                        "n_test": e.n_test,
+                        "k": e.explanation.get("k"),
+                    }
+                )
     return ami_rows, auc_rows
 
 
@@ -194,8 +211,15 @@ so the intervals are wide.
 {auc_table}
 """,
     )
-    return {"kmeans_pca_s": km["seconds"], "umap_cold_s": um["cold"], "umap_warm_s": um["warm"], "page_s": page,
-            "source": source, "ami": ami_rows, "auc": auc_rows}  # fmt: skip
+    return {
+        "kmeans_pca_s": km["seconds"],
+        "umap_cold_s": um["cold"],
+        "umap_warm_s": um["warm"],
+        "page_s": page,
+        "source": source,
+        "ami": ami_rows,
+        "auc": auc_rows,
+    }
 
 
 if __name__ == "__main__":

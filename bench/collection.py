@@ -54,10 +54,27 @@ def _peak_rss(limit: int, source: Path, tmp: str) -> tuple[float, float]:
     db = f"{tmp}/rss-{limit}.duckdb"
     t = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", RSS_SCRIPT, "collect", "--model", EMBEDDED, "--task", "piqa", "--source", str(source),
-         "--limit", str(limit), "--db", db, "--json"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            RSS_SCRIPT,
+            "collect",
+            "--model",
+            EMBEDDED,
+            "--task",
+            "piqa",
+            "--source",
+            str(source),
+            "--limit",
+            str(limit),
+            "--db",
+            db,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     kb = next(int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("MAXRSS_KB"))
     return kb / 2**20, time.perf_counter() - t
 
@@ -88,10 +105,19 @@ def main(
             for size in rss_sizes:
                 rss[size] = _peak_rss(size, source, tmp)
     result = {
-        "flops": flops, "params": params, "bound_tokens_s": bound, "tokens_s": tokens_s, "items_s": items_s,
-        "naive_items_s": naive_items_s, "n_items": len(items), "tokens": tokens, "rss": rss, "layers": layers,
-        "max_tokens": max_tokens, "shaped_flops": shaped,
-    }  # fmt: skip
+        "flops": flops,
+        "params": params,
+        "bound_tokens_s": bound,
+        "tokens_s": tokens_s,
+        "items_s": items_s,
+        "naive_items_s": naive_items_s,
+        "n_items": len(items),
+        "tokens": tokens,
+        "rss": rss,
+        "layers": layers,
+        "max_tokens": max_tokens,
+        "shaped_flops": shaped,
+    }
     rss_lines = "\n".join(
         f"| {k} PIQA items | {gb:.2f} GiB | {sec:.0f} s (load included) |" for k, (gb, sec) in rss.items()
     )

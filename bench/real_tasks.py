@@ -36,8 +36,22 @@ def ensure_runs() -> dict[str, str]:
         if _complete(task, "smollm2-135m"):
             continue
         src = str(SHARED_BENCH / task)
-        args = ["collect", "--model", "smollm2-135m", "--task", task, "--source", src, "--sample", str(n),
-                "--token-layers", "18", "--db", str(DB), "--json"]  # fmt: skip
+        args = [
+            "collect",
+            "--model",
+            "smollm2-135m",
+            "--task",
+            task,
+            "--source",
+            src,
+            "--sample",
+            str(n),
+            "--token-layers",
+            "18",
+            "--db",
+            str(DB),
+            "--json",
+        ]
         if wif(args) != 0:
             raise RuntimeError(f"collect failed for {task}")
     for task in SAMPLES:
@@ -67,8 +81,9 @@ def _fmt(r) -> str:
 
 def _margin(a, b) -> str:
     c = compare(a, b)
-    return (f"`{c['a']}` − `{c['b']}` = {c['diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}], "
-            f"p = {c['p_value']:.3g}")  # fmt: skip
+    return (
+        f"`{c['a']}` − `{c['b']}` = {c['diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}], p = {c['p_value']:.3g}"
+    )
 
 
 def main() -> dict:
@@ -96,8 +111,14 @@ def main() -> dict:
             f"- best input-tier vs best `probe-paper` layer: {_margin(best_input, paper)}",
             f"- best input-tier internals explainer vs best input-tier baseline: {_margin(internals, baseline)}",
         ]
-        out[task] = {"run": run_id, "accuracy": acc, "best": best.label, "best_input": best_input.label,
-                     "input_vs_paper": compare(best_input, paper), "internals_vs_baseline": compare(internals, baseline)}  # fmt: skip
+        out[task] = {
+            "run": run_id,
+            "accuracy": acc,
+            "best": best.label,
+            "best_input": best_input.label,
+            "input_vs_paper": compare(best_input, paper),
+            "internals_vs_baseline": compare(internals, baseline),
+        }
         sections.append(
             f"### {task} — run `{run_id}` (accuracy {acc:.3f}; {len(results)} explainer settings, {elapsed:.0f} s of fitting)\n\n"
             f"| tier | explainer | test AUC [99.9% CI] | n |\n| --- | --- | --- | --- |\n{rows}\n\n"

@@ -73,8 +73,14 @@ def _train() -> dict[str, float | int | str]:
     fit_sae(sae, X, cfg)
     seconds = time.perf_counter() - t
     fit = reconstruction(sae, V)
-    return {"seconds": seconds, "n_tokens": len(X), "samples": DEMO_SAMPLES, "source": source,
-            "ev": fit["explained_variance"], "l0": fit["mean_l0"]}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "n_tokens": len(X),
+        "samples": DEMO_SAMPLES,
+        "source": source,
+        "ev": fit["explained_variance"],
+        "l0": fit["mean_l0"],
+    }
 
 
 def _page_seconds(reps: int = 3) -> float | None:

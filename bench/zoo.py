@@ -14,8 +14,14 @@ import torch
 
 from bench.common import machine, write_section
 
-SHIPPED = ("2nd_argmax_d2_n2", "2nd_argmax_d4_n3", "2nd_argmax_d16_n10", "argmedian_d16_n5",
-           "handcrafted_2nd_argmax_n2", "handcrafted_2nd_argmax_n10")  # fmt: skip
+SHIPPED = (
+    "2nd_argmax_d2_n2",
+    "2nd_argmax_d4_n3",
+    "2nd_argmax_d16_n10",
+    "argmedian_d16_n5",
+    "handcrafted_2nd_argmax_n2",
+    "handcrafted_2nd_argmax_n10",
+)
 ACC_SAMPLES = 10_000_000
 M22_SAMPLES = 100_000_000
 STORE_SAMPLES = 10_000
@@ -29,8 +35,9 @@ def _throughput(reps: int = 3) -> dict[str, float]:
     evaluate(model, 1_000_000)
     out = {"load_average": os.getloadavg()[0]}  # other processes on the cores show up here
     for threads in (1, 2):
-        out[f"threads_{threads}"] = max(evaluate(model, 20_000_000, seed=r, threads=threads).samples_per_second
-                                        for r in range(reps))  # fmt: skip
+        out[f"threads_{threads}"] = max(
+            evaluate(model, 20_000_000, seed=r, threads=threads).samples_per_second for r in range(reps)
+        )
     return out
 
 
@@ -45,10 +52,17 @@ def _m22() -> dict[str, float | bool]:
     deduce_s = time.perf_counter() - t
     sampled = evaluate(model, M22_SAMPLES, seed=2024)
     assert sampled.ci_low is not None and sampled.ci_high is not None
-    return {"deductive": exact.accuracy, "deductive_error_1_in": 1 / exact.error, "deductive_flops": exact.flops,
-            "deductive_s": deduce_s, "sampled": sampled.accuracy or 0.0, "ci_low": sampled.ci_low,
-            "ci_high": sampled.ci_high, "inside": sampled.ci_low <= exact.accuracy <= sampled.ci_high,
-            "sample_s": sampled.seconds}  # fmt: skip
+    return {
+        "deductive": exact.accuracy,
+        "deductive_error_1_in": 1 / exact.error,
+        "deductive_flops": exact.flops,
+        "deductive_s": deduce_s,
+        "sampled": sampled.accuracy or 0.0,
+        "ci_low": sampled.ci_low,
+        "ci_high": sampled.ci_high,
+        "inside": sampled.ci_low <= exact.accuracy <= sampled.ci_high,
+        "sample_s": sampled.seconds,
+    }
 
 
 def _accuracies() -> list[dict]:
@@ -61,10 +75,19 @@ def _accuracies() -> list[dict]:
         model = load(name)
         r = evaluate(model, ACC_SAMPLES, seed=777)
         meta = model.spec.meta
-        rows.append({"name": name, "accuracy": r.accuracy, "ci_low": r.ci_low, "ci_high": r.ci_high, "n": r.n,
-                     "arc": ARC_FIGURES.get(name, (None, None, "—"))[2], "steps": meta.get("steps"),
-                     "train_s": meta.get("train_seconds_all_seeds") or meta.get("train_seconds"),
-                     "seeds": len(meta.get("seeds_tried", [])) or None})  # fmt: skip
+        rows.append(
+            {
+                "name": name,
+                "accuracy": r.accuracy,
+                "ci_low": r.ci_low,
+                "ci_high": r.ci_high,
+                "n": r.n,
+                "arc": ARC_FIGURES.get(name, (None, None, "—"))[2],
+                "steps": meta.get("steps"),
+                "train_s": meta.get("train_seconds_all_seeds") or meta.get("train_seconds"),
+                "seeds": len(meta.get("seeds_tried", [])) or None,
+            }
+        )
     return rows
 
 
@@ -81,10 +104,20 @@ def _curves() -> list[dict]:
         decades = math.log10(sampling["flops"].max() / sampling["flops"].min()) if len(sampling) > 1 else 0.0
         for method, part in frame.groupby("method", sort=False):
             best = part.iloc[-1]
-            rows.append({"model": name, "method": method, "decades": decades, "flops": best["flops"],
-                         "mse": best["mse"], "gain": sampling_advantage(curve, str(method)),
-                         "copies": curve.copies, "repeats": curve.repeats, "noise": curve.noise,
-                         "truth": curve.truth_method})  # fmt: skip
+            rows.append(
+                {
+                    "model": name,
+                    "method": method,
+                    "decades": decades,
+                    "flops": best["flops"],
+                    "mse": best["mse"],
+                    "gain": sampling_advantage(curve, str(method)),
+                    "copies": curve.copies,
+                    "repeats": curve.repeats,
+                    "noise": curve.noise,
+                    "truth": curve.truth_method,
+                }
+            )
     return rows
 
 
@@ -101,8 +134,13 @@ def _cause() -> tuple[list[dict], dict]:
             run = store_run(store, load("2nd_argmax_d16_n10"), STORE_SAMPLES, seed=0)
             write_s = time.perf_counter() - t
             rows = [asdict(r) for r in cause_recovery(store, run.run_id)]
-    return rows, {"run_id": run.run_id, "n": run.n_items, "in_splits": run.n_in_splits, "accuracy": run.accuracy,
-                  "write_s": write_s}  # fmt: skip
+    return rows, {
+        "run_id": run.run_id,
+        "n": run.n_items,
+        "in_splits": run.n_in_splits,
+        "accuracy": run.accuracy,
+        "write_s": write_s,
+    }
 
 
 def main() -> dict:

@@ -31,8 +31,14 @@ if records:
         "random order (nats, mean over deletion steps; higher is better), with a 99.9% bootstrap CI. "
         + (f"**Verdict:** {verdict['reason']}." if verdict["method"] else verdict["reason"])
     )
-    st.dataframe(summary, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
-                 ["mean", "ci_low", "ci_high", "vs_best", "vs_best_low", "vs_best_high"]})  # fmt: skip
+    st.dataframe(
+        summary,
+        hide_index=True,
+        column_config={
+            c: st.column_config.NumberColumn(format="%.3f")
+            for c in ["mean", "ci_low", "ci_high", "vs_best", "vs_best_low", "vs_best_high"]
+        },
+    )
     cols = st.columns([1, 1, 4], vertical_alignment="bottom")
     agg_method = explain.choice(cols[0], "Method", stored, "agg_method", help="Stored method to aggregate.")
     k = explain.choice(cols[1], "Profile clusters", [3, 2, 4, 5], "profile_k", help="k of the k-means.")
@@ -64,8 +70,12 @@ item_id = explain.choice(cols[0], "Item (✗ failed, ✓ correct)", ids, "item",
 methods = attr.method_order(records, item_id)
 m1 = explain.choice(cols[1], "Method", methods, "method_a")
 m2 = explain.choice(cols[2], "Beside it", attr.beside_options(records, item_id, methods), "method_b")
-compute = cols[3].toggle("Compute if not stored", value=True, key="compute",
-                         help="Loads the run's model (CPU) and attributes this item now; nothing is written.")  # fmt: skip
+compute = cols[3].toggle(
+    "Compute if not stored",
+    value=True,
+    key="compute",
+    help="Loads the run's model (CPU) and attributes this item now; nothing is written.",
+)
 
 chosen = [m1] if m2 in ("none", m1) else [m1, m2]
 results = {m: attr.record(path, run_id, item_id, m, compute) for m in chosen}
@@ -85,9 +95,14 @@ for column, (method, result) in zip(st.columns(len(chosen)), results.items(), st
             st.caption(note)
         fig, table = attr.heatmap_figure(result, f"{method} · {item_id}")
         charts.show(fig, table, f"wif_attr_{run_id}_{item_id}_{method}", fmt)
-        st.download_button("Download the heatmap (HTML)", attr.heatmap_page(result, f"{method} · {item_id}"),
-                           file_name=f"wif_attr_{item_id}_{method}.html", mime="text/html", on_click="ignore",
-                           key=f"html_{method}")  # fmt: skip
+        st.download_button(
+            "Download the heatmap (HTML)",
+            attr.heatmap_page(result, f"{method} · {item_id}"),
+            file_name=f"wif_attr_{item_id}_{method}.html",
+            mime="text/html",
+            on_click="ignore",
+            key=f"html_{method}",
+        )
         with st.expander("Token text view"):
             st.markdown(attr.heatmap_html(result), unsafe_allow_html=True)
 if not shown:

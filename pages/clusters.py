@@ -21,17 +21,34 @@ fmt = charts.export_format()
 reasons = cl.spaces(run_id)
 
 cols = st.columns(7, vertical_alignment="bottom")
-space = cl.pick(cols[0], "Space", list(SPACES), next((s for s in SPACES if not reasons[s]), SPACES[0]), "space",
-               format_func=lambda s: cl.space_label(s, reasons),
-               help="Activations, SAE codes and text are input tier; attributions read the answer key (gold).")  # fmt: skip
+space = cl.pick(
+    cols[0],
+    "Space",
+    list(SPACES),
+    next((s for s in SPACES if not reasons[s]), SPACES[0]),
+    "space",
+    format_func=lambda s: cl.space_label(s, reasons),
+    help="Activations, SAE codes and text are input tier; attributions read the answer key (gold).",
+)
 if reasons[space]:
     st.info(f"This run has no {space} space: {reasons[space]}")
     st.stop()
-mode = explain.choice(cols[1], "Mode", ["failures", "all"], "mode",
-                      help="failures: cluster the failed items; all: cluster every item, rank by failure rate.")  # fmt: skip
+mode = explain.choice(
+    cols[1],
+    "Mode",
+    ["failures", "all"],
+    "mode",
+    help="failures: cluster the failed items; all: cluster every item, rank by failure rate.",
+)
 algorithm = explain.choice(cols[2], "Algorithm", ["kmeans", "hdbscan"], "algorithm")
-k = explain.choice(cols[3], "k", ["auto", *range(2, 16)], "k", disabled=algorithm != "kmeans",
-                   help="auto: the k in 2..10 with the best silhouette.")  # fmt: skip
+k = explain.choice(
+    cols[3],
+    "k",
+    ["auto", *range(2, 16)],
+    "k",
+    disabled=algorithm != "kmeans",
+    help="auto: the k in 2..10 with the best silhouette.",
+)
 layer = site = None
 if space in ("activations", "sae"):
     layer = cl.pick(cols[4], "Layer", *cl.layer_options(run_id, space), key="layer")
@@ -39,8 +56,16 @@ if space == "activations":
     site = cl.pick(cols[5], "Site", *cl.site_options(run_id), key="site")
 map_method = explain.choice(cols[6], "Map", ["pca", "umap"], "map", help="UMAP takes a few seconds more.")
 
-r = cl.result(run_id, space=space, mode=mode, algorithm=algorithm, k=None if k == "auto" or algorithm != "kmeans"
-              else int(k), layer=layer, site=site, map_method=map_method)  # fmt: skip
+r = cl.result(
+    run_id,
+    space=space,
+    mode=mode,
+    algorithm=algorithm,
+    k=None if k == "auto" or algorithm != "kmeans" else int(k),
+    layer=layer,
+    site=site,
+    map_method=map_method,
+)
 st.markdown(cl.summary(r))
 
 cols = st.columns([1, 1, 2], vertical_alignment="bottom")
@@ -54,13 +79,20 @@ shown = frame[frame["cluster"].isin(shown_ids)]
 shown = shown if outcome == "all" else shown[shown["outcome"] == outcome]
 name = f"wif_clusters_{run_id}_{space}_{mode}"
 charts.show(cl.scatter_figure(shown, colour, mode, map_method), shown.drop(columns="text"), name, fmt)
-st.download_button("Download the whole result (JSON)", json.dumps(r.to_json(), default=str), file_name=f"{name}.json",
-                   mime="application/json", on_click="ignore")  # fmt: skip
+st.download_button(
+    "Download the whole result (JSON)",
+    json.dumps(r.to_json(), default=str),
+    file_name=f"{name}.json",
+    mime="application/json",
+    on_click="ignore",
+)
 
 if r.factor_ami:
     ami = ", ".join(f"{f} {v:.2f}" for f, v in sorted(r.factor_ami.items(), key=lambda kv: -kv[1]))
-    st.markdown(f"**Do the clusters recover known causes?** Adjusted mutual information with each generator "
-                f"factor (0: chance, 1: the same grouping): {ami}.")  # fmt: skip
+    st.markdown(
+        f"**Do the clusters recover known causes?** Adjusted mutual information with each generator "
+        f"factor (0: chance, 1: the same grouping): {ami}."
+    )
 
 st.subheader("Clusters, by failure rate" if mode == "all" else "Clusters of failures, largest first")
 for n, c in enumerate(c for c in r.clusters if c.id in shown_ids):

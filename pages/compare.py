@@ -36,8 +36,10 @@ if pair:
         f"(paired bootstrap over {pair['n']} test items)."
     )
 else:
-    st.caption("Pick an internals explainer (probe, attention-probe) and a text baseline (surface, text) "
-               "of the input tier to see how much the model's internals add.")  # fmt: skip
+    st.caption(
+        "Pick an internals explainer (probe, attention-probe) and a text baseline (surface, text) "
+        "of the input tier to see how much the model's internals add."
+    )
 
 st.subheader("Results")
 table = explain.results_table(results)
@@ -59,12 +61,19 @@ st.dataframe(
         ),
     },
 )
-st.download_button("Download the results (CSV)", table.to_csv(index=False), file_name=f"wif_compare_{run_id}.csv",
-                   mime="text/csv", on_click="ignore")  # fmt: skip
+st.download_button(
+    "Download the results (CSV)",
+    table.to_csv(index=False),
+    file_name=f"wif_compare_{run_id}.csv",
+    mime="text/csv",
+    on_click="ignore",
+)
 
 st.subheader("ROC curves")
-st.caption("Line style by tier: solid input, dashed output, dotted gold. Layer and site narrow the curves "
-           "drawn for explainers that read one layer; the others are always drawn.")  # fmt: skip
+st.caption(
+    "Line style by tier: solid input, dashed output, dotted gold. Layer and site narrow the curves "
+    "drawn for explainers that read one layer; the others are always drawn."
+)
 facts, cols = run.facts, st.columns(4)
 layer = explain.choice(cols[0], "Layer", [explain.ALL, *sorted({*facts.layers, *facts.token_layers})], "layer")
 site = explain.choice(cols[1], "Site", [explain.ALL, *facts.sites, *(["tokens"] if facts.token_layers else [])], "site")
@@ -77,15 +86,19 @@ by_layer = charts.layer_frame(results)
 if by_layer.empty:
     st.caption("No chosen explainer reads one layer; pick probe-paper or probe variants to see AUC by layer.")
 else:
-    st.caption("The paper's Figure 1 for this run: test AUC of each layer's probe with its CI, one line per "
-               "explainer and site; points are nudged sideways so their CI bars stay apart.")  # fmt: skip
+    st.caption(
+        "The paper's Figure 1 for this run: test AUC of each layer's probe with its CI, one line per "
+        "explainer and site; points are nudged sideways so their CI bars stay apart."
+    )
     charts.show(charts.layer_figure(by_layer), by_layer, f"wif_auc_by_layer_{run_id}", fmt)
 
 st.subheader("Explanations")
 for r in sorted(results, key=lambda r: -r.auc):
     with st.expander(f"{r.label} · {r.tier} · AUC {r.auc:.3f}"):
-        st.caption(f"{r.explainer}: {explain.REGISTRY[r.explainer].summary}. Trained on {r.n_train}, tuned on "
-                   f"{r.n_val}, tested on {r.n_test} items ({r.n_test_failed} failed); seed {r.seed}.")  # fmt: skip
+        st.caption(
+            f"{r.explainer}: {explain.REGISTRY[r.explainer].summary}. Trained on {r.n_train}, tuned on "
+            f"{r.n_val}, tested on {r.n_test} items ({r.n_test_failed} failed); seed {r.seed}."
+        )
         tables, line, rest = explain.explanation_parts(r.explanation)
         if line:
             st.markdown(line)

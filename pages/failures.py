@@ -30,8 +30,11 @@ row = next(frame[frame["item_id"] == item_id].itertuples())
 st.subheader(item_id)
 cards = st.columns(4)
 cards[0].metric("Outcome", "correct" if row.correct else "incorrect")
-cards[1].metric("Margin", "—" if data.is_missing(row.margin) else f"{row.margin:+.3f}",
-                help="Gold choice's score minus the best other choice's; negative when the model was wrong.")  # fmt: skip
+cards[1].metric(
+    "Margin",
+    "—" if data.is_missing(row.margin) else f"{row.margin:+.3f}",
+    help="Gold choice's score minus the best other choice's; negative when the model was wrong.",
+)
 cards[2].metric("Split", "—" if data.is_missing(row.split) else row.split)
 cards[3].metric("Excluded", row.reason if row.excluded else "no")
 
@@ -55,10 +58,15 @@ else:
         for g, p in zip(scores["gold"], scores["prediction"], strict=True)
     ]
     fig = px.bar(
-        scores, x="option", y="value", color="role", facet_col="score", height=300,
+        scores,
+        x="option",
+        y="value",
+        color="role",
+        facet_col="score",
+        height=300,
         color_discrete_map={"gold": "#2e7d32", "gold + pick": "#2e7d32", "model's pick": "#c62828", "other": "#9e9e9e"},
         labels={"value": "log-likelihood (higher: more likely)", "option": "", "role": ""},
-    )  # fmt: skip
+    )
     names = {"ll_sum": "sum over the choice's tokens", "ll_per_byte": "per byte of the choice"}
     fig.for_each_annotation(lambda a: a.update(text=names.get(a.text.split("=", 1)[-1], a.text)))
     fig.update_yaxes(matches=None, showticklabels=True)

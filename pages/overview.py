@@ -46,11 +46,23 @@ st.caption(
 balance = data.split_balance(runs, counts)
 n_runs = balance["run"].nunique()
 fig = px.bar(
-    balance, x="split", y="n", color="group", barmode="group", facet_col="run", facet_col_wrap=2,
-    facet_row_spacing=0.12, color_discrete_map=COLOURS, height=320 * ((n_runs + 1) // 2),
-    category_orders={"split": [*data.SPLITS, "none"], "group": list(COLOURS), "run": list(dict.fromkeys(balance["run"]))},
+    balance,
+    x="split",
+    y="n",
+    color="group",
+    barmode="group",
+    facet_col="run",
+    facet_col_wrap=2,
+    facet_row_spacing=0.12,
+    color_discrete_map=COLOURS,
+    height=320 * ((n_runs + 1) // 2),
+    category_orders={
+        "split": [*data.SPLITS, "none"],
+        "group": list(COLOURS),
+        "run": list(dict.fromkeys(balance["run"])),
+    },
     labels={"n": "items", "group": "", "split": ""},
-)  # fmt: skip
+)
 fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
 fig.update_yaxes(matches=None, showticklabels=True)
 st.plotly_chart(fig, config=EXPORT)

@@ -30,8 +30,12 @@ st.caption(
 best = rows.loc[rows["auc"].idxmax()]
 cols = st.columns(3)
 cols[0].metric("Best layer", f"L{int(best['layer'])}", help="This run's layer with the highest test AUC.")
-cols[1].metric("Its AUC", f"{best['auc']:.3f}", help=f"{best['ci_level']:.1%} CI [{best['ci_low']:.3f}, "
-               f"{best['ci_high']:.3f}] over {int(best['n_test'])} test items.")  # fmt: skip
+cols[1].metric(
+    "Its AUC",
+    f"{best['auc']:.3f}",
+    help=f"{best['ci_level']:.1%} CI [{best['ci_low']:.3f}, "
+    f"{best['ci_high']:.3f}] over {int(best['n_test'])} test items.",
+)
 cols[2].metric("Paper's best AUC", f"{max(paper.values()):.3f}" if paper else "—", help="Gemma-2 2B, this task.")
 
 fig, frame = charts.paper_figure(rows, paper, rep["model"])
@@ -56,5 +60,10 @@ st.dataframe(
         "paper_auc": st.column_config.NumberColumn(format="%.3f", help="The paper's test AUC at that layer."),
     },
 )
-st.download_button("Download the table (CSV)", table.to_csv(index=False), file_name=f"wif_reproduce_{run_id}.csv",
-                   mime="text/csv", on_click="ignore")  # fmt: skip
+st.download_button(
+    "Download the table (CSV)",
+    table.to_csv(index=False),
+    file_name=f"wif_reproduce_{run_id}.csv",
+    mime="text/csv",
+    on_click="ignore",
+)

@@ -18,8 +18,9 @@ if not saes:
 
 cols = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
 layer = explain.choice(cols[0], "Layer", list(saes), "layer", help="Layers of this run that have an SAE.")
-by = explain.choice(cols[1], "Rank by", ["auc", "effect"], "by",
-                    help="auc: |AUC − 0.5| of the feature alone; effect: |Cohen's d|.")  # fmt: skip
+by = explain.choice(
+    cols[1], "Rank by", ["auc", "effect"], "by", help="auc: |AUC − 0.5| of the feature alone; effect: |Cohen's d|."
+)
 top = explain.choice(cols[2], "Features", [20, 50, 100, 10], "top", help="How many ranked features to list.")
 sae = sae_ui.info(saes[layer])
 cols[3].markdown(sae_ui.sae_line(sae))
@@ -40,8 +41,13 @@ if not d.features:
     st.stop()
 table = sae_ui.diff_table(d)
 feature = sae_ui.feature_picker(d, table)
-st.download_button("Download the table (CSV)", table.to_csv(index=False), file_name=f"wif_sae_{run_id}_L{layer}.csv",
-                   mime="text/csv", on_click="ignore")  # fmt: skip
+st.download_button(
+    "Download the table (CSV)",
+    table.to_csv(index=False),
+    file_name=f"wif_sae_{run_id}_L{layer}.csv",
+    mime="text/csv",
+    on_click="ignore",
+)
 
 f = next(x for x in d.features if x.feature == feature)
 st.subheader(f"Feature {feature}")
@@ -60,6 +66,10 @@ charts.show(sae_ui.histogram_figure(shown, feature), shown, f"wif_sae_{run_id}_L
 st.markdown("**Top-activating contexts** (any split; shading: the feature's activation on each token)")
 for ctx in f.contexts:
     outcome = "failed" if ctx.failed else "correct"
-    sae_ui.item_link(run_id, ctx.item_id, f"{ctx.item_id} · {outcome} · {ctx.split or 'no split'} · max "
-                     f"{ctx.activation:.2f} at “{visible(ctx.token.strip() or ctx.token)}”")  # fmt: skip
+    sae_ui.item_link(
+        run_id,
+        ctx.item_id,
+        f"{ctx.item_id} · {outcome} · {ctx.split or 'no split'} · max "
+        f"{ctx.activation:.2f} at “{visible(ctx.token.strip() or ctx.token)}”",
+    )
     st.markdown(sae_ui.context_html(ctx), unsafe_allow_html=True)

@@ -87,10 +87,15 @@ def items_file(tmp_path) -> Path:
     verbs = ["open", "clean", "fold", "cut", "dry", "heat", "cool", "fix", "paint", "move"]
     nouns = ["a jar", "a shirt", "the floor", "bread"]
     rows = [
-        {"goal": f"How do you {v} {n}?", "sol1": f"use a tool to {v} it", "sol2": f"ask {n} to {v} itself",
-         "label": (i + j) % 2}
-        for i, v in enumerate(verbs) for j, n in enumerate(nouns)
-    ]  # fmt: skip
+        {
+            "goal": f"How do you {v} {n}?",
+            "sol1": f"use a tool to {v} it",
+            "sol2": f"ask {n} to {v} itself",
+            "label": (i + j) % 2,
+        }
+        for i, v in enumerate(verbs)
+        for j, n in enumerate(nouns)
+    ]
     path = tmp_path / "piqa_items.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     return path

@@ -97,8 +97,10 @@ def _collected_rows(items: list[TaskItem], rng: np.random.Generator) -> list[Out
         acts = {key: v.astype(np.float16) for key, v in acts.items()}
         words = it.context.split()
         tokens = {"listing": (words, list(range(len(words))), 0)}
-        tokens |= {f"choice{j}": (words + c.split(), list(range(len(words + c.split()))), len(words))
-                   for j, c in enumerate(it.choices)}  # fmt: skip
+        tokens |= {
+            f"choice{j}": (words + c.split(), list(range(len(words + c.split()))), len(words))
+            for j, c in enumerate(it.choices)
+        }
         rows.append(
             OutcomeRow(
                 item_id=it.item_id,
@@ -147,8 +149,12 @@ def _attribution_rows(items: list[TaskItem], rows: list[OutcomeRow]) -> list[Att
             *(" " + w for w in it.choices[wrong].split()),
             *(" " + w for w in it.choices[it.gold].split()),
         ]
-        segments = ["special", *(["goal"] * len(words)), *(["wrong"] * len(it.choices[wrong].split())),
-                    *(["right"] * len(it.choices[it.gold].split()))]  # fmt: skip
+        segments = [
+            "special",
+            *(["goal"] * len(words)),
+            *(["wrong"] * len(it.choices[wrong].split())),
+            *(["right"] * len(it.choices[it.gold].split())),
+        ]
         push = 0.0 if row.correct else 1.0
         for m, method in enumerate(ATTRIBUTION_METHODS):
             scores = [2.0] + [(push - 0.5) * (1 + (j + n + m) % 3) / 10 for j in range(len(tokens) - 1)]
@@ -187,20 +193,51 @@ def make_synthetic_store(path: str | Path, with_sae: bool = True) -> list[str]:
     piqa = [_piqa_item(n) for n in range(N_ITEMS)]
     with Store.open(path, write=True) as store:
         collected = RunInfo(
-            run_id=COLLECTED_RUN, model="synthetic-lm", task="gen-physical", source="generated", kind="collected",
-            n_choices=2, family="two_choice", template="lm-eval-v1", scoring="sum", layers=LAYERS, sites=SITES,
-            token_layers=TOKEN_LAYERS, n_layers=4, d_model=D_MODEL, act_dtype="float16", seed=0,
-        )  # fmt: skip
+            run_id=COLLECTED_RUN,
+            model="synthetic-lm",
+            task="gen-physical",
+            source="generated",
+            kind="collected",
+            n_choices=2,
+            family="two_choice",
+            template="lm-eval-v1",
+            scoring="sum",
+            layers=LAYERS,
+            sites=SITES,
+            token_layers=TOKEN_LAYERS,
+            n_layers=4,
+            d_model=D_MODEL,
+            act_dtype="float16",
+            seed=0,
+        )
         store.create_run(collected, physical)
         collected_rows = _collected_rows(physical, rng)
         store.write_outcomes(COLLECTED_RUN, collected_rows, "float16")
         store.write_attributions(COLLECTED_RUN, _attribution_rows(physical, collected_rows))
-        imported = RunInfo(run_id=IMPORTED_RUN, model="other-lm", task="piqa", source="outcomes.json", kind="imported",
-                           n_choices=2, family="two_choice", template=None, scoring=None)  # fmt: skip
+        imported = RunInfo(
+            run_id=IMPORTED_RUN,
+            model="other-lm",
+            task="piqa",
+            source="outcomes.json",
+            kind="imported",
+            n_choices=2,
+            family="two_choice",
+            template=None,
+            scoring=None,
+        )
         store.create_run(imported, piqa)
         store.write_outcomes(IMPORTED_RUN, _imported_rows(piqa))
-        other = RunInfo(run_id=OTHER_RUN, model="other-lm", task="gen-physical", source="outcomes.json",
-                        kind="imported", n_choices=2, family="two_choice", template=None, scoring=None)  # fmt: skip
+        other = RunInfo(
+            run_id=OTHER_RUN,
+            model="other-lm",
+            task="gen-physical",
+            source="outcomes.json",
+            kind="imported",
+            n_choices=2,
+            family="two_choice",
+            template=None,
+            scoring=None,
+        )
         store.create_run(other, physical[:N_OTHER])
         store.write_outcomes(OTHER_RUN, _other_rows(physical[:N_OTHER]))
         for run_id in (COLLECTED_RUN, IMPORTED_RUN, OTHER_RUN):
@@ -210,6 +247,7 @@ def make_synthetic_store(path: str | Path, with_sae: bool = True) -> list[str]:
         from wif_core.sae.train import TrainConfig, train_run_sae
 
         with Store.open(path) as store:
-            train_run_sae(store, COLLECTED_RUN, SIGNAL_LAYER,
-                          TrainConfig(width=SAE_WIDTH, k=4, samples=4096, batch=64, lr=1e-2))  # fmt: skip
+            train_run_sae(
+                store, COLLECTED_RUN, SIGNAL_LAYER, TrainConfig(width=SAE_WIDTH, k=4, samples=4096, batch=64, lr=1e-2)
+            )
     return [COLLECTED_RUN, IMPORTED_RUN, OTHER_RUN]

@@ -158,8 +158,10 @@ def test_the_runs_family_lays_out_the_segments(lm, tmp_path):
             run = RunInfo(run_id=run_id, model="m", task="winogrande", source="test", n_choices=2, family=family)
             store.create_run(run, [item])
             store.write_outcomes(run_id, [OutcomeRow(item_id=item.item_id, pred=0, correct=False)])
-        got = {r: item_attribution(store, r, item.item_id, "grad_x_input", lm, deletion=False)[0].segments
-               for r in ("as-filled", "as-listed")}  # fmt: skip
+        got = {
+            r: item_attribution(store, r, item.item_id, "grad_x_input", lm, deletion=False)[0].segments
+            for r in ("as-filled", "as-listed")
+        }
     assert got["as-filled"] == list(default.segments)  # the run's record decides, not its task's name
     assert got["as-listed"] == list(other.segments)
 
@@ -173,8 +175,10 @@ def test_segment_labels_of_piqa_and_boolq_items(lm):
     assert "".join(t for t, s in labelled if s == "wrong") == " put it in a pot"
     assert "".join(t for t, s in labelled if s == "right") == " use a sieve"
     pair = build_pair(_boolq(), lm.tokenizer, 0, 1)
-    text = {seg: "".join(t for t, s in zip(pair.tokens, pair.segments, strict=True) if s == seg)
-            for seg in set(pair.segments)}  # fmt: skip
+    text = {
+        seg: "".join(t for t, s in zip(pair.tokens, pair.segments, strict=True) if s == seg)
+        for seg in set(pair.segments)
+    }
     assert text["passage"] == "The cat sat on the mat because it was warm."
     assert text["question"].strip() == "is the mat warm"
     assert "Question" in text["template"] and "Answer" in text["template"]
@@ -419,11 +423,38 @@ def test_cli_batch_stores_resumes_and_returns_one_item(tmp_path, capsys, tiny_mo
     from wif_core.cli import main
 
     db = str(tmp_path / "w.duckdb")
-    assert main(["collect", "--model", str(tiny_model_dir), "--task", "piqa", "--source", str(items_file),
-                 "--layers", "2,4", "--db", db, "--json"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "collect",
+                "--model",
+                str(tiny_model_dir),
+                "--task",
+                "piqa",
+                "--source",
+                str(items_file),
+                "--layers",
+                "2,4",
+                "--db",
+                db,
+                "--json",
+            ]
+        )
+        == 0
+    )
     run_id = json.loads(capsys.readouterr().out)["run_id"]
-    argv = ["--run", run_id, "--method", "grad_x_input,attnlrp", "--failures-only", "--limit", "3", "--db", db,
-            "--json"]  # fmt: skip
+    argv = [
+        "--run",
+        run_id,
+        "--method",
+        "grad_x_input,attnlrp",
+        "--failures-only",
+        "--limit",
+        "3",
+        "--db",
+        db,
+        "--json",
+    ]
     first = _attribute(capsys, argv)
     assert first["n_items"] == 3 and first["n_computed"] == 6 and first["n_skipped"] == 0
     assert set(first["per_method"]) == {"grad_x_input", "attnlrp"}

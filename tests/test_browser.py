@@ -25,9 +25,15 @@ from wif_core.store import Store
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 CHROME_ARGS = (
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000",
-)  # fmt: skip
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1400,1000",
+)
 MAIN = '[data-testid="stMainBlockContainer"], [data-testid="stAppViewBlockContainer"]'
 
 pytestmark = [
@@ -69,9 +75,17 @@ def _serve(db: Path, log_dir: Path) -> Iterator[str]:
     port = _free_port()
     log = (log_dir / f"streamlit-{port}.log").open("w")
     cmd = [
-        sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true", "--server.port", str(port),
-        "--browser.gatherUsageStats=false", "--server.fileWatcherType=none",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless=true",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats=false",
+        "--server.fileWatcherType=none",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "WIF_DB": str(db)}, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -21,8 +21,23 @@ def _json(capsys, argv: list[str]):
 
 def test_collect_runs_items_json(tmp_path, capsys, tiny_model_dir, items_file):
     db = str(tmp_path / "w.duckdb")
-    out = _json(capsys, ["collect", "--model", str(tiny_model_dir), "--task", "piqa", "--source", str(items_file),
-                         "--layers", "2,4", "--db", db, "--json"])  # fmt: skip
+    out = _json(
+        capsys,
+        [
+            "collect",
+            "--model",
+            str(tiny_model_dir),
+            "--task",
+            "piqa",
+            "--source",
+            str(items_file),
+            "--layers",
+            "2,4",
+            "--db",
+            db,
+            "--json",
+        ],
+    )
     assert out["n_items"] == 40 and out["n_scored"] == 40
     runs = _json(capsys, ["runs", "--db", db, "--json"])
     assert len(runs) == 1
@@ -66,8 +81,24 @@ CRASH = textwrap.dedent(
 
 def test_resume_after_kill_mid_write(tmp_path, capsys, tiny_model_dir, items_file):
     db = str(tmp_path / "w.duckdb")
-    argv = ["collect", "--model", str(tiny_model_dir), "--task", "piqa", "--source", str(items_file),
-            "--layers", "1,3", "--token-layers", "2", "--max-tokens", "300", "--db", db, "--json"]  # fmt: skip
+    argv = [
+        "collect",
+        "--model",
+        str(tiny_model_dir),
+        "--task",
+        "piqa",
+        "--source",
+        str(items_file),
+        "--layers",
+        "1,3",
+        "--token-layers",
+        "2",
+        "--max-tokens",
+        "300",
+        "--db",
+        db,
+        "--json",
+    ]
     killed = subprocess.run([sys.executable, "-c", CRASH, *argv], capture_output=True, text=True)
     assert killed.returncode == 137, killed.stderr
     with Store.open(db) as store:
@@ -81,10 +112,19 @@ def test_resume_after_kill_mid_write(tmp_path, capsys, tiny_model_dir, items_fil
     reference = str(tmp_path / "ref.duckdb")
     _json(capsys, [*argv[:-3], "--db", reference, "--json"])
     with Store.open(db) as store, Store.open(reference) as ref:
-        assert store.counts(run_id) == ref.counts(run_id) == {
-            "items": 40, "outcomes": 40, "activations": 240, "token_activations": 40, "tokens": 120, "splits": 40,
-            "attributions": 0,
-        }  # fmt: skip
+        assert (
+            store.counts(run_id)
+            == ref.counts(run_id)
+            == {
+                "items": 40,
+                "outcomes": 40,
+                "activations": 240,
+                "token_activations": 40,
+                "tokens": 120,
+                "splits": 40,
+                "attributions": 0,
+            }
+        )
         a = store.items(run_id).sort_values("item_id")
         b = ref.items(run_id).sort_values("item_id")
         assert a["pred"].tolist() == b["pred"].tolist()
@@ -95,8 +135,9 @@ def test_resume_after_kill_mid_write(tmp_path, capsys, tiny_model_dir, items_fil
 @pytest.mark.skipif(not BENCH.exists(), reason="../shared/benchmarks not present")
 def test_import_reports_piqa_leakage(tmp_path, capsys):
     db = str(tmp_path / "w.duckdb")
-    out = _json(capsys, ["import", str(BENCH / "piqa"), "--task", "piqa", "--model-name", "gemma-2-2b",
-                         "--db", db, "--json"])  # fmt: skip
+    out = _json(
+        capsys, ["import", str(BENCH / "piqa"), "--task", "piqa", "--model-name", "gemma-2-2b", "--db", db, "--json"]
+    )
     assert out["n_items"] == 4000 and out["accuracy"] == 0.5
     assert out["leakage"]["gold_conflict"] > 0 and out["n_duplicates"] > 0
     items = _json(capsys, ["items", "--run", out["run_id"], "--db", db, "--json"])
@@ -121,8 +162,19 @@ def test_errors_are_one_line(tmp_path, capsys, argv, message):
 
 
 def test_layer_beyond_depth(tmp_path, capsys, tiny_model_dir, items_file):
-    argv = ["collect", "--model", str(tiny_model_dir), "--task", "piqa", "--source", str(items_file),
-            "--layers", "2,9", "--db", str(tmp_path / "w.duckdb")]  # fmt: skip
+    argv = [
+        "collect",
+        "--model",
+        str(tiny_model_dir),
+        "--task",
+        "piqa",
+        "--source",
+        str(items_file),
+        "--layers",
+        "2,9",
+        "--db",
+        str(tmp_path / "w.duckdb"),
+    ]
     assert main(argv) == 2
     assert "the model has blocks 1..4" in capsys.readouterr().err
 

@@ -53,8 +53,14 @@ def make_planted_store(path: Path, failures_only: bool = False) -> None:
             n = len(items)
             failed = j % 12 < per12
             goal = f"How do you use the {word} in case {n}?"
-            meta = {"goal": goal, "group": g, "negation": g == "A", "gold_position": n % 2,
-                    "factors": ["group", "negation", "gold_position"], "generator": "gen-physical"}  # fmt: skip
+            meta = {
+                "goal": goal,
+                "group": g,
+                "negation": g == "A",
+                "gold_position": n % 2,
+                "factors": ["group", "negation", "gold_position"],
+                "generator": "gen-physical",
+            }
             item = TaskItem(
                 item_id=f"planted-{n:04d}",
                 task="gen-physical",
@@ -67,8 +73,10 @@ def make_planted_store(path: Path, failures_only: bool = False) -> None:
             pred = 1 - item.gold if failed else item.gold
             ll = [-10.0, -10.0]
             ll[pred] += 1.0
-            acts = {(1, "last"): (centres[g] + rng.normal(size=WIDTH)).astype(np.float16),
-                    (1, "mean"): rng.normal(size=WIDTH).astype(np.float16)}  # fmt: skip
+            acts = {
+                (1, "last"): (centres[g] + rng.normal(size=WIDTH)).astype(np.float16),
+                (1, "mean"): rng.normal(size=WIDTH).astype(np.float16),
+            }
             rows.append(
                 OutcomeRow(
                     item_id=item.item_id,
@@ -99,9 +107,22 @@ def make_planted_store(path: Path, failures_only: bool = False) -> None:
                 )
             )
     with Store.open(path, write=True) as store:
-        run = RunInfo(run_id=PLANTED_RUN, model="planted-lm", task="gen-physical", source="generated",
-                      kind="collected", n_choices=2, family="two_choice", template="lm-eval-v1", scoring="sum",
-                      layers=[1], sites=["last", "mean"], n_layers=2, d_model=WIDTH, seed=0)  # fmt: skip
+        run = RunInfo(
+            run_id=PLANTED_RUN,
+            model="planted-lm",
+            task="gen-physical",
+            source="generated",
+            kind="collected",
+            n_choices=2,
+            family="two_choice",
+            template="lm-eval-v1",
+            scoring="sum",
+            layers=[1],
+            sites=["last", "mean"],
+            n_layers=2,
+            d_model=WIDTH,
+            seed=0,
+        )
         store.create_run(run, items)
         store.write_outcomes(PLANTED_RUN, rows, "float16")
         write_splits(store, PLANTED_RUN, SplitOptions())
@@ -165,8 +186,14 @@ def test_maps_are_two_dimensional_and_seeded() -> None:
 
 
 def test_class_tfidf_words_on_a_tiny_corpus() -> None:
-    texts = ["The cat chased the mouse.", "A cat sat on the mat.", "My cat likes fish.",
-             "The dog chased the ball.", "A dog barked at 3 cars.", "My dog likes bones."]  # fmt: skip
+    texts = [
+        "The cat chased the mouse.",
+        "A cat sat on the mat.",
+        "My cat likes fish.",
+        "The dog chased the ball.",
+        "A dog barked at 3 cars.",
+        "My dog likes bones.",
+    ]
     out = class_tfidf(texts, [0, 0, 0, 1, 1, 1], top=10)
     assert out[0].words[0] == "cat" and out[1].words[0] == "dog"
     assert set(out[0].words) == {"cat", "mouse", "sat", "mat", "fish"}
@@ -230,8 +257,9 @@ def test_mode_failures_clusters_the_failures_and_places_the_rest(planted_db: Pat
     assert sum(r.clustered) == n_failed and all(f for f, c in zip(r.failed, r.clustered, strict=True) if c)
 
 
-def test_attribution_space_is_gold_and_results_are_cached(planted_db: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_attribution_space_is_gold_and_results_are_cached(
+    planted_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cache = ClusterCache(tmp_path / "clusters")
     with Store.open(planted_db) as store:
         r = cluster_run(store, PLANTED_RUN, space="attribution", mode="all", k=2, cache=cache)
@@ -250,10 +278,24 @@ def test_attribution_space_is_gold_and_results_are_cached(planted_db: Path, tmp_
 def test_hdbscan_finds_the_groups_and_marks_noise(planted_db: Path, tmp_path: Path) -> None:
     with Store.open(planted_db) as store:
         r = cluster_run(store, PLANTED_RUN, space="activations", mode="all", algorithm="hdbscan")
-        one = cluster_run(store, PLANTED_RUN, space="activations", mode="all", algorithm="hdbscan",
-                          min_cluster_size=3 * N_PER_GROUP, cache=ClusterCache(tmp_path))  # fmt: skip
-        cached = cluster_run(store, PLANTED_RUN, space="activations", mode="all", algorithm="hdbscan",
-                             min_cluster_size=3 * N_PER_GROUP, cache=ClusterCache(tmp_path))  # fmt: skip
+        one = cluster_run(
+            store,
+            PLANTED_RUN,
+            space="activations",
+            mode="all",
+            algorithm="hdbscan",
+            min_cluster_size=3 * N_PER_GROUP,
+            cache=ClusterCache(tmp_path),
+        )
+        cached = cluster_run(
+            store,
+            PLANTED_RUN,
+            space="activations",
+            mode="all",
+            algorithm="hdbscan",
+            min_cluster_size=3 * N_PER_GROUP,
+            cache=ClusterCache(tmp_path),
+        )
     assert one.k <= 1 and np.isnan(cached.silhouette) == np.isnan(one.silhouette)  # NaN survives the JSON cache
     assert r.k == 3 and r.k_chosen_by == "hdbscan"
     kept = np.asarray(r.labels) >= 0
@@ -399,8 +441,9 @@ def test_cli_json_and_text(planted_db: Path, monkeypatch: pytest.MonkeyPatch, ca
 # ---- text embeddings ------------------------------------------------------------------------
 
 
-def test_text_embeddings_with_the_bundled_minilm_and_their_cache(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_text_embeddings_with_the_bundled_minilm_and_their_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     texts = ["A cat sat on the mat.", "A kitten rested on the rug.", "Stock markets fell sharply today."]
     X = spaces.embed_texts(texts, ["a", "b", "c"], tmp_path, "run")
     assert X.shape == (3, 384) and np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-5)

@@ -10,7 +10,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_POSITIONAL = 5
 
 
-
 def _sources() -> list[Path]:
     """Every Python file of the repository outside hidden folders (.venv, .git, caches) and build outputs."""
     out = []

@@ -47,8 +47,9 @@ def _planted_store(path, n: int, signal: str, seed: int = 0) -> str:
         ll = [-1.0, -2.0] if pred == 0 else [-2.0, -1.0]
         acts = {
             (layer, site): rng.normal(size=(2, D) if site == "choice" else D).astype(np.float32)
-            for layer in (1, 2) for site in ("choice", "last", "mean")
-        }  # fmt: skip
+            for layer in (1, 2)
+            for site in ("choice", "last", "mean")
+        }
         acts[(1, "last")] = last
         acts[(2, "tokens")] = rng.normal(size=(int(rng.integers(3, 9)), D)).astype(np.float16)
         rows.append(
@@ -65,9 +66,19 @@ def _planted_store(path, n: int, signal: str, seed: int = 0) -> str:
             )
         )
     with Store.open(path, write=True) as store:
-        run = RunInfo(run_id="planted", model="lm", task="gen-physical", source="planted", n_choices=2,
-                      family="two_choice", layers=[1, 2], sites=["choice", "last", "mean"], token_layers=[2],
-                      n_layers=2, d_model=D)  # fmt: skip
+        run = RunInfo(
+            run_id="planted",
+            model="lm",
+            task="gen-physical",
+            source="planted",
+            n_choices=2,
+            family="two_choice",
+            layers=[1, 2],
+            sites=["choice", "last", "mean"],
+            token_layers=[2],
+            n_layers=2,
+            d_model=D,
+        )
         store.create_run(run, items)
         store.write_outcomes("planted", rows)
         write_splits(store, "planted", SplitOptions(seed=seed))
@@ -103,8 +114,14 @@ def test_input_tier_stays_at_chance_when_gold_is_the_only_signal(gold_only):
     by_tier = {}
     for r in results:
         by_tier.setdefault(r.tier, []).append(r)
-    assert {r.explainer for r in by_tier["input"]} >= {"probe", "probe-paper", "probe-all-layers", "surface", "text",
-                                                       "attention-probe"}  # fmt: skip
+    assert {r.explainer for r in by_tier["input"]} >= {
+        "probe",
+        "probe-paper",
+        "probe-all-layers",
+        "surface",
+        "text",
+        "attention-probe",
+    }
     for r in by_tier["input"]:
         assert r.ci_low < 0.5 < r.ci_high, f"{r.label} found a signal that only the answer key carries: {r.auc:.3f}"
     prior = next(r for r in by_tier["gold"] if r.explainer == "label-prior")
@@ -138,8 +155,17 @@ def test_result_contract_and_cache(gold_only, tmp_path):
 
 
 def test_every_registered_explainer_declares_a_tier():
-    assert set(REGISTRY) >= {"probe-paper", "probe", "probe-all-layers", "attention-probe", "confidence",
-                             "label-prior", "surface", "text", "cross-model"}  # fmt: skip
+    assert set(REGISTRY) >= {
+        "probe-paper",
+        "probe",
+        "probe-all-layers",
+        "attention-probe",
+        "confidence",
+        "label-prior",
+        "surface",
+        "text",
+        "cross-model",
+    }
     tiers = {name: cls.tier for name, cls in REGISTRY.items()}
     assert tiers["confidence"] == "output" and tiers["label-prior"] == tiers["cross-model"] == "gold"
     with pytest.raises(ValueError, match="already registered"):

@@ -102,7 +102,9 @@ def test_cycle_finder_finds_a_cycle_and_ignores_type_checking(tmp_path: Path) ->
     (pkg / "sub" / "__init__.py").write_text("from pkg.sub import b\n")
     (pkg / "a.py").write_text("def f():\n    from pkg import b\n")
     (pkg / "b.py").write_text("from pkg.a import f\n")
-    (pkg / "sub" / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.sub import c\n")
+    (pkg / "sub" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.sub import c\n"
+    )
     (pkg / "sub" / "c.py").write_text("from . import b\n")
     assert cycles(import_graph(pkg)) == [["pkg.a", "pkg.b"]]
 
@@ -115,9 +117,11 @@ def test_wif_core_has_no_import_cycles() -> None:
 def test_only_the_cli_imports_the_cli() -> None:
     """The library never imports ``wif_core.cli``, and neither does the app layer."""
     graph = import_graph(PACKAGE)
-    offenders = [m for m, targets in graph.items() if not m.startswith("wif_core.cli") and any(
-        t.startswith("wif_core.cli") for t in targets
-    )]
+    offenders = [
+        m
+        for m, targets in graph.items()
+        if not m.startswith("wif_core.cli") and any(t.startswith("wif_core.cli") for t in targets)
+    ]
     assert offenders == []
     for path in [*ROOT.joinpath("ui").rglob("*.py"), *ROOT.joinpath("pages").rglob("*.py"), ROOT / "app.py"]:
         tree = ast.parse(path.read_text())

@@ -30,8 +30,10 @@ def _scorer(seen: list[list[str]], die_after: int | None = None):
         for n, start in enumerate(range(0, len(todo), 8)):
             if die_after is not None and n == die_after:
                 raise KeyboardInterrupt
-            yield [OutcomeRow(item_id=it.item_id, pred=0, correct=int(it.item_id[1:]) % 3 != 0)
-                   for it in todo[start : start + 8]]  # fmt: skip
+            yield [
+                OutcomeRow(item_id=it.item_id, pred=0, correct=int(it.item_id[1:]) % 3 != 0)
+                for it in todo[start : start + 8]
+            ]
 
     return score
 
@@ -59,8 +61,9 @@ def test_fresh_writes_the_run_whole_and_extra_writes_come_before_the_splits(tmp_
         def after() -> None:
             states.append((store.run("r1").status, store.counts("r1")["splits"]))
 
-        result = write_run(store, _run(), _items(), _scorer(seen), split_options=SplitOptions(), fresh=True,
-                           after_outcomes=after)  # fmt: skip
+        result = write_run(
+            store, _run(), _items(), _scorer(seen), split_options=SplitOptions(), fresh=True, after_outcomes=after
+        )
         assert len(seen[1]) == N and result.n_new == N and result.n_skipped == 0
         assert states == [("collecting", 0)] and store.counts("r1")["outcomes"] == N
         assert store.run("r1").status == "complete"

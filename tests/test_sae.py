@@ -96,9 +96,19 @@ def _planted_store(path: Path, n: int, signal: str, seed: int = 0) -> tuple[str,
             )
         )
     with Store.open(path, write=True) as store:
-        run = RunInfo(run_id="planted", model="lm", task="gen-physical", source="planted", n_choices=2,
-                      family="two_choice", layers=[2], sites=["last"], token_layers=[2], n_layers=2,
-                      d_model=D)  # fmt: skip
+        run = RunInfo(
+            run_id="planted",
+            model="lm",
+            task="gen-physical",
+            source="planted",
+            n_choices=2,
+            family="two_choice",
+            layers=[2],
+            sites=["last"],
+            token_layers=[2],
+            n_layers=2,
+            d_model=D,
+        )
         store.create_run(run, items)
         store.write_outcomes("planted", rows)
         write_splits(store, "planted", SplitOptions(seed=seed))
@@ -134,8 +144,12 @@ def test_trained_sae_is_saved_in_sae_lens_format_and_round_trips(feature_store, 
     out = sae_dir(path, "planted", 2)
     assert available(path, "planted") == {2: out}
     # sae-lens's files plus wif's metrics and codes: no pickle anywhere
-    assert sorted(p.name for p in out.iterdir()) == ["cfg.json", "codes.safetensors", "metrics.json",
-                                                     "sae_weights.safetensors"]  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cfg.json",
+        "codes.safetensors",
+        "metrics.json",
+        "sae_weights.safetensors",
+    ]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["splits"] == ["train"] and metrics["eval_split"] == "val"
     assert metrics["explained_variance"] > metrics["untrained"]["explained_variance"]
@@ -308,14 +322,38 @@ def test_cli_train_diff_list_json(tmp_path, capsys, monkeypatch):
     message = capsys.readouterr().err.strip()
     assert err == 2 and "no SAE at layer 2" in message and "wif sae train" in message and "\n" not in message
 
-    out = _json(capsys, ["sae", "train", "--db", db, "--run", "planted", "--layer", "2", "--width", "48", "--k", "6",
-                         "--samples", "20000", "--batch", "64", "--lr", "0.005", "--json"])  # fmt: skip
+    out = _json(
+        capsys,
+        [
+            "sae",
+            "train",
+            "--db",
+            db,
+            "--run",
+            "planted",
+            "--layer",
+            "2",
+            "--width",
+            "48",
+            "--k",
+            "6",
+            "--samples",
+            "20000",
+            "--batch",
+            "64",
+            "--lr",
+            "0.005",
+            "--json",
+        ],
+    )
     assert {"explained_variance", "mse", "mean_l0", "n_tokens", "seconds", "seed", "arch", "width", "path"} <= set(out)
     assert out["width"] == 48 and out["arch"] == "topk" and out["explained_variance"] > 0.5
     assert Path(out["path"]) == sae_dir(db, "planted", 2)
 
-    rows = _json(capsys, ["sae", "diff", "--db", db, "--run", "planted", "--layer", "2", "--top", "5",
-                          "--resamples", "200", "--json"])  # fmt: skip
+    rows = _json(
+        capsys,
+        ["sae", "diff", "--db", db, "--run", "planted", "--layer", "2", "--top", "5", "--resamples", "200", "--json"],
+    )
     assert isinstance(rows, list) and len(rows) == 5
     for row in rows:
         assert {"feature", "freq_fail", "freq_success", "effect", "auc", "ci_low", "ci_high", "contexts"} <= set(row)
@@ -338,8 +376,10 @@ def test_cli_add_takes_a_local_sae_directory_after_checking_its_width(tmp_path, 
     assert not available(db, "planted")  # nothing was written
 
     new_sae(D, TrainConfig(width=16, k=2)).save_inference_model(tmp_path / "mine")
-    out = _json(capsys, ["sae", "add", "--db", db, "--run", "planted", "--layer", "2", "--sae", str(tmp_path / "mine"),
-                         "--json"])  # fmt: skip
+    out = _json(
+        capsys,
+        ["sae", "add", "--db", db, "--run", "planted", "--layer", "2", "--sae", str(tmp_path / "mine"), "--json"],
+    )
     assert out["source"] == str(tmp_path / "mine") and out["width"] == 16 and out["n_sink_tokens"] == 60
     assert available(db, "planted") == {2: sae_dir(db, "planted", 2)}
     assert sae_info(sae_dir(db, "planted", 2)).metrics["source"] == str(tmp_path / "mine")

@@ -11,8 +11,13 @@ from wif_core.splits import assign, balanced_splits, find_leakage
 
 def _frame(n_correct: int, n_incorrect: int) -> pd.DataFrame:
     n = n_correct + n_incorrect
-    return pd.DataFrame({"item_id": [f"i{j}" for j in range(n)], "key": [f"k{j}" for j in range(n)],
-                         "correct": [True] * n_correct + [False] * n_incorrect})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "item_id": [f"i{j}" for j in range(n)],
+            "key": [f"k{j}" for j in range(n)],
+            "correct": [True] * n_correct + [False] * n_incorrect,
+        }
+    )
 
 
 def test_balanced_and_seeded():
@@ -36,24 +41,39 @@ def test_k_and_fraction_checks():
 
 
 def test_leakage_kinds():
-    frame = pd.DataFrame({
-        "item_id": ["a", "b", "c", "d", "e", "f", "g"],
-        "key": ["x", "x", "y", "y", "z", "z", "w"],
-        "correct": [True, False, True, True, True, True, False],
-        "split": ["train", "train", "train", "test", "val", "val", "val"],
-        "gold": [0, 0, 0, 0, 0, 0, 0],
-        "choices": [["p", "q"], ["p", "q"], ["p", "q"], ["p", "q"], ["p", "q"], ["p", "q"], ["p", "q"]],
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c", "d", "e", "f", "g"],
+            "key": ["x", "x", "y", "y", "z", "z", "w"],
+            "correct": [True, False, True, True, True, True, False],
+            "split": ["train", "train", "train", "test", "val", "val", "val"],
+            "gold": [0, 0, 0, 0, 0, 0, 0],
+            "choices": [["p", "q"], ["p", "q"], ["p", "q"], ["p", "q"], ["p", "q"], ["p", "q"], ["p", "q"]],
+        }
+    )
     findings, excluded = find_leakage(frame)
     kinds = {f.kind: f.item_ids for f in findings}
     assert kinds == {"both_outcomes": ["a", "b"], "cross_split": ["c", "d"], "repeat": ["e", "f"]}
-    assert excluded == {"a": "both_outcomes", "b": "both_outcomes", "c": "cross_split", "d": "cross_split",
-                        "f": "repeat"}  # fmt: skip
+    assert excluded == {
+        "a": "both_outcomes",
+        "b": "both_outcomes",
+        "c": "cross_split",
+        "d": "cross_split",
+        "f": "repeat",
+    }
 
 
 def test_conflicting_answer_keys_are_found_even_with_swapped_choices():
-    frame = pd.DataFrame({"item_id": ["a", "b"], "key": ["x", "x"], "correct": [True, False],
-                          "split": ["train", "val"], "gold": [0, 0], "choices": [["p", "q"], ["q", "p"]]})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "item_id": ["a", "b"],
+            "key": ["x", "x"],
+            "correct": [True, False],
+            "split": ["train", "val"],
+            "gold": [0, 0],
+            "choices": [["p", "q"], ["q", "p"]],
+        }
+    )
     findings, excluded = find_leakage(frame)
     assert "gold_conflict" in {f.kind for f in findings} and set(excluded) == {"a", "b"}
 

@@ -20,8 +20,18 @@ def _items(n: int = 4) -> list[TaskItem]:
 
 def _store(path) -> Store:
     store = Store.open(path, write=True)
-    run = RunInfo(run_id="r1", model="m", task="piqa", source="test", n_choices=2, family="two_choice", layers=[1],
-                  sites=["last", "choice"], token_layers=[1], d_model=3)
+    run = RunInfo(
+        run_id="r1",
+        model="m",
+        task="piqa",
+        source="test",
+        n_choices=2,
+        family="two_choice",
+        layers=[1],
+        sites=["last", "choice"],
+        token_layers=[1],
+        d_model=3,
+    )
     store.create_run(run, _items())
     return store
 

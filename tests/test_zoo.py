@@ -165,8 +165,9 @@ def test_estimators_are_registered_once_and_importance_is_unbiased() -> None:
 
 def test_mse_curve_on_m22_puts_the_deduction_at_zero_error() -> None:
     model = load("2nd_argmax_d2_n2")
-    curve = mse_curve(model, ["sampling", "importance", "deductive"], [100, 1_000, 10_000], copies=2, repeats=3,
-                      noise=0.01)  # fmt: skip
+    curve = mse_curve(
+        model, ["sampling", "importance", "deductive"], [100, 1_000, 10_000], copies=2, repeats=3, noise=0.01
+    )
     by = {(p.method, p.budget): p for p in curve.points}
     assert curve.truth_method == "deductive" and by[("deductive", None)].mse < 1e-24
     assert by[("sampling", 10_000)].flops == 100 * by[("sampling", 100)].flops
@@ -195,7 +196,7 @@ def test_bad_input_gives_one_line_naming_the_fix(tmp_path: Path) -> None:
                 torch.zeros(3, 4),
             ),
             "weight 'W_hh' has shape",
-        ),  # fmt: skip
+        ),
         (lambda: load("2nd_argmax_d99_n99"), "no zoo model '2nd_argmax_d99_n99'"),
     ]
     not_safetensors = tmp_path / "junk.safetensors"
@@ -422,8 +423,11 @@ def test_position_attribution_is_exact_and_points_at_the_confused_pair(zoo_store
         assert r.segments[r.right_choice] == "right_pos" and r.segments[r.wrong_choice] == "wrong_pos"
         assert Attribution.from_row(r).heat()  # the attribution page can draw it
     # the known cause: on failures, the confused pair (wrong and right positions) carries most of |relevance|
-    shares = [sum(abs(r.scores[p]) for p in (r.wrong_choice, r.right_choice)) / sum(map(abs, r.scores))
-              for r in rows if r.delta > 0]  # fmt: skip
+    shares = [
+        sum(abs(r.scores[p]) for p in (r.wrong_choice, r.right_choice)) / sum(map(abs, r.scores))
+        for r in rows
+        if r.delta > 0
+    ]
     assert np.mean(shares) > 0.5
     x = torch.tensor([[0.3, -1.0, 2.0]])
     scores, delta, profile = position_scores(model, x, torch.tensor([0]), torch.tensor([2]))

@@ -108,18 +108,37 @@ def heatmap_figure(row: Attribution, title: str) -> tuple[go.Figure, pd.DataFram
     fig = go.Figure()
     widths = [max(1, len(t)) for t in texts]
     fig.add_bar(
-        x=widths, y=ys, base=[x - w / 2 for x, w in zip(xs, widths, strict=True)], orientation="h", width=0.9,
-        marker={"color": values, "colorscale": COLOURS, "cmin": -1, "cmax": 1, "line": {"width": 0},
-                "colorbar": {"title": "r / max|r|", "thickness": 12}},
-        text=texts, textposition="inside", insidetextanchor="middle", textfont={"family": "monospace", "size": 12},
-        hovertext=hover, hoverinfo="text", showlegend=False,
-    )  # fmt: skip
+        x=widths,
+        y=ys,
+        base=[x - w / 2 for x, w in zip(xs, widths, strict=True)],
+        orientation="h",
+        width=0.9,
+        marker={
+            "color": values,
+            "colorscale": COLOURS,
+            "cmin": -1,
+            "cmax": 1,
+            "line": {"width": 0},
+            "colorbar": {"title": "r / max|r|", "thickness": 12},
+        },
+        text=texts,
+        textposition="inside",
+        insidetextanchor="middle",
+        textfont={"family": "monospace", "size": 12},
+        hovertext=hover,
+        hoverinfo="text",
+        showlegend=False,
+    )
     fig.update_yaxes(autorange="reversed", visible=False)
     fig.update_xaxes(visible=False, range=[0, LINE_CHARS + 2])
     fig.update_layout(
-        title={"text": title, "font": {"size": 13}}, height=80 + 26 * len(lines), bargap=0,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10}, plot_bgcolor="white", uniformtext={"minsize": 8, "mode": "show"},
-    )  # fmt: skip
+        title={"text": title, "font": {"size": 13}},
+        height=80 + 26 * len(lines),
+        bargap=0,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        plot_bgcolor="white",
+        uniformtext={"minsize": 8, "mode": "show"},
+    )
     frame = pd.DataFrame({"token": row.tokens, "segment": row.segments, "score": row.scores})
     return fig, frame
 
@@ -135,8 +154,9 @@ def deletion_figure(rows: dict[str, Attribution]) -> tuple[go.Figure, pd.DataFra
         x = d.get("fraction") or d.get("k")
         colour = palette[n % len(palette)]
         fig.add_scatter(x=x, y=d["top"], mode="lines+markers", name=f"{method}: top first", line={"color": colour})
-        fig.add_scatter(x=x, y=d["random"], mode="lines", name=f"{method}: random order",
-                        line={"color": colour, "dash": "dot"})  # fmt: skip
+        fig.add_scatter(
+            x=x, y=d["random"], mode="lines", name=f"{method}: random order", line={"color": colour, "dash": "dot"}
+        )
         parts.append(pd.DataFrame({"method": method, "x": x, "top": d["top"], "random": d["random"]}))
     fig.add_hline(y=0, line={"color": "#9e9e9e", "width": 1})
     fig.update_xaxes(title="context tokens deleted (share)" if rows and _has_fraction(rows) else "tokens deleted")
@@ -190,8 +210,10 @@ def completeness_note(row: Attribution) -> str | None:
     for key, what in (("conservation_error", "conservation"), ("completeness_error", "completeness")):
         err = cfg.get(key)
         if isinstance(err, int | float) and math.isfinite(err) and err > 0.01:
-            return (f"{row.method}: {what} error {err:.0%} — the scores do not add up to Δ here; read the heatmap "
-                    "as a ranking, and check the deletion curve before trusting it.")  # fmt: skip
+            return (
+                f"{row.method}: {what} error {err:.0%} — the scores do not add up to Δ here; read the heatmap "
+                "as a ranking, and check the deletion curve before trusting it."
+            )
     return None
 
 
@@ -306,12 +328,21 @@ def profile_cluster_figure(
         n = int((pc.labels == c).sum())
         colour = palette[c % len(palette)]
         layers = np.arange(1, pc.centroids.shape[1] + 1)
-        fig.add_scatter(x=layers, y=pc.centroids[c], mode="lines", name=f"cluster {c} (n={n})",
-                        line={"color": colour}, row=1, col=1)  # fmt: skip
+        fig.add_scatter(
+            x=layers, y=pc.centroids[c], mode="lines", name=f"cluster {c} (n={n})", line={"color": colour}, row=1, col=1
+        )
         mask = pc.labels == c
-        fig.add_scatter(x=pc.coords[mask, 0], y=pc.coords[mask, 1], mode="markers", showlegend=False,
-                        marker={"color": colour}, hovertext=[i for i, m in zip(pc.item_ids, mask, strict=True) if m],
-                        hoverinfo="text", row=1, col=2)  # fmt: skip
+        fig.add_scatter(
+            x=pc.coords[mask, 0],
+            y=pc.coords[mask, 1],
+            mode="markers",
+            showlegend=False,
+            marker={"color": colour},
+            hovertext=[i for i, m in zip(pc.item_ids, mask, strict=True) if m],
+            hoverinfo="text",
+            row=1,
+            col=2,
+        )
     fig.update_xaxes(title="block", row=1, col=1)
     ev = pc.explained_variance
     fig.update_xaxes(title=f"PC1 ({ev[0]:.0%})", row=1, col=2)

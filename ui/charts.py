@@ -27,21 +27,38 @@ def diverging_rgba(value: float, lo: float = 0.0, hi: float = 0.85) -> str:
 
 def export_format() -> str:
     """The sidebar's choice of image format for every figure's download button (plotly's modebar)."""
-    return str(st.sidebar.radio("Figure download format", ["png", "svg"], key="fig_format", horizontal=True,
-                                help="The camera icon above each figure downloads it in this format."))  # fmt: skip
+    return str(
+        st.sidebar.radio(
+            "Figure download format",
+            ["png", "svg"],
+            key="fig_format",
+            horizontal=True,
+            help="The camera icon above each figure downloads it in this format.",
+        )
+    )
 
 
 def show(fig: go.Figure, frame: pd.DataFrame, name: str, fmt: str) -> None:
     """Draw a figure with its image export set to ``fmt``, and offer its data as CSV."""
     st.plotly_chart(fig, config={"toImageButtonOptions": {"format": fmt, "filename": name}, "displaylogo": False})
-    st.download_button("Download the data of this figure (CSV)", frame.to_csv(index=False), file_name=f"{name}.csv",
-                       mime="text/csv", key=f"csv_{name}", on_click="ignore")  # fmt: skip
+    st.download_button(
+        "Download the data of this figure (CSV)",
+        frame.to_csv(index=False),
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        key=f"csv_{name}",
+        on_click="ignore",
+    )
 
 
 def _layout(fig: go.Figure, **kwargs: Any) -> go.Figure:
     # a run can have a dozen curves: a palette of 24 keeps them apart
-    fig.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"font": {"size": 11}},
-                      colorway=px.colors.qualitative.Dark24, **kwargs)  # fmt: skip
+    fig.update_layout(
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"font": {"size": 11}},
+        colorway=px.colors.qualitative.Dark24,
+        **kwargs,
+    )
     return fig
 
 
@@ -55,8 +72,9 @@ def roc_figure(results: list[ExplainResult]) -> tuple[go.Figure, pd.DataFrame]:
         parts.append(pd.DataFrame({"label": r.label, "tier": r.tier, "fpr": fpr, "tpr": tpr, "threshold": thr}))
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance (AUC 0.5)", line=CHANCE)
     # a square plot on the left half, the legend (long labels) beside it
-    fig.update_xaxes(title="false-positive rate (correct items flagged)", range=[0, 1], domain=[0, 0.5],
-                     constrain="domain")  # fmt: skip
+    fig.update_xaxes(
+        title="false-positive rate (correct items flagged)", range=[0, 1], domain=[0, 0.5], constrain="domain"
+    )
     fig.update_yaxes(title="true-positive rate (failures caught)", range=[0, 1], scaleanchor="x", scaleratio=1)
     fig = _layout(fig, height=480)
     fig.update_layout(legend={"x": 0.52, "y": 1, "xanchor": "left", "yanchor": "top"})
@@ -65,21 +83,37 @@ def roc_figure(results: list[ExplainResult]) -> tuple[go.Figure, pd.DataFrame]:
 
 def layer_frame(results: list[ExplainResult]) -> pd.DataFrame:
     """One row per result that has a layer: explainer, site, layer and the AUC with its CI."""
-    rows = [{"explainer": r.explainer, "site": r.site, "tier": r.tier, "layer": r.layer, "auc": r.auc,
-             "ci_low": r.ci_low, "ci_high": r.ci_high, "ci_level": r.ci_level, "n_test": r.n_test}
-            for r in results if r.layer is not None]  # fmt: skip
+    rows = [
+        {
+            "explainer": r.explainer,
+            "site": r.site,
+            "tier": r.tier,
+            "layer": r.layer,
+            "auc": r.auc,
+            "ci_low": r.ci_low,
+            "ci_high": r.ci_high,
+            "ci_level": r.ci_level,
+            "n_test": r.n_test,
+        }
+        for r in results
+        if r.layer is not None
+    ]
     columns = ["explainer", "site", "tier", "layer", "auc", "ci_low", "ci_high", "ci_level", "n_test"]
     return pd.DataFrame(rows, columns=columns).sort_values(["explainer", "site", "layer"], ignore_index=True)
 
 
 def _auc_trace(fig: go.Figure, x: np.ndarray, part: pd.DataFrame, name: str, **kwargs: Any) -> None:
     fig.add_scatter(
-        x=x, y=part["auc"], name=name, mode="lines+markers",
+        x=x,
+        y=part["auc"],
+        name=name,
+        mode="lines+markers",
         error_y={"type": "data", "array": part["ci_high"] - part["auc"], "arrayminus": part["auc"] - part["ci_low"]},
         customdata=np.stack([part["layer"], part["ci_low"], part["ci_high"], part["n_test"]], axis=1),
         hovertemplate="layer %{customdata[0]}: AUC %{y:.3f} [%{customdata[1]:.3f}, %{customdata[2]:.3f}], "
-        "n=%{customdata[3]}<extra>" + name + "</extra>", **kwargs,
-    )  # fmt: skip
+        "n=%{customdata[3]}<extra>" + name + "</extra>",
+        **kwargs,
+    )
 
 
 def layer_figure(frame: pd.DataFrame) -> go.Figure:
@@ -103,16 +137,28 @@ def layer_figure(frame: pd.DataFrame) -> go.Figure:
 def paper_figure(rows: pd.DataFrame, paper: dict[str, float], model: str) -> tuple[go.Figure, pd.DataFrame]:
     """This run's probe-paper AUC by relative depth with CI bars, beside the paper's reported AUCs."""
     fig = go.Figure()
-    _auc_trace(fig, rows["relative_depth"].to_numpy(float), rows, f"this run: {model}",
-               text=[f"L{x}" for x in rows["layer"]], textposition="middle right")  # fmt: skip
+    _auc_trace(
+        fig,
+        rows["relative_depth"].to_numpy(float),
+        rows,
+        f"this run: {model}",
+        text=[f"L{x}" for x in rows["layer"]],
+        textposition="middle right",
+    )
     fig.data[0].mode = "lines+markers+text"
     ref = pd.DataFrame({"paper_layer": [int(k) for k in paper], "paper_auc": list(paper.values())})
     ref["relative_depth"] = ref["paper_layer"] / PAPER_MODEL_LAYERS
     if len(ref):
-        fig.add_scatter(x=ref["relative_depth"], y=ref["paper_auc"], name="paper: Gemma-2 2B",
-                        mode="lines+markers+text", marker={"symbol": "diamond", "size": 9, "color": PAPER_COLOUR},
-                        line={"dash": "dash", "color": PAPER_COLOUR},
-                        text=[f"L{x}" for x in ref["paper_layer"]], textposition="bottom center")  # fmt: skip
+        fig.add_scatter(
+            x=ref["relative_depth"],
+            y=ref["paper_auc"],
+            name="paper: Gemma-2 2B",
+            mode="lines+markers+text",
+            marker={"symbol": "diamond", "size": 9, "color": PAPER_COLOUR},
+            line={"dash": "dash", "color": PAPER_COLOUR},
+            text=[f"L{x}" for x in ref["paper_layer"]],
+            textposition="bottom center",
+        )
     fig.add_hline(y=0.5, line=CHANCE, annotation_text="chance", annotation_position="bottom left")
     fig.update_xaxes(title="relative depth (layer / number of blocks)", range=[0, 1.08])
     fig.update_yaxes(title="test AUC", range=[-0.02, 1.02])

@@ -87,24 +87,28 @@ def summary(r: ClusterResult) -> str:
     what = "failed items" if r.mode == "failures" else "items"
     how = f"k = {r.k}, chosen by {r.k_chosen_by}" if r.algorithm == "kmeans" else f"HDBSCAN found {r.k} clusters"
     sil = "" if r.silhouette is None or not np.isfinite(r.silhouette) else f", silhouette {r.silhouette:.3f}"
-    return (f"**{r.n_clustered} {what}** clustered in {r.description} (**{r.tier}** tier: "
-            f"{SPACE_NOTES[r.space]}); {r.algorithm}, {how}{sil}. Base failure rate {r.base_rate:.1%} over "
-            f"{r.n_items} items.")  # fmt: skip
+    return (
+        f"**{r.n_clustered} {what}** clustered in {r.description} (**{r.tier}** tier: "
+        f"{SPACE_NOTES[r.space]}); {r.algorithm}, {how}{sil}. Base failure rate {r.base_rate:.1%} over "
+        f"{r.n_items} items."
+    )
 
 
 def item_frame(r: ClusterResult, items: pd.DataFrame) -> pd.DataFrame:
     """One row per item of the result: its cluster, outcome, split, map position and a text snippet."""
     text = items.set_index("item_id")["context"].reindex(r.item_ids).fillna("")
-    return pd.DataFrame({
-        "item_id": r.item_ids,
-        "cluster": r.labels,
-        "clustered": r.clustered,
-        "outcome": np.where(np.asarray(r.failed) == 1, "failed", "correct"),
-        "split": [s or "none" for s in r.splits],
-        "x": r.x,
-        "y": r.y,
-        "text": [snippet(t, 120) for t in text],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "item_id": r.item_ids,
+            "cluster": r.labels,
+            "clustered": r.clustered,
+            "outcome": np.where(np.asarray(r.failed) == 1, "failed", "correct"),
+            "split": [s or "none" for s in r.splits],
+            "x": r.x,
+            "y": r.y,
+            "text": [snippet(t, 120) for t in text],
+        }
+    )
 
 
 def scatter_figure(frame: pd.DataFrame, colour: str, mode: str, map_method: str) -> go.Figure:
@@ -120,13 +124,20 @@ def scatter_figure(frame: pd.DataFrame, colour: str, mode: str, map_method: str)
         tint = (palette[int(g) % len(palette)] if g >= 0 else NOISE) if colour == "cluster" else OUTCOME_COLOURS[g]
         hollow = ~part["clustered"].to_numpy() if mode == "failures" else np.zeros(len(part), bool)
         fig.add_scatter(
-            x=part["x"], y=part["y"], mode="markers", name=f"{name} ({len(part)})",
-            marker={"color": tint, "size": 8, "symbol": np.where(hollow, "circle-open", "circle").tolist(),
-                    "line": {"width": 1}},
+            x=part["x"],
+            y=part["y"],
+            mode="markers",
+            name=f"{name} ({len(part)})",
+            marker={
+                "color": tint,
+                "size": 8,
+                "symbol": np.where(hollow, "circle-open", "circle").tolist(),
+                "line": {"width": 1},
+            },
             customdata=part[["item_id", "cluster", "outcome", "split", "text"]].to_numpy(),
             hovertemplate="<b>%{customdata[0]}</b> · cluster %{customdata[1]} · %{customdata[2]} · "
             "%{customdata[3]}<br>%{customdata[4]}<extra></extra>",
-        )  # fmt: skip
+        )
     fig.update_xaxes(title=f"{map_method.upper()} 1", showticklabels=False)
     fig.update_yaxes(title=f"{map_method.upper()} 2", showticklabels=False)
     return charts._layout(fig, height=520)
@@ -136,8 +147,10 @@ def card_label(c: ClusterCard, r: ClusterResult) -> str:
     """An expander's title: the cluster, its size, its failure rate with CI, and its first words."""
     name = "noise (no dense region)" if c.is_noise else f"Cluster {c.id}"
     size = f"{c.size} failures" if r.mode == "failures" else f"{c.size} items"
-    return (f"{name} · {size} · failure rate {c.failure_rate:.0%} [{c.ci_low:.0%}, {c.ci_high:.0%}] · "
-            f"{', '.join(c.top_words[:4]) or '—'}")  # fmt: skip
+    return (
+        f"{name} · {size} · failure rate {c.failure_rate:.0%} [{c.ci_low:.0%}, {c.ci_high:.0%}] · "
+        f"{', '.join(c.top_words[:4]) or '—'}"
+    )
 
 
 def _link(page: str, run_id: str, item_id: str, label: str, icon: str) -> None:
@@ -154,8 +167,11 @@ def card(c: ClusterCard, r: ClusterResult) -> None:
     """One cluster's card: rate metrics, distinguishing words, SAE features, factors, representatives."""
     cols = st.columns(4)
     cols[0].metric("Items clustered", c.size, help="Failures only in mode 'failures'.")
-    cols[1].metric("Failure rate", f"{c.failure_rate:.0%}", help=f"{c.n_failed} of {c.n_region} items; "
-                   f"{c.ci_level:.1%} Wilson interval [{c.ci_low:.1%}, {c.ci_high:.1%}]")  # fmt: skip
+    cols[1].metric(
+        "Failure rate",
+        f"{c.failure_rate:.0%}",
+        help=f"{c.n_failed} of {c.n_region} items; {c.ci_level:.1%} Wilson interval [{c.ci_low:.1%}, {c.ci_high:.1%}]",
+    )
     cols[2].metric("vs base rate", f"{c.failure_rate - r.base_rate:+.0%}", help="Cluster rate − the run's rate.")
     cols[3].metric("Splits", " / ".join(f"{k} {v}" for k, v in sorted(c.splits.items())) or "—")
     if r.mode == "failures" and not c.is_noise:
@@ -163,12 +179,20 @@ def card(c: ClusterCard, r: ClusterResult) -> None:
     if c.top_words:
         st.markdown("**Distinguishing words** (c-TF-IDF vs the other clusters): " + ", ".join(c.top_words))
     if c.factors:
-        st.markdown("**Over-represented generator factors**: " + "; ".join(
-            f"`{f.factor} = {f.value}` {f.share_in:.0%} here vs {f.share_all:.0%} overall" for f in c.factors))  # fmt: skip
+        st.markdown(
+            "**Over-represented generator factors**: "
+            + "; ".join(
+                f"`{f.factor} = {f.value}` {f.share_in:.0%} here vs {f.share_all:.0%} overall" for f in c.factors
+            )
+        )
     if c.top_features:
-        st.dataframe(pd.DataFrame([vars(f) for f in c.top_features]), hide_index=True,
-                     column_config={k: st.column_config.NumberColumn(format="%.3f")
-                                    for k in ("mean_in", "mean_out", "freq_in", "freq_out")})  # fmt: skip
+        st.dataframe(
+            pd.DataFrame([vars(f) for f in c.top_features]),
+            hide_index=True,
+            column_config={
+                k: st.column_config.NumberColumn(format="%.3f") for k in ("mean_in", "mean_out", "freq_in", "freq_out")
+            },
+        )
     st.markdown("**Representative items** (nearest the centroid)")
     for item_id, text in zip(c.representatives, c.examples, strict=False):
         left, mid, right = st.columns([6, 1, 1], vertical_alignment="center")

@@ -201,8 +201,16 @@ def findings_table(findings: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (run_id, kind), group in findings.groupby(["run_id", "kind"], sort=True):
         examples = [", ".join(ids) for ids in group["item_ids"].head(3)]
-        rows.append({"run_id": run_id, "kind": kind, "groups": len(group), "items": sum(map(len, group["item_ids"])),
-                     "examples": " | ".join(examples), "detail": group["detail"].iloc[0]})  # fmt: skip
+        rows.append(
+            {
+                "run_id": run_id,
+                "kind": kind,
+                "groups": len(group),
+                "items": sum(map(len, group["item_ids"])),
+                "examples": " | ".join(examples),
+                "detail": group["detail"].iloc[0],
+            }
+        )
     return pd.DataFrame(rows, columns=["run_id", "kind", "groups", "items", "examples", "detail"])
 
 
@@ -264,8 +272,10 @@ def run_selector(runs: pd.DataFrame) -> str:
     accuracy = "n/a" if is_missing(run.accuracy) else f"{run.accuracy:.3f}"
     layers = ", ".join(str(int(x)) for x in run.layers)
     acts = f"activations at layers {layers}" if layers else "no activations (outcomes only)"
-    st.caption(f"`{run_id}`: {run.kind} run of **{run.model}** on **{run.task}**, {run.n_items} items, "
-               f"accuracy {accuracy}, {acts}")  # fmt: skip
+    st.caption(
+        f"`{run_id}`: {run.kind} run of **{run.model}** on **{run.task}**, {run.n_items} items, "
+        f"accuracy {accuracy}, {acts}"
+    )
     return str(run_id)
 
 
@@ -281,9 +291,14 @@ def item_picker(frame: pd.DataFrame) -> str:
     ids = frame["item_id"].tolist()
     st.session_state["_item_ids"] = ids
     st.dataframe(
-        items_table(frame), key="items_table", on_select=_on_row_select, selection_mode="single-row",
-        hide_index=True, height=300, column_config={"margin": st.column_config.NumberColumn(format="%.3f")},
-    )  # fmt: skip
+        items_table(frame),
+        key="items_table",
+        on_select=_on_row_select,
+        selection_mode="single-row",
+        hide_index=True,
+        height=300,
+        column_config={"margin": st.column_config.NumberColumn(format="%.3f")},
+    )
     if st.session_state.get("item_pick") not in ids:
         wanted = st.query_params.get("item")
         st.session_state["item_pick"] = wanted if wanted in ids else ids[0]

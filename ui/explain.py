@@ -100,8 +100,9 @@ def pick_variants(run_id: str, options: list[Variant]) -> list[Variant]:
     places = [col for row in rows if row for col in st.columns(len(row))]
     for col, t in zip(places, tiers, strict=True):
         ids = [v.id for v in options if v.tier == t]
-        picked += col.multiselect(tier_heading(t), ids, key=f"pick_{t}", format_func=lambda i: by_id[i].label,
-                                  help=f"{t}: {TIER_NOTES[t]}")  # fmt: skip
+        picked += col.multiselect(
+            tier_heading(t), ids, key=f"pick_{t}", format_func=lambda i: by_id[i].label, help=f"{t}: {TIER_NOTES[t]}"
+        )
     st.query_params["ex"] = picked
     return [by_id[i] for i in picked]
 
@@ -166,9 +167,21 @@ def results_table(results: list[ev.ExplainResult]) -> pd.DataFrame:
     rows = []
     for r in sorted(results, key=lambda r: (TIERS.index(r.tier), -r.auc)):  # type: ignore[arg-type]
         c = ev.compare(r, best) if best is not None and r is not best else {"diff": 0.0, "p_value": None}
-        rows.append({"label": r.label, "tier": r.tier, "role": ROLES[r.tier], "AUC": r.auc, "CI low": r.ci_low,
-                     "CI high": r.ci_high, "CI level": r.ci_level, "n_test": r.n_test,
-                     "Δ vs best": c["diff"], "p (paired)": c["p_value"], "fit s": r.fit_seconds})  # fmt: skip
+        rows.append(
+            {
+                "label": r.label,
+                "tier": r.tier,
+                "role": ROLES[r.tier],
+                "AUC": r.auc,
+                "CI low": r.ci_low,
+                "CI high": r.ci_high,
+                "CI level": r.ci_level,
+                "n_test": r.n_test,
+                "Δ vs best": c["diff"],
+                "p (paired)": c["p_value"],
+                "fit s": r.fit_seconds,
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -36,10 +36,14 @@ def no_sae_message(run_id: str, token_layers: list[int]) -> str:
     """One line: how to get an SAE for this run."""
     db = data.db_path()
     if not token_layers:
-        return (f"Run `{run_id}` kept no per-token activations, so it has no SAE: collect it again with "
-                "`--token-layers L`, then `wif sae train`.")  # fmt: skip
-    return (f"Run `{run_id}` has no SAE yet: train one with "
-            f"`wif sae train --db {db} --run {run_id} --layer {token_layers[0]}`.")  # fmt: skip
+        return (
+            f"Run `{run_id}` kept no per-token activations, so it has no SAE: collect it again with "
+            "`--token-layers L`, then `wif sae train`."
+        )
+    return (
+        f"Run `{run_id}` has no SAE yet: train one with "
+        f"`wif sae train --db {db} --run {run_id} --layer {token_layers[0]}`."
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -84,8 +88,10 @@ def sae_line(sae: SaeInfo) -> str:
     if m.get("source"):
         parts.append(f"source {m['source']}")
     if m.get("explained_variance") is not None:
-        parts.append(f"explained variance {m['explained_variance']:.3f} and mean L0 {m['mean_l0']:.1f} on "
-                     f"{m.get('n_eval_tokens', '?')} {m.get('eval_split', '')} tokens")  # fmt: skip
+        parts.append(
+            f"explained variance {m['explained_variance']:.3f} and mean L0 {m['mean_l0']:.1f} on "
+            f"{m.get('n_eval_tokens', '?')} {m.get('eval_split', '')} tokens"
+        )
     if m.get("n_tokens"):
         parts.append(
             f"trained on {m['n_tokens']} tokens of {m.get('n_items', '?')} {'/'.join(m.get('splits', []))} items"
@@ -111,7 +117,7 @@ def diff_table(d: SaeDiff) -> pd.DataFrame:
                 "top token": visible(f.contexts[0].token) if f.contexts else "",
             }
             for f in d.features
-        ],  # fmt: skip
+        ],
         columns=[
             "rank",
             "feature",
@@ -124,7 +130,7 @@ def diff_table(d: SaeDiff) -> pd.DataFrame:
             "ci_high",
             "auc_test",
             "top token",
-        ],  # fmt: skip
+        ],
     )
 
 
@@ -141,8 +147,15 @@ def feature_picker(d: SaeDiff, table: pd.DataFrame) -> int:
     st.session_state["_feature_ids"] = ids
     fmt = {c: st.column_config.NumberColumn(format="%.3f") for c in ("auc", "ci_low", "ci_high", "auc_test")}
     fmt |= {c: st.column_config.NumberColumn(format="%.2f") for c in ("freq_fail", "freq_success", "effect")}
-    st.dataframe(table, key="feature_table", on_select=_on_row_select, selection_mode="single-row", hide_index=True,
-                 height=min(420, 35 * (len(table) + 1)), column_config=fmt)  # fmt: skip
+    st.dataframe(
+        table,
+        key="feature_table",
+        on_select=_on_row_select,
+        selection_mode="single-row",
+        hide_index=True,
+        height=min(420, 35 * (len(table) + 1)),
+        column_config=fmt,
+    )
     if st.session_state.get("feature_pick") not in ids:
         wanted = st.query_params.get("feature", "")
         st.session_state["feature_pick"] = int(wanted) if wanted.isdigit() and int(wanted) in ids else ids[0]
@@ -163,8 +176,14 @@ def item_activations(run_id: str, layer: int, sae: SaeInfo, codes: FeatureCodes,
     items = items[items["item_id"].isin(index)]
     acts = _item_max(data.store_path(), run_id, layer, sae.fingerprint)
     col = acts[[index[i] for i in items["item_id"]], feature]
-    return pd.DataFrame({"item_id": items["item_id"].to_numpy(), "split": items["split"].to_numpy(),
-                         "outcome": np.where(items["failed"] == 1, "failure", "success"), "activation": col})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "item_id": items["item_id"].to_numpy(),
+            "split": items["split"].to_numpy(),
+            "outcome": np.where(items["failed"] == 1, "failure", "success"),
+            "activation": col,
+        }
+    )
 
 
 def histogram_figure(frame: pd.DataFrame, feature: int) -> go.Figure:
@@ -172,8 +191,9 @@ def histogram_figure(frame: pd.DataFrame, feature: int) -> go.Figure:
     fig = go.Figure()
     for outcome, colour in OUTCOME_COLOURS.items():
         part = frame[frame["outcome"] == outcome]
-        fig.add_histogram(x=part["activation"], name=f"{outcome} ({len(part)})", marker_color=colour, opacity=0.6,
-                          nbinsx=30)  # fmt: skip
+        fig.add_histogram(
+            x=part["activation"], name=f"{outcome} ({len(part)})", marker_color=colour, opacity=0.6, nbinsx=30
+        )
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title=f"feature {feature}: max activation over the item's tokens (0: does not fire)")
     fig.update_yaxes(title="items")
@@ -187,12 +207,17 @@ def context_html(ctx: Context) -> str:
     for token, a in zip(ctx.tokens, ctx.acts, strict=True):
         text = html.escape(token).replace("\n", "⏎<br>")
         if a > 0:
-            spans.append(f'<span title="{a:.2f}" style="background: rgba(239, 108, 0, {0.15 + 0.75 * a / top:.2f}); '
-                         f'border-radius: 3px">{text}</span>')  # fmt: skip
+            spans.append(
+                f'<span title="{a:.2f}" style="background: rgba(239, 108, 0, {0.15 + 0.75 * a / top:.2f}); '
+                f'border-radius: 3px">{text}</span>'
+            )
         else:
             spans.append(text)
-    return ('<div style="font-family: monospace; font-size: 0.85em; line-height: 1.7; white-space: pre-wrap">'
-            + "".join(spans) + "</div>")  # fmt: skip
+    return (
+        '<div style="font-family: monospace; font-size: 0.85em; line-height: 1.7; white-space: pre-wrap">'
+        + "".join(spans)
+        + "</div>"
+    )
 
 
 def item_link(run_id: str, item_id: str, label: str) -> None:

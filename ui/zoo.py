@@ -82,15 +82,26 @@ def heatmaps(name: str) -> tuple[go.Figure, pd.DataFrame] | None:
     d = m.spec.hidden
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=3, column_widths=[0.08, 0.5, 0.42], horizontal_spacing=0.06,
-                        subplot_titles=["W_hi", "W_hh (row ← column)", "W_oh (logit ← neuron)"])  # fmt: skip
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        column_widths=[0.08, 0.5, 0.42],
+        horizontal_spacing=0.06,
+        subplot_titles=["W_hi", "W_hh (row ← column)", "W_oh (logit ← neuron)"],
+    )
 
     def style(z: np.ndarray) -> dict[str, Any]:
         # a per-matrix scale saturating at the 95th percentile: rescaling makes a few weights huge
         # (neurons with a tiny input weight), and one shared scale would leave the rest blank
         bound = float(max(np.quantile(np.abs(z), 0.95), 1e-9))
-        return {"colorscale": "RdBu", "zmid": 0.0, "zmin": -bound, "zmax": bound, "showscale": False,
-                "hovertemplate": "%{y} ← %{x}: %{z:.4g}<extra></extra>"}  # fmt: skip
+        return {
+            "colorscale": "RdBu",
+            "zmid": 0.0,
+            "zmin": -bound,
+            "zmax": bound,
+            "showscale": False,
+            "hovertemplate": "%{y} ← %{x}: %{z:.4g}<extra></extra>",
+        }
 
     neurons = [f"h{i}" for i in range(d)]
     fig.add_heatmap(z=w["W_hi"][:, None], y=neurons, x=["x"], **style(w["W_hi"]), row=1, col=1)
@@ -99,8 +110,11 @@ def heatmaps(name: str) -> tuple[go.Figure, pd.DataFrame] | None:
     fig.add_heatmap(z=w["W_oh"], y=outs, x=neurons, **style(w["W_oh"]), row=1, col=3)
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(height=max(280, 22 * d + 120), margin={"l": 10, "r": 10, "t": 40, "b": 10})
-    rows = [{"matrix": k, "row": i, "col": j, "value": float(v)}
-            for k in ("W_hi", "W_hh", "W_oh") for (i, j), v in np.ndenumerate(np.atleast_2d(w[k].T).T)]  # fmt: skip
+    rows = [
+        {"matrix": k, "row": i, "col": j, "value": float(v)}
+        for k in ("W_hi", "W_hh", "W_oh")
+        for (i, j), v in np.ndenumerate(np.atleast_2d(w[k].T).T)
+    ]
     return fig, pd.DataFrame(rows)
 
 
@@ -110,8 +124,14 @@ def sequence_figure(row: Any) -> go.Figure:
     colours = [
         "#2e7d32" if p == row.true else "#c62828" if p == row.predicted else "#9e9e9e" for p in range(len(values))
     ]
-    fig = go.Figure(go.Bar(x=[str(p) for p in range(len(values))], y=values, marker_color=colours,
-                           hovertemplate="position %{x}: %{y:.4f}<extra></extra>"))  # fmt: skip
+    fig = go.Figure(
+        go.Bar(
+            x=[str(p) for p in range(len(values))],
+            y=values,
+            marker_color=colours,
+            hovertemplate="position %{x}: %{y:.4f}<extra></extra>",
+        )
+    )
     fig.update_xaxes(title="position (green: true answer, red: the model's pick)")
     fig.update_yaxes(title="input value")
     fig.update_layout(height=300, margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=False)
@@ -130,13 +150,20 @@ def curve_figure(name: str) -> tuple[go.Figure, pd.DataFrame] | None:
     for method, part in frame.groupby("method", sort=False):
         exact = part["mse"] <= 0
         y = part["mse"].where(~exact, floor)
-        fig.add_scatter(x=part["flops"], y=y, name=f"{method}" + (" (MSE 0: exact)" if exact.all() else ""),
-                        mode="lines+markers" if len(part) > 1 else "markers",
-                        marker={"size": 12 if exact.all() else 7, "symbol": "star" if exact.all() else "circle",
-                                "color": COLOURS.get(str(method))},
-                        customdata=np.stack([part["budget"].fillna(0), part["n_runs"]], axis=1),
-                        hovertemplate="%{x:.3g} FLOPs, budget %{customdata[0]:.0f}: MSE %{y:.3g} "
-                        "(%{customdata[1]} runs)<extra>" + str(method) + "</extra>")  # fmt: skip
+        fig.add_scatter(
+            x=part["flops"],
+            y=y,
+            name=f"{method}" + (" (MSE 0: exact)" if exact.all() else ""),
+            mode="lines+markers" if len(part) > 1 else "markers",
+            marker={
+                "size": 12 if exact.all() else 7,
+                "symbol": "star" if exact.all() else "circle",
+                "color": COLOURS.get(str(method)),
+            },
+            customdata=np.stack([part["budget"].fillna(0), part["n_runs"]], axis=1),
+            hovertemplate="%{x:.3g} FLOPs, budget %{customdata[0]:.0f}: MSE %{y:.3g} "
+            "(%{customdata[1]} runs)<extra>" + str(method) + "</extra>",
+        )
     fig.update_xaxes(type="log", title="compute per estimate (FLOPs)")
     fig.update_yaxes(type="log", title="mean squared error vs the true accuracy")
     fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10})
@@ -175,8 +202,14 @@ def relevance_figure(name: str, row: Any) -> tuple[go.Figure, float, float] | No
     values = scores[0]
     top = float(np.abs(values).max()) or 1.0
     colours = [charts.diverging_rgba(v / top, lo=0.2, hi=1.0) for v in values]
-    fig = go.Figure(go.Bar(x=[str(p) for p in range(len(values))], y=values, marker_color=colours,
-                           hovertemplate="position %{x}: relevance %{y:+.4f}<extra></extra>"))  # fmt: skip
+    fig = go.Figure(
+        go.Bar(
+            x=[str(p) for p in range(len(values))],
+            y=values,
+            marker_color=colours,
+            hovertemplate="position %{x}: relevance %{y:+.4f}<extra></extra>",
+        )
+    )
     fig.update_xaxes(title="position (red pushes toward the wrong pick, blue toward the true answer)")
     fig.update_yaxes(title="relevance")
     fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=False)

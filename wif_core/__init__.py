@@ -53,9 +53,21 @@ if TYPE_CHECKING:
     from wif_core.zoo.evaluate import Accuracy
 
 _VERBS = [
-    "add_sae", "attribute", "cluster", "collect", "evaluate", "evaluate_all", "import_outcomes", "load_items",
-    "load_model", "open_store", "runs", "train_sae", "zoo_evaluate", "zoo_model",
-]  # fmt: skip
+    "add_sae",
+    "attribute",
+    "cluster",
+    "collect",
+    "evaluate",
+    "evaluate_all",
+    "import_outcomes",
+    "load_items",
+    "load_model",
+    "open_store",
+    "runs",
+    "train_sae",
+    "zoo_evaluate",
+    "zoo_model",
+]
 _LAZY = {
     **dict.fromkeys(_VERBS, "api"),
     "Accuracy": "zoo.evaluate",

@@ -289,9 +289,7 @@ def zoo_model(name: str, zoo_dir: str | Path | None = None) -> ZooModel:
     return load(name, Path(zoo_dir) if zoo_dir else None)
 
 
-def zoo_evaluate(
-    model: ZooModel | str, samples: int = 1_000_000, *, seed: int = 0, level: float = 0.999
-) -> Accuracy:
+def zoo_evaluate(model: ZooModel | str, samples: int = 1_000_000, *, seed: int = 0, level: float = 0.999) -> Accuracy:
     """A zoo model's accuracy on ``samples`` fresh inputs, with a Clopper–Pearson interval."""
     from wif_core.zoo.evaluate import evaluate as _evaluate
 

@@ -156,9 +156,15 @@ def collect(
     # a local source is identified by its absolute path, so a run resumes from any working directory
     source_id = str(Path(source).resolve()) if Path(source).exists() else source
     config = {
-        "model": lm.name, "task": task, "source": source_id, "limit": limit, "layers": list(layers),
-        "scoring": scoring, "template": TEMPLATE_VERSION, "seed": seed,
-    }  # fmt: skip
+        "model": lm.name,
+        "task": task,
+        "source": source_id,
+        "limit": limit,
+        "layers": list(layers),
+        "scoring": scoring,
+        "template": TEMPLATE_VERSION,
+        "seed": seed,
+    }
     if token_layers:
         config["token_layers"] = sorted(token_layers)
     if sample is not None:
@@ -185,7 +191,13 @@ def collect(
 
     def score(todo: list[TaskItem]) -> Iterator[list[OutcomeRow]]:
         batches = score_items(
-            lm.model, lm.tokenizer, todo, run.layers, scoring=scoring, max_tokens=max_tokens, token_layers=run.token_layers
+            lm.model,
+            lm.tokenizer,
+            todo,
+            run.layers,
+            scoring=scoring,
+            max_tokens=max_tokens,
+            token_layers=run.token_layers,
         )
         for batch in batches:
             yield [

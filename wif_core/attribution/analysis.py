@@ -58,7 +58,7 @@ def segment_summary(rows: Sequence[Record], outcomes: Mapping[str, bool] | pd.Da
                     "segment": seg,
                     "relevance": value,
                     "share": value / total,
-                }  # fmt: skip
+                }
             )
     per_item = pd.DataFrame(records, columns=["item_id", "method", "correct", "segment", "relevance", "share"])
     known = per_item[per_item["correct"].notna()].copy()
@@ -147,7 +147,7 @@ def faithfulness_summary(
             {"item_id": r.item_id, "method": r.method, "faithfulness": r.faithfulness}
             for r in rows
             if r.faithfulness is not None
-        ]  # fmt: skip
+        ]
     )
     cols = ["method", "outcome", "mean", "ci_low", "ci_high", "n", "vs_best", "vs_best_low", "vs_best_high", "level"]
     if frame.empty:
@@ -170,9 +170,20 @@ def faithfulness_summary(
             lo, hi = _bootstrap_mean(vals, level, n_resamples, seed)
             paired = (wide[method] - wide[best]).dropna().to_numpy()
             dlo, dhi = _bootstrap_mean(paired, level, n_resamples, seed) if method != best else (0.0, 0.0)
-            out.append({"method": method, "outcome": outcome, "mean": float(vals.mean()), "ci_low": lo,
-                        "ci_high": hi, "n": len(vals), "vs_best": float(paired.mean()) if len(paired) else 0.0,
-                        "vs_best_low": dlo, "vs_best_high": dhi, "level": level})  # fmt: skip
+            out.append(
+                {
+                    "method": method,
+                    "outcome": outcome,
+                    "mean": float(vals.mean()),
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n": len(vals),
+                    "vs_best": float(paired.mean()) if len(paired) else 0.0,
+                    "vs_best_low": dlo,
+                    "vs_best_high": dhi,
+                    "level": level,
+                }
+            )
     return pd.DataFrame(out, columns=cols)
 
 

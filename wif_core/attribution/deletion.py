@@ -107,6 +107,10 @@ def deletion_curves(
     gap = np.asarray(random_curve) - np.asarray(top)
     span = float(x[-1] - x[0]) or 1.0
     area = float(np.sum((gap[1:] + gap[:-1]) * np.diff(x)) / 2)
-    curves = {"fraction": [float(f) for f in fractions], "k": [float(k) for k in ks], "top": top,
-              "random": list(random_curve)}  # fmt: skip
+    curves = {
+        "fraction": [float(f) for f in fractions],
+        "k": [float(k) for k in ks],
+        "top": top,
+        "random": list(random_curve),
+    }
     return curves, area / span

@@ -232,8 +232,7 @@ INTEGRATED_GRADIENTS = Method(
 OCCLUSION = Method(
     name="occlusion",
     label="occlusion",
-    description="Captum feature ablation: Δ minus Δ with the token replaced by a neutral one (one forward per "
-    "token).",
+    description="Captum feature ablation: Δ minus Δ with the token replaced by a neutral one (one forward per token).",
     compute=occlusion,
     complete=False,
     target="delta",

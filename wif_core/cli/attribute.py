@@ -59,9 +59,15 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         run = store.run(args.run)
         if args.item:
             a, stored = item_attribution(
-                store, args.run, args.item, methods[0], lambda: _load(args, run),
-                recompute=args.recompute, deletion=not args.no_deletion, seed=args.seed,
-            )  # fmt: skip
+                store,
+                args.run,
+                args.item,
+                methods[0],
+                lambda: _load(args, run),
+                recompute=args.recompute,
+                deletion=not args.no_deletion,
+                seed=args.seed,
+            )
     if args.item:
         if not stored:
             with Store.open(args.db, write=True) as store:
@@ -82,10 +88,15 @@ def cmd_attribute(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
     payload = {
-        "run_id": summary.run_id, "methods": summary.methods, "n_items": summary.n_items,
-        "n_computed": summary.n_computed, "n_skipped": summary.n_skipped, "seconds": summary.seconds,
-        "errors": summary.errors, "per_method": summary.per_method,
-    }  # fmt: skip
+        "run_id": summary.run_id,
+        "methods": summary.methods,
+        "n_items": summary.n_items,
+        "n_computed": summary.n_computed,
+        "n_skipped": summary.n_skipped,
+        "seconds": summary.seconds,
+        "errors": summary.errors,
+        "per_method": summary.per_method,
+    }
     lines = [
         f"run {summary.run_id}: {summary.n_computed} attributions computed, {summary.n_skipped} already stored, "
         f"{len(summary.errors)} items skipped, {summary.seconds:.1f} s"
@@ -108,8 +119,11 @@ def add_commands(sub: Any, common: AddCommon) -> None:
         sub.add_parser("attribute", help="contrastive token attribution: which tokens pushed toward the wrong answer")
     )
     p.add_argument("--run", required=True)
-    p.add_argument("--method", default=DEFAULT_METHOD,
-                   help=f"{', '.join(METHODS.names())}; a comma list or 'all' (default {DEFAULT_METHOD})")  # fmt: skip
+    p.add_argument(
+        "--method",
+        default=DEFAULT_METHOD,
+        help=f"{', '.join(METHODS.names())}; a comma list or 'all' (default {DEFAULT_METHOD})",
+    )
     p.add_argument("--item", default=None, help="one item: print its attribution (stored, or computed and stored)")
     p.add_argument("--failures-only", action="store_true", help="only the items the model got wrong")
     p.add_argument("--limit", type=int, default=None, help="the first N items (after --failures-only)")

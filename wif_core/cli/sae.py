@@ -136,7 +136,10 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("--width", type=int, default=None, help="features (default 8 × the model's width)")
     p.add_argument("--k", type=int, default=32, help="active features per token (jumprelu: the target L0)")
     p.add_argument(
-        "--samples", type=int, default=None, help="token vectors to train on, with repeats (default 20 passes, 20k..300k)"
+        "--samples",
+        type=int,
+        default=None,
+        help="token vectors to train on, with repeats (default 20 passes, 20k..300k)",
     )
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--lr", type=float, default=3e-3)

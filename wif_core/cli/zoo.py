@@ -60,8 +60,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     from wif_core.zoo.train import TrainConfig, train_best
     from wif_core.zoo.weights import save
 
-    cfg = TrainConfig(args.task, args.hidden, args.seq, steps=args.steps, lr=args.lr, seed=args.seed, arch=args.arch,
-                      layers=args.layers, name=args.name)  # fmt: skip
+    cfg = TrainConfig(
+        args.task,
+        args.hidden,
+        args.seq,
+        steps=args.steps,
+        lr=args.lr,
+        seed=args.seed,
+        arch=args.arch,
+        layers=args.layers,
+        name=args.name,
+    )
     cfg.check()
     model = train_best(cfg, args.seeds, progress=_progress(args, args.steps))
     acc = evaluate(model, args.eval_samples, seed=args.seed + 1)
@@ -70,8 +79,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     path = save(model, _out_dir(args) / f"{model.spec.name}.safetensors")
     out = {"name": model.spec.name, "path": str(path), **model.spec.meta, "eval": asdict(acc)}
     score = f"accuracy {acc.accuracy:.4f}" if acc.accuracy is not None else f"RMSE {acc.rmse:.4f}"
-    emit(args, out, f"trained {model.spec.name} ({model.spec.meta['steps']} steps, "
-          f"{model.spec.meta['train_seconds_all_seeds']} s): {score} on {acc.n:,} fresh samples; saved to {path}")  # fmt: skip
+    emit(
+        args,
+        out,
+        f"trained {model.spec.name} ({model.spec.meta['steps']} steps, "
+        f"{model.spec.meta['train_seconds_all_seeds']} s): {score} on {acc.n:,} fresh samples; saved to {path}",
+    )
     return 0
 
 
@@ -85,8 +98,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if acc.accuracy is None:
         text = f"{acc.model}: RMSE {acc.rmse:.5f} on {acc.n:,} samples"
     else:
-        text = (f"{acc.model}: accuracy {acc.accuracy:.6f}, {acc.level:.1%} CI [{acc.ci_low:.6f}, {acc.ci_high:.6f}] "
-                f"on {acc.n:,} fresh samples ({acc.samples_per_second / 1e6:.1f} M samples/s)")  # fmt: skip
+        text = (
+            f"{acc.model}: accuracy {acc.accuracy:.6f}, {acc.level:.1%} CI [{acc.ci_low:.6f}, {acc.ci_high:.6f}] "
+            f"on {acc.n:,} fresh samples ({acc.samples_per_second / 1e6:.1f} M samples/s)"
+        )
     emit(args, asdict(acc), text)
     return 0
 
@@ -103,8 +118,11 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if why:
         raise InputError(why)
     e = est.estimate(model, args.budget, seed=args.seed)
-    emit(args, {"model": model.spec.name, **asdict(e)},
-          f"{model.spec.name}: {e.method} estimate {e.accuracy:.6f} ({e.flops:.3g} FLOPs, {e.seconds:.3f} s)")  # fmt: skip
+    emit(
+        args,
+        {"model": model.spec.name, **asdict(e)},
+        f"{model.spec.name}: {e.method} estimate {e.accuracy:.6f} ({e.flops:.3g} FLOPs, {e.seconds:.3f} s)",
+    )
     return 0
 
 
@@ -115,8 +133,16 @@ def _curve(args: argparse.Namespace, model: Any, default_budgets: Any, mse_curve
         raise InputError(f"model {model.spec.name} is a {model.spec.arch}; the MSE curve covers the RNNs")
     methods = [m for m in args.methods.split(",") if m]
     budgets = default_budgets(args.low, args.high, args.per_decade)
-    curve = mse_curve(model, methods, budgets, copies=args.copies, repeats=args.repeats, noise=args.noise,
-                      truth_samples=args.truth_samples, seed=args.seed)  # fmt: skip
+    curve = mse_curve(
+        model,
+        methods,
+        budgets,
+        copies=args.copies,
+        repeats=args.repeats,
+        noise=args.noise,
+        truth_samples=args.truth_samples,
+        seed=args.seed,
+    )
     path = _out_dir(args) / f"estimates_{model.spec.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(curve.as_dict(), indent=1))
@@ -138,11 +164,15 @@ def cmd_store(args: argparse.Namespace) -> int:
             r = store_run(store, model, args.samples, seed=args.seed, split_seed=args.seed, progress=bar.update)
         rows = [asdict(c) for c in cause_recovery(store, r.run_id, seed=args.seed)] if args.cause else []
     out = {**asdict(r), "cause_recovery": rows}
-    text = [f"run {r.run_id}: {r.n_items} items of {r.model}, accuracy {r.accuracy:.4f}, {r.n_in_splits} in the "
-            f"balanced splits" + (" (already stored)" if r.resumed else "")]  # fmt: skip
+    text = [
+        f"run {r.run_id}: {r.n_items} items of {r.model}, accuracy {r.accuracy:.4f}, {r.n_in_splits} in the "
+        f"balanced splits" + (" (already stored)" if r.resumed else "")
+    ]
     for c in rows:
-        text.append(f"  {c['label']:<28} {c['tier']:<6} AUC {c['auc']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]  "
-                    f"Spearman with gap12 {c['spearman_gap12']:+.3f}")  # fmt: skip
+        text.append(
+            f"  {c['label']:<28} {c['tier']:<6} AUC {c['auc']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]  "
+            f"Spearman with gap12 {c['spearman_gap12']:+.3f}"
+        )
     emit(args, out, "\n".join(text))
     return 0
 
@@ -170,8 +200,12 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("task", help=f"one of: {', '.join(TASKS.names())}")
     p.add_argument("--hidden", type=int, required=True, help="hidden width d")
     p.add_argument("--seq", type=int, required=True, help="sequence length n")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"optimiser steps of 1024 samples "
-                   f"(default {DEFAULT_STEPS:,}: about 4 min for d=16, n=10 on one core)")  # fmt: skip
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=DEFAULT_STEPS,
+        help=f"optimiser steps of 1024 samples (default {DEFAULT_STEPS:,}: about 4 min for d=16, n=10 on one core)",
+    )
     p.add_argument("--seeds", type=int, default=1, help="train this many seeds and keep the best (ARC: 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.04/√hidden)")

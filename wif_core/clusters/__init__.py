@@ -23,11 +23,28 @@ if TYPE_CHECKING:
     from wif_core.clusters.spaces import SPACE_TIERS, Space, build_space
 
 # Imported on first use: `wif --help` must not pay for scikit-learn and the explainers.
-_LAZY = {"ClusterCache": "run", "ClusterResult": "run", "cluster_run": "run", "SPACE_TIERS": "spaces",
-         "Space": "spaces", "build_space": "spaces"}  # fmt: skip
+_LAZY = {
+    "ClusterCache": "run",
+    "ClusterResult": "run",
+    "cluster_run": "run",
+    "SPACE_TIERS": "spaces",
+    "Space": "spaces",
+    "build_space": "spaces",
+}
 
 
 __getattr__ = lazy_exports(__name__, _LAZY)
 
 
-__all__ = ["ALGORITHMS", "MAPS", "MODES", "SPACES", "SPACE_TIERS", "ClusterCache", "ClusterResult", "Space", "build_space", "cluster_run"]
+__all__ = [
+    "ALGORITHMS",
+    "MAPS",
+    "MODES",
+    "SPACES",
+    "SPACE_TIERS",
+    "ClusterCache",
+    "ClusterResult",
+    "Space",
+    "build_space",
+    "cluster_run",
+]

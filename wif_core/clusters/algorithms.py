@@ -178,6 +178,13 @@ def map_2d(Z: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
     dist, idx = NearestNeighbors(n_neighbors=k).fit(Z).kneighbors(Z)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "n_jobs overridden by random_state", no search index for transform
-        reducer = umap.UMAP(n_components=2, n_neighbors=k, min_dist=0.1, random_state=seed, n_epochs=UMAP_EPOCHS,
-                            init="pca", precomputed_knn=(idx, dist, None))  # fmt: skip
+        reducer = umap.UMAP(
+            n_components=2,
+            n_neighbors=k,
+            min_dist=0.1,
+            random_state=seed,
+            n_epochs=UMAP_EPOCHS,
+            init="pca",
+            precomputed_knn=(idx, dist, None),
+        )
         return np.asarray(reducer.fit_transform(Z), dtype=float)

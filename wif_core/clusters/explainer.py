@@ -68,8 +68,10 @@ class _Clusters(Explainer):
         if space not in SPACES:
             raise InputError(f"{cls.name}: space must be one of {', '.join(cls.spaces)}, not '{space}'")
         if space not in cls.spaces:
-            raise InputError(f"{cls.name} is {cls.tier}-tier and the {space} space is {SPACE_TIERS[space]}-tier: "
-                             f"use --explainer {cls.sibling} --set space={space}")  # fmt: skip
+            raise InputError(
+                f"{cls.name} is {cls.tier}-tier and the {space} space is {SPACE_TIERS[space]}-tier: "
+                f"use --explainer {cls.sibling} --set space={space}"
+            )
         out["space"] = space
         algorithm = str(out.get("algorithm", "kmeans"))
         if algorithm not in ALGORITHMS:
@@ -82,16 +84,19 @@ class _Clusters(Explainer):
                 except ValueError:
                     raise InputError(f"{cls.name}: {name} must be a whole number, not '{out[name]}'") from None
         if out.get("k") is not None and not 2 <= out["k"] <= algo.K_LIMIT:
-            raise InputError(f"{cls.name}: k={out['k']} is out of range: use 2..{algo.K_LIMIT}, or leave it out "
-                             "to tune k on val")  # fmt: skip
+            raise InputError(
+                f"{cls.name}: k={out['k']} is out of range: use 2..{algo.K_LIMIT}, or leave it out to tune k on val"
+            )
         if space == "activations":
             if layer is None or layer not in run.layers:
                 raise InputError(f"{cls.name} on activations needs --layer (collected layers: {run.layers or 'none'})")
         elif space == "sae":
             saes = available(run.store_path, run.run_id)
             if layer is None or layer not in saes:
-                raise InputError(f"{cls.name} on SAE codes needs --layer with an SAE (layers with one: "
-                                 f"{list(saes) or 'none'}; see `wif sae train`)")  # fmt: skip
+                raise InputError(
+                    f"{cls.name} on SAE codes needs --layer with an SAE (layers with one: "
+                    f"{list(saes) or 'none'}; see `wif sae train`)"
+                )
             out |= {"sae": str(saes[layer].resolve()), "sae_version": fingerprint(saes[layer])}
         elif space == "text":
             cache = str(embeddings_dir(run.store_path) / run.run_id) if run.store_path else None
@@ -117,9 +122,11 @@ class _Clusters(Explainer):
         if have != wanted:
             # which items were attributed must not depend on their outcome: `--failures-only` would let the
             # mere presence of an attribution give the failures away
-            raise InputError(f"{cls.name} needs attributions of every evaluated item; {len(have)} of {len(wanted)} "
-                             f"have {found['method']} ones: store the rest with `wif attribute --run {run.run_id}` "
-                             "(without --failures-only)")  # fmt: skip
+            raise InputError(
+                f"{cls.name} needs attributions of every evaluated item; {len(have)} of {len(wanted)} "
+                f"have {found['method']} ones: store the rest with `wif attribute --run {run.run_id}` "
+                "(without --failures-only)"
+            )
         return {**found, "store": str(Path(run.store_path).resolve()), "run_id": run.run_id}
 
     # -- features --------------------------------------------------------------------
@@ -137,8 +144,9 @@ class _Clusters(Explainer):
 
             where = self.settings.get("embeddings")
             texts = [item_text(c, ch) for c, ch in zip(view.contexts, view.choices, strict=True)]
-            return embed_texts(texts, view.item_ids, Path(where).parent if where else None,
-                               Path(where).name if where else "texts")  # fmt: skip
+            return embed_texts(
+                texts, view.item_ids, Path(where).parent if where else None, Path(where).name if where else "texts"
+            )
         return self._attribution_features(view, fit)
 
     def _sae_features(self, view: View, fit: bool) -> np.ndarray:
@@ -190,8 +198,10 @@ class _Clusters(Explainer):
             store.close()
         if fit:
             if not rows:
-                raise InputError(f"no train item of run {self.settings['run_id']} has attributions: compute them "
-                                 f"with `wif attribute --run {self.settings['run_id']}`")  # fmt: skip
+                raise InputError(
+                    f"no train item of run {self.settings['run_id']} has attributions: compute them "
+                    f"with `wif attribute --run {self.settings['run_id']}`"
+                )
             seen = {s for r in rows for s in r.segments}
             from wif_core.clusters.spaces import SEGMENT_ORDER
 
@@ -210,8 +220,10 @@ class _Clusters(Explainer):
         return algo.nearest(Z, self.ref_, self.ref_labels_)
 
     def _rates(self, labels: np.ndarray, y: np.ndarray) -> dict[int, float]:
-        return {int(c): float((y[labels == c].sum() + PRIOR * self.base_rate_) / ((labels == c).sum() + PRIOR))
-                for c in np.unique(labels)}  # fmt: skip
+        return {
+            int(c): float((y[labels == c].sum() + PRIOR * self.base_rate_) / ((labels == c).sum() + PRIOR))
+            for c in np.unique(labels)
+        }
 
     def _score(self, Z: np.ndarray) -> np.ndarray:
         return np.array([self.rates_.get(int(c), self.base_rate_) for c in self._assign(Z)])
@@ -222,8 +234,10 @@ class _Clusters(Explainer):
 
         space = self.settings["space"]
         if space not in self.spaces or SPACE_TIERS[space] != train.tier:
-            raise InputError(f"{self.name} may not cluster the {space} space ({SPACE_TIERS.get(space)}-tier) with "
-                             f"a {train.tier}-tier view: use --explainer {self.sibling}")  # fmt: skip
+            raise InputError(
+                f"{self.name} may not cluster the {space} space ({SPACE_TIERS.get(space)}-tier) with "
+                f"a {train.tier}-tier view: use --explainer {self.sibling}"
+            )
         X_tr, X_va = self._features(train, fit=True), self._features(val)
         scale = {"activations": "standard", "sae": "l2", "text": "l2", "attribution": "standard"}[space]
         self.reducer_ = algo.Reducer(scale).fit(X_tr, self.seed)  # type: ignore[arg-type]
@@ -277,7 +291,7 @@ class _Clusters(Explainer):
                     "failure_rate": self.rates_[c],
                 }
                 for c in clusters
-            ],  # fmt: skip
+            ],
         }
         if self.val_auc_by_k_:
             out["val_auc_by_k"] = {str(k): v for k, v in self.val_auc_by_k_.items()}

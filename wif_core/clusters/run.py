@@ -165,8 +165,17 @@ def cache_key(
     sae: tuple[int, str] | None,
 ) -> str:
     run = store.run(run_id)
-    payload = {"v": CLUSTERS_VERSION, "run": run_id, "n": n_items, "split": run.split_config, "config": run.config,
-               "space": space, "settings": settings, "options": options, "sae": sae}  # fmt: skip
+    payload = {
+        "v": CLUSTERS_VERSION,
+        "run": run_id,
+        "n": n_items,
+        "split": run.split_config,
+        "config": run.config,
+        "space": space,
+        "settings": settings,
+        "options": options,
+        "sae": sae,
+    }
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -197,8 +206,15 @@ def cluster_run(
     if frame.empty:
         raise InputError(f"run {run_id} has no scored items to cluster (see `wif items --run {run_id}`)")
     sae = _card_sae(store, run_id, space, settings) if sae_features else None
-    options = {"mode": mode, "algorithm": algorithm, "k": k, "seed": seed, "map": map_method,
-               "min_cluster_size": min_cluster_size, "sae_features": sae_features}  # fmt: skip
+    options = {
+        "mode": mode,
+        "algorithm": algorithm,
+        "k": k,
+        "seed": seed,
+        "map": map_method,
+        "min_cluster_size": min_cluster_size,
+        "sae_features": sae_features,
+    }
     key = cache_key(store, run_id, n_items=len(frame), space=space, settings=settings, options=options, sae=sae)
     if cache is not None and (hit := cache.get(key)) is not None:
         return hit
@@ -226,8 +242,9 @@ def cluster_run(
     what = "failed items" if mode == "failures" else "items"
     if len(rows) < 3:
         hint = "use --mode all, or collect more items" if mode == "failures" else "collect more items"
-        raise InputError(f"run {run_id} has {len(rows)} {what} in the {space} space; clustering needs at least 3 "
-                         f"({hint})")  # fmt: skip
+        raise InputError(
+            f"run {run_id} has {len(rows)} {what} in the {space} space; clustering needs at least 3 ({hint})"
+        )
     if k is not None:
         algo.check_k(k, len(rows), what)
     if algorithm == "kmeans":
@@ -338,8 +355,9 @@ def cluster_run(
     return result
 
 
-def _codes_for(store: Store, run_id: str, sae: tuple[int, str], item_ids: list[str],
-               rows: np.ndarray) -> np.ndarray | None:  # fmt: skip
+def _codes_for(
+    store: Store, run_id: str, sae: tuple[int, str], item_ids: list[str], rows: np.ndarray
+) -> np.ndarray | None:
     """SAE codes ``[len(rows), d_sae]`` of the clustered items (zeros for items without codes), or None."""
     try:
         code_ids, codes = sae_item_codes(store, run_id, sae[0])

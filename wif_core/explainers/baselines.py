@@ -12,8 +12,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from wif_core.explainers.base import Explainer, RunFacts, View
 from wif_core.explainers.linear import fit_logistic, top_weights
 
-NEGATIONS = frozenset("not no never none nothing nobody neither nor cannot can't don't doesn't didn't isn't "
-                      "wasn't aren't weren't won't wouldn't shouldn't couldn't without".split())  # fmt: skip
+NEGATIONS = frozenset(
+    "not no never none nothing nobody neither nor cannot can't don't doesn't didn't isn't "
+    "wasn't aren't weren't won't wouldn't shouldn't couldn't without".split()
+)
 _WORD = re.compile(r"[a-z']+")
 
 
@@ -122,8 +124,9 @@ class Text(Explainer):
         self.vec_ = TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=20000, sublinear_tf=True)
         Xt = self.vec_.fit_transform(item_text(train))
         Xv = self.vec_.transform(item_text(val))
-        self.fit_ = fit_logistic(Xt, y_train, Xv, y_val, grid=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0), scale=False,
-                                 seed=self.seed)  # fmt: skip
+        self.fit_ = fit_logistic(
+            Xt, y_train, Xv, y_val, grid=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0), scale=False, seed=self.seed
+        )
         return self
 
     def predict_proba(self, test: View) -> np.ndarray:

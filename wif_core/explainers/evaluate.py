@@ -92,9 +92,16 @@ class ExplainResult:
 def _key(data: RunData, name: str, settings: dict[str, Any], level: float, n_resamples: int) -> str:
     run = data.store.run(data.facts.run_id)
     payload = {
-        "v": RESULTS_VERSION, "run": data.facts.run_id, "n": len(data.frame), "split": run.split_config,
-        "config": run.config, "explainer": name, "settings": settings, "level": level, "resamples": n_resamples,
-    }  # fmt: skip
+        "v": RESULTS_VERSION,
+        "run": data.facts.run_id,
+        "n": len(data.frame),
+        "split": run.split_config,
+        "config": run.config,
+        "explainer": name,
+        "settings": settings,
+        "level": level,
+        "resamples": n_resamples,
+    }
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -207,10 +214,26 @@ def compare(a: ExplainResult, b: ExplainResult, method: str = "bootstrap") -> di
     """Paired comparison of two results on the same test items: AUC(a) − AUC(b), CI and p."""
     if a.item_ids != b.item_ids:
         raise InputError("paired comparison needs both results on the same test items (same run and split)")
-    r = paired_compare(np.array(a.y_test), np.array(a.scores), np.array(b.scores), method=method,
-                       level=a.ci_level, n_resamples=2000, seed=a.seed)  # fmt: skip
-    return {"a": a.label, "b": b.label, "diff": r.diff, "ci_low": r.ci_low, "ci_high": r.ci_high,
-            "ci_level": r.ci_level, "p_value": r.p_value, "method": r.method, "n": r.n}  # fmt: skip
+    r = paired_compare(
+        np.array(a.y_test),
+        np.array(a.scores),
+        np.array(b.scores),
+        method=method,
+        level=a.ci_level,
+        n_resamples=2000,
+        seed=a.seed,
+    )
+    return {
+        "a": a.label,
+        "b": b.label,
+        "diff": r.diff,
+        "ci_low": r.ci_low,
+        "ci_high": r.ci_high,
+        "ci_level": r.ci_level,
+        "p_value": r.p_value,
+        "method": r.method,
+        "n": r.n,
+    }
 
 
 def best_of(
@@ -234,10 +257,23 @@ def reproduce(data: RunData, seed: int = 0, cache: ResultCache | None = None) ->
     for r in ours:
         depth = (r.layer or 0) / n_layers
         nearest = min(paper, key=lambda L: abs(L / PAPER_MODEL_LAYERS - depth)) if paper else None
-        rows.append({**r.summary(), "relative_depth": depth, "paper_layer": nearest,
-                     "paper_auc": paper.get(nearest) if nearest else None})  # fmt: skip
-    return {"run_id": run.run_id, "task": run.task, "model": run.model, "paper_task": _paper_task(run.task),
-            "paper": {str(k): v for k, v in paper.items()}, "paper_model": "gemma-2-2b", "results": rows}  # fmt: skip
+        rows.append(
+            {
+                **r.summary(),
+                "relative_depth": depth,
+                "paper_layer": nearest,
+                "paper_auc": paper.get(nearest) if nearest else None,
+            }
+        )
+    return {
+        "run_id": run.run_id,
+        "task": run.task,
+        "model": run.model,
+        "paper_task": _paper_task(run.task),
+        "paper": {str(k): v for k, v in paper.items()},
+        "paper_model": "gemma-2-2b",
+        "results": rows,
+    }
 
 
 def _paper_task(task: str) -> str:

@@ -65,9 +65,12 @@ class Probe(Explainer):
     def fit(self, train: View, y_train: np.ndarray, val: View, y_val: np.ndarray) -> Probe:
         assert self.layer is not None and self.site is not None
         self.fit_: FittedLogistic = fit_logistic(
-            site_features(train, self.layer, self.site), y_train,
-            site_features(val, self.layer, self.site), y_val, seed=self.seed,
-        )  # fmt: skip
+            site_features(train, self.layer, self.site),
+            y_train,
+            site_features(val, self.layer, self.site),
+            y_val,
+            seed=self.seed,
+        )
         return self
 
     def predict_proba(self, test: View) -> np.ndarray:

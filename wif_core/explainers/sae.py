@@ -135,5 +135,5 @@ class SaeProbe(Explainer):
                     "freq_success": float(self.freq_success_[i]),
                 }
                 for i in order
-            ],  # fmt: skip
+            ],
         }

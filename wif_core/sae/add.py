@@ -19,8 +19,10 @@ def add_sae(store: Any, run_id: str, layer: int, spec: str) -> dict[str, Any]:
     ``layer``, after checking its width; record how well it reconstructs the run's tokens."""
     run = store.run(run_id)
     if layer not in run.token_layers:
-        raise InputError(f"run {run_id} has no per-token activations at layer {layer} (it has "
-                         f"{run.token_layers or 'none'}); collect with --token-layers {layer}")  # fmt: skip
+        raise InputError(
+            f"run {run_id} has no per-token activations at layer {layer} (it has "
+            f"{run.token_layers or 'none'}); collect with --token-layers {layer}"
+        )
     sae = load_sae(spec)
     check_width(sae, run.d_model, run_id, spec)
     _, tokens = store.token_activations(run_id, layer)
@@ -34,12 +36,24 @@ def add_sae(store: Any, run_id: str, layer: int, spec: str) -> dict[str, Any]:
         (out / CODES_FILE).unlink(missing_ok=True)
         sae.save_model(str(out))
     result = {
-        "run_id": run_id, "layer": layer, "path": str(out), "source": spec, "arch": sae.cfg.architecture(),
-        "width": int(sae.cfg.d_sae), "d_in": int(sae.cfg.d_in), "n_tokens": len(kept), "n_sink_tokens": len(X) - len(kept),
-        "max_norm": max_norm, "eval_split": "all", "n_eval_tokens": fit["n_tokens"],
-        "explained_variance": fit["explained_variance"], "mse": fit["mse"], "mean_l0": fit["mean_l0"],
-        "dead_fraction": fit["dead_fraction"], "note": hook_note(sae, layer),
-    }  # fmt: skip
+        "run_id": run_id,
+        "layer": layer,
+        "path": str(out),
+        "source": spec,
+        "arch": sae.cfg.architecture(),
+        "width": int(sae.cfg.d_sae),
+        "d_in": int(sae.cfg.d_in),
+        "n_tokens": len(kept),
+        "n_sink_tokens": len(X) - len(kept),
+        "max_norm": max_norm,
+        "eval_split": "all",
+        "n_eval_tokens": fit["n_tokens"],
+        "explained_variance": fit["explained_variance"],
+        "mse": fit["mse"],
+        "mean_l0": fit["mean_l0"],
+        "dead_fraction": fit["dead_fraction"],
+        "note": hook_note(sae, layer),
+    }
     (out / METRICS_FILE).write_text(json.dumps(result, indent=1, default=float))
     run_codes(store, run_id, layer)
     return result

@@ -65,8 +65,13 @@ def reconstruction(sae: Any, X: np.ndarray, batch: int = ENCODE_BATCH) -> dict[s
 
     X = np.asarray(X, dtype=np.float32)
     if not len(X):
-        return {"explained_variance": float("nan"), "mse": float("nan"), "mean_l0": float("nan"),
-                "dead_fraction": float("nan"), "n_tokens": 0}  # fmt: skip
+        return {
+            "explained_variance": float("nan"),
+            "mse": float("nan"),
+            "mean_l0": float("nan"),
+            "dead_fraction": float("nan"),
+            "n_tokens": 0,
+        }
     err = total = l0 = 0.0
     fired = np.zeros(int(sae.cfg.d_sae), dtype=bool)
     mean = X.mean(0)
@@ -151,11 +156,19 @@ class FeatureCodes:
         """Write the codes as safetensors (atomically); ``meta`` goes into the header."""
         from safetensors.numpy import save_file
 
-        arrays: dict[str, np.ndarray] = {"offsets": self.offsets.astype(np.int64), "ptr": self.ptr.astype(np.int64),
-                  "features": self.features.astype(np.int32), "values": self.values.astype(np.float32),
-                  "kept": self.kept.astype(np.uint8)}  # fmt: skip
-        header = {"item_ids": json.dumps(self.item_ids), "d_sae": str(self.d_sae), "fingerprint": self.fingerprint,
-                  **{k: json.dumps(v) for k, v in meta.items()}}  # fmt: skip
+        arrays: dict[str, np.ndarray] = {
+            "offsets": self.offsets.astype(np.int64),
+            "ptr": self.ptr.astype(np.int64),
+            "features": self.features.astype(np.int32),
+            "values": self.values.astype(np.float32),
+            "kept": self.kept.astype(np.uint8),
+        }
+        header = {
+            "item_ids": json.dumps(self.item_ids),
+            "d_sae": str(self.d_sae),
+            "fingerprint": self.fingerprint,
+            **{k: json.dumps(v) for k, v in meta.items()},
+        }
         tmp = path.with_name(path.name + ".tmp")
         save_file(arrays, str(tmp), metadata=header)
         tmp.replace(path)
@@ -239,19 +252,25 @@ def run_codes(
 
     run = store.run(run_id)
     if layer not in run.token_layers:
-        raise InputError(f"run {run_id} has no per-token activations at layer {layer} (it has "
-                         f"{run.token_layers or 'none'}); collect with --token-layers {layer}")  # fmt: skip
+        raise InputError(
+            f"run {run_id} has no per-token activations at layer {layer} (it has "
+            f"{run.token_layers or 'none'}); collect with --token-layers {layer}"
+        )
     own = sae_dir(store.path, run_id, layer)
     path = Path(path) if path is not None else own
     if not is_sae_dir(path):
         if path == own:
-            raise InputError(f"run {run_id} has no SAE at layer {layer}; train one with "
-                             f"`wif sae train --db {store.path} --run {run_id} --layer {layer}`")  # fmt: skip
+            raise InputError(
+                f"run {run_id} has no SAE at layer {layer}; train one with "
+                f"`wif sae train --db {store.path} --run {run_id} --layer {layer}`"
+            )
         raise InputError(f"{path} is not an SAE in sae-lens format (cfg.json and sae_weights.safetensors)")
     info = sae_info(path)
     if run.d_model is not None and info.d_in != run.d_model:
-        raise InputError(f"the SAE at {path} reads vectors of width {info.d_in}, but run {run_id}'s activations "
-                         f"have width {run.d_model}: use an SAE trained on this model's residual stream")  # fmt: skip
+        raise InputError(
+            f"the SAE at {path} reads vectors of width {info.d_in}, but run {run_id}'s activations "
+            f"have width {run.d_model}: use an SAE trained on this model's residual stream"
+        )
     cached = path / CODES_FILE
     writable = cache and path.resolve().is_relative_to(sae_root(store.path).resolve())
     if writable and cached.is_file():

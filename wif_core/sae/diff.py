@@ -132,9 +132,18 @@ class FeatureDiff:
         out = {k: v for k, v in asdict(self).items() if k != "contexts"}
         out["direction"] = self.direction
         if contexts:
-            out["contexts"] = [{"item_id": c.item_id, "split": c.split, "failed": c.failed, "activation": c.activation,
-                                "position": c.position, "token": c.token, "snippet": c.snippet()}
-                               for c in self.contexts]  # fmt: skip
+            out["contexts"] = [
+                {
+                    "item_id": c.item_id,
+                    "split": c.split,
+                    "failed": c.failed,
+                    "activation": c.activation,
+                    "position": c.position,
+                    "token": c.token,
+                    "snippet": c.snippet(),
+                }
+                for c in self.contexts
+            ]
         return out
 
 

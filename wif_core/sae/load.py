@@ -34,8 +34,10 @@ def load_sae(spec: str | Path, device: str = "cpu") -> Any:
         return _from_pretrained(release, sae_id, device)
     path = Path(text).expanduser()
     if not path.is_dir():
-        raise InputError(f"no SAE at {path}; train one with `wif sae train`, or give a directory in sae-lens format "
-                         "or a pretrained RELEASE:SAE_ID")  # fmt: skip
+        raise InputError(
+            f"no SAE at {path}; train one with `wif sae train`, or give a directory in sae-lens format "
+            "or a pretrained RELEASE:SAE_ID"
+        )
     if not is_sae_dir(path):
         raise InputError(f"{path} is not an SAE in sae-lens format (it needs {CFG_FILE} and {WEIGHTS_FILE})")
     from sae_lens import SAE
@@ -55,8 +57,10 @@ def _from_pretrained(release: str, sae_id: str, device: str) -> Any:
 
     known = get_pretrained_saes_directory().get(release)
     if known is not None and known.conversion_func in PICKLE_LOADERS:
-        raise InputError(f"SAE release '{release}' ships pickled weights ({known.conversion_func}); wif reads only "
-                         "safetensors: convert it and pass its directory")  # fmt: skip
+        raise InputError(
+            f"SAE release '{release}' ships pickled weights ({known.conversion_func}); wif reads only "
+            "safetensors: convert it and pass its directory"
+        )
     if known is None and "/" not in release:
         raise InputError(f"unknown SAE release '{release}'; see sae-lens's pretrained SAEs list, or give a directory")
     if known is not None and sae_id not in known.saes_map:
@@ -75,8 +79,10 @@ def check_width(sae: Any, d_model: int | None, run_id: str, source: str) -> None
     """Refuse an SAE whose input width is not the run's activation width, in one line."""
     d_in = int(sae.cfg.d_in)
     if d_model is not None and d_in != int(d_model):
-        raise InputError(f"the SAE {source} reads vectors of width {d_in}, but run {run_id}'s activations have width "
-                         f"{d_model}: use an SAE trained on this model's residual stream")  # fmt: skip
+        raise InputError(
+            f"the SAE {source} reads vectors of width {d_in}, but run {run_id}'s activations have width "
+            f"{d_model}: use an SAE trained on this model's residual stream"
+        )
 
 
 def hook_note(sae: Any, layer: int) -> str | None:

@@ -77,14 +77,22 @@ def new_sae(d_in: int, cfg: TrainConfig) -> Any:
         if cfg.arch == "topk":
             from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 
-            return TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=width, k=cfg.k,
-                                                         normalize_activations="expected_average_only_in"))  # fmt: skip
+            return TopKTrainingSAE(
+                TopKTrainingSAEConfig(d_in=d_in, d_sae=width, k=cfg.k, normalize_activations="expected_average_only_in")
+            )
         from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
 
-        return JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(
-            d_in=d_in, d_sae=width, jumprelu_sparsity_loss_mode="quadratic", target_l0=float(cfg.k),
-            l0_coefficient=1.0, jumprelu_init_threshold=0.3, normalize_activations="expected_average_only_in",
-        ))  # fmt: skip
+        return JumpReLUTrainingSAE(
+            JumpReLUTrainingSAEConfig(
+                d_in=d_in,
+                d_sae=width,
+                jumprelu_sparsity_loss_mode="quadratic",
+                target_l0=float(cfg.k),
+                l0_coefficient=1.0,
+                jumprelu_init_threshold=0.3,
+                normalize_activations="expected_average_only_in",
+            )
+        )
 
 
 def _batches(X: np.ndarray, size: int, seed: int, progress: Callable[[int], None] | None) -> Iterator[Any]:
@@ -112,11 +120,17 @@ def fit_sae(sae: Any, X: np.ndarray, cfg: TrainConfig, progress: Callable[[int],
     samples = cfg.samples or default_samples(len(X))
     steps = max(1, samples // cfg.batch)
     trainer_cfg = SAETrainerConfig(
-        total_training_samples=samples, train_batch_size_samples=cfg.batch, lr=cfg.lr, lr_end=cfg.lr / 10,
-        lr_scheduler_name="cosineannealing", lr_warm_up_steps=min(10, steps // 10), device="cpu",
-        logger=LoggingConfig(log_to_wandb=False), n_batches_for_norm_estimate=min(50, max(1, len(X) // cfg.batch)),
+        total_training_samples=samples,
+        train_batch_size_samples=cfg.batch,
+        lr=cfg.lr,
+        lr_end=cfg.lr / 10,
+        lr_scheduler_name="cosineannealing",
+        lr_warm_up_steps=min(10, steps // 10),
+        device="cpu",
+        logger=LoggingConfig(log_to_wandb=False),
+        n_batches_for_norm_estimate=min(50, max(1, len(X) // cfg.batch)),
         dead_feature_window=max(10, steps // 8),
-    )  # fmt: skip
+    )
     torch.manual_seed(cfg.seed)
     trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=_batches(X, cfg.batch, cfg.seed, progress))
     # sae-lens draws its own progress bar on stderr; wif reports progress through ``progress``
@@ -180,8 +194,10 @@ def train_run_sae(
     cfg.check()
     run = store.run(run_id)
     if layer not in run.token_layers:
-        raise InputError(f"run {run_id} has no per-token activations at layer {layer} (it has "
-                         f"{run.token_layers or 'none'}); collect with --token-layers {layer}")  # fmt: skip
+        raise InputError(
+            f"run {run_id} has no per-token activations at layer {layer} (it has "
+            f"{run.token_layers or 'none'}); collect with --token-layers {layer}"
+        )
     ids, X_all = _tokens(store, run_id, layer, tuple(cfg.splits))
     if not len(X_all):
         raise InputError(f"run {run_id} has no {'/'.join(cfg.splits)} items with token activations at layer {layer}")

@@ -105,14 +105,44 @@ class AttributionRow:
 
 
 _ATTR_COLS = [
-    "item_id", "method", "wrong_choice", "right_choice", "tokens", "segments", "scores", "delta", "sum_scores",
-    "layer_profile", "deletion", "faithfulness", "seconds", "config",
-]  # fmt: skip
+    "item_id",
+    "method",
+    "wrong_choice",
+    "right_choice",
+    "tokens",
+    "segments",
+    "scores",
+    "delta",
+    "sum_scores",
+    "layer_profile",
+    "deletion",
+    "faithfulness",
+    "seconds",
+    "config",
+]
 
 _RUN_COLS = [
-    "run_id", "model", "task", "source", "kind", "template", "scoring", "layers", "sites", "token_layers", "n_layers",
-    "d_model", "act_dtype", "seed", "split_config", "config", "status", "n_planned", "n_choices", "family",
-]  # fmt: skip
+    "run_id",
+    "model",
+    "task",
+    "source",
+    "kind",
+    "template",
+    "scoring",
+    "layers",
+    "sites",
+    "token_layers",
+    "n_layers",
+    "d_model",
+    "act_dtype",
+    "seed",
+    "split_config",
+    "config",
+    "status",
+    "n_planned",
+    "n_choices",
+    "family",
+]
 
 
 class Store:
@@ -317,7 +347,7 @@ class Store:
             {
                 c: [json.dumps(getattr(r, c)) if c in ("deletion", "config") else getattr(r, c) for r in rows]
                 for c in _ATTR_COLS
-            }  # fmt: skip
+            }
         )
         frame.insert(0, "run_id", run_id)
         for col in ("wrong_choice", "right_choice"):

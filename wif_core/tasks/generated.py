@@ -187,9 +187,13 @@ def _physical(rng: random.Random, gold: int, hard: Hard) -> Built:
         goal = f"{rng.choice(distractors).format(x=mention)} {goal}"
     choices = _place(rng, right_text, [wrong_text], gold)
     factors = {
-        "template": template, "negation": negation, "distractor": distractor, "lexical_overlap": overlap,
-        "magnitude": magnitude, "gold_shortest": _gold_shortest(choices, gold),
-    }  # fmt: skip
+        "template": template,
+        "negation": negation,
+        "distractor": distractor,
+        "lexical_overlap": overlap,
+        "magnitude": magnitude,
+        "gold_shortest": _gold_shortest(choices, gold),
+    }
     return {"goal": goal}, choices, factors
 
 
@@ -272,9 +276,13 @@ def _passage(rng: random.Random, gold: int, hard: Hard) -> Built:
     passage = " ".join([intro, *sentences])
     question = (q_verbatim if overlap else q_para).format(s=subject, neg="not " if negation else "", v=asked)
     factors = {
-        "template": attr, "negation": negation, "distractor": distractor, "lexical_overlap": overlap,
-        "magnitude": magnitude, "passage_len": 1 + len(facts),
-    }  # fmt: skip
+        "template": attr,
+        "negation": negation,
+        "distractor": distractor,
+        "lexical_overlap": overlap,
+        "magnitude": magnitude,
+        "passage_len": 1 + len(facts),
+    }
     return {"passage": passage, "question": question}, ["no", "yes"], factors
 
 
@@ -330,9 +338,12 @@ def _coref(rng: random.Random, gold: int, hard: Hard) -> Built:
     if distractor:
         sentence = f"{rng.choice(_COREF_DISTRACTORS).format(w=wrong, p=phrase)} {sentence}"
     factors = {
-        "template": tid, "entity_kind": kind, "answer_role": role, "negation": negation,
+        "template": tid,
+        "entity_kind": kind,
+        "answer_role": role,
+        "negation": negation,
         "distractor": distractor,
-    }  # fmt: skip
+    }
     return {"sentence": sentence}, _place(rng, answer, [wrong], gold), factors
 
 
@@ -399,9 +410,12 @@ def _social(rng: random.Random, gold: int, hard: Hard) -> Built:
     question = questions[qi].format(X=x, Y=y)
     choices = _place(rng, right, [flipped, rng.choice(neutral)], gold)
     factors = {
-        "template": f"{eid}/{qtype}{qi}", "question_type": qtype, "negation": negation,
-        "distractor": distractor, "gold_shortest": _gold_shortest(choices, gold),
-    }  # fmt: skip
+        "template": f"{eid}/{qtype}{qi}",
+        "question_type": qtype,
+        "negation": negation,
+        "distractor": distractor,
+        "gold_shortest": _gold_shortest(choices, gold),
+    }
     return {"context": context, "question": question}, choices, factors
 
 

@@ -95,9 +95,11 @@ class ZooTransformer(nn.Module):
             self.post = nn.ModuleList([nn.LayerNorm(d) for _ in range(spec.layers)])
         else:
             self.post = nn.ModuleList(
-                [nn.Sequential(nn.Linear(d, d, bias=False), nn.ReLU(), nn.Linear(d, d, bias=False))
-                 for _ in range(spec.layers)]
-            )  # fmt: skip
+                [
+                    nn.Sequential(nn.Linear(d, d, bias=False), nn.ReLU(), nn.Linear(d, d, bias=False))
+                    for _ in range(spec.layers)
+                ]
+            )
         self.unembed = nn.Linear(d, spec.n_outputs, bias=False)
 
     def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,8 +145,11 @@ def rnn_from_weights(spec: ZooSpec, W_hi: torch.Tensor, W_hh: torch.Tensor, W_oh
     """An RNN with the given weights, after checking every shape against the spec."""
     d, out = spec.hidden, spec.n_outputs
     expected = {"W_hi": (d,), "W_hh": (d, d), "W_oh": (out, d)}
-    for key, tensor in (("W_hi", W_hi.reshape(-1) if W_hi.dim() == 2 and 1 in W_hi.shape else W_hi),
-                        ("W_hh", W_hh), ("W_oh", W_oh)):  # fmt: skip
+    for key, tensor in (
+        ("W_hi", W_hi.reshape(-1) if W_hi.dim() == 2 and 1 in W_hi.shape else W_hi),
+        ("W_hh", W_hh),
+        ("W_oh", W_oh),
+    ):
         if tuple(tensor.shape) != expected[key]:
             raise InputError(
                 f"model {spec.name}: weight '{key}' has shape {tuple(tensor.shape)}, but hidden={d}, "

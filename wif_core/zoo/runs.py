@@ -76,14 +76,27 @@ def store_run(
         raise InputError(f"--samples {samples} is too few for a run; use at least 40 (explainers need both outcomes)")
     task_name = store_task(spec.task, spec.n)
     model_name = f"zoo:{spec.name}"
-    config = {"model": model_name, "task": task_name, "samples": samples, "seed": seed, "kind": "zoo",
-              "weights": _fingerprint(model)}  # fmt: skip
+    config = {
+        "model": model_name,
+        "task": task_name,
+        "samples": samples,
+        "seed": seed,
+        "kind": "zoo",
+        "weights": _fingerprint(model),
+    }
     run_id = make_run_id(model_name, task_name, config)
     if run_id in store.run_ids() and store.run(run_id).status == "complete":
         frame = store.items(run_id)
         in_splits = int(frame["split"].isin(["train", "val", "test"]).sum())
-        return ZooRunResult(run_id=run_id, model=spec.name, task=task_name, n_items=len(frame),
-                            accuracy=float(frame["correct"].mean()), n_in_splits=in_splits, resumed=True)  # fmt: skip
+        return ZooRunResult(
+            run_id=run_id,
+            model=spec.name,
+            task=task_name,
+            n_items=len(frame),
+            accuracy=float(frame["correct"].mean()),
+            n_in_splits=in_splits,
+            resumed=True,
+        )
 
     gen = torch.Generator().manual_seed(seed)
     x = task.sample(samples, spec.n, gen)
@@ -112,8 +125,16 @@ def store_run(
     for i in range(samples):
         meta: dict[str, Any] = {"factors": list(factors), "x": xs[i].tolist(), "seed": seed, "index": i}
         meta.update({f: (int(v[i]) if f.endswith("_pos") else float(v[i])) for f, v in factors.items()})
-        items.append(TaskItem(item_id=f"{spec.name}-{i:0{width}d}", task=task_name,
-                              context=_context(xs[i], task.inputs), choices=choices, gold=int(y[i]), meta=meta))  # fmt: skip
+        items.append(
+            TaskItem(
+                item_id=f"{spec.name}-{i:0{width}d}",
+                task=task_name,
+                context=_context(xs[i], task.inputs),
+                choices=choices,
+                gold=int(y[i]),
+                meta=meta,
+            )
+        )
     run = RunInfo(
         run_id=run_id,
         model=model_name,
@@ -144,8 +165,16 @@ def store_run(
                 acts: dict[tuple[int, str], np.ndarray] = {(t, "last"): states_np[i, t - 1] for t in layers}
                 if is_rnn:
                     acts[(1, "tokens")] = states_np[i]  # the hidden state over time, for attention probes
-                rows.append(OutcomeRow(item_id=it.item_id, pred=int(pred_np[i]), correct=bool(pred_np[i] == y_np[i]),
-                                       margin=float(margin[i]), ll_sum=ll_np[i].tolist(), acts=acts))  # fmt: skip
+                rows.append(
+                    OutcomeRow(
+                        item_id=it.item_id,
+                        pred=int(pred_np[i]),
+                        correct=bool(pred_np[i] == y_np[i]),
+                        margin=float(margin[i]),
+                        ll_sum=ll_np[i].tolist(),
+                        acts=acts,
+                    )
+                )
             yield rows
 
     def attributions() -> None:  # exact position attributions (see wif_core.zoo.attribution)
@@ -169,8 +198,15 @@ def store_run(
     for f in result.findings:
         counts[f.kind] = counts.get(f.kind, 0) + 1
     in_splits = int(frame["split"].isin(["train", "val", "test"]).sum())
-    return ZooRunResult(run_id=run_id, model=spec.name, task=task_name, n_items=samples,
-                        accuracy=float((pred_np == y_np).mean()), n_in_splits=in_splits, findings=counts)  # fmt: skip
+    return ZooRunResult(
+        run_id=run_id,
+        model=spec.name,
+        task=task_name,
+        n_items=samples,
+        accuracy=float((pred_np == y_np).mean()),
+        n_in_splits=in_splits,
+        findings=counts,
+    )
 
 
 def _fingerprint(model: ZooModel) -> str:
@@ -236,9 +272,19 @@ def cause_recovery(
     for label, cause in (("known cause: −gap12", gaps), ("known cause: −min(gap12, gap23)", nearest)):
         ci = auc_ci(y_test, -cause, seed=seed)
         rho = -1.0 if cause is gaps else float(spearmanr(-cause, gaps).statistic)
-        rows.append(CauseRecovery(explainer=label, label=label, tier="gold", auc=ci.auc, ci_low=ci.ci_low,
-                                  ci_high=ci.ci_high, n_test=ci.n, spearman_gap12=rho,
-                                  spearman_gap12_ci=(rho, rho)))  # fmt: skip
+        rows.append(
+            CauseRecovery(
+                explainer=label,
+                label=label,
+                tier="gold",
+                auc=ci.auc,
+                ci_low=ci.ci_low,
+                ci_high=ci.ci_high,
+                n_test=ci.n,
+                spearman_gap12=rho,
+                spearman_gap12_ci=(rho, rho),
+            )
+        )
     n_layers = max(data.facts.layers)
     for name, settings in explainers:
         s = dict(settings)
@@ -256,9 +302,19 @@ def cause_recovery(
             rho, ci_rho = math.nan, (math.nan, math.nan)
         else:
             rho, ci_rho = float(spearmanr(scores, g).statistic), _spearman_ci(scores, g, seed)
-        rows.append(CauseRecovery(explainer=name, label=r.label, tier=r.tier, auc=r.auc, ci_low=r.ci_low,
-                                  ci_high=r.ci_high, n_test=r.n_test, spearman_gap12=rho,
-                                  spearman_gap12_ci=ci_rho))  # fmt: skip
+        rows.append(
+            CauseRecovery(
+                explainer=name,
+                label=r.label,
+                tier=r.tier,
+                auc=r.auc,
+                ci_low=r.ci_low,
+                ci_high=r.ci_high,
+                n_test=r.n_test,
+                spearman_gap12=rho,
+                spearman_gap12_ci=ci_rho,
+            )
+        )
     return rows
 
 

@@ -102,11 +102,19 @@ def train(cfg: TrainConfig, progress: Callable[[int, float], None] | None = None
             progress(step + 1, recent)
     seconds = time.perf_counter() - start
     model.spec.meta = {
-        "steps": cfg.steps, "batch": cfg.batch, "seed": cfg.seed, "lr": cfg.peak_lr, "weight_decay": cfg.weight_decay,
-        "warmup": cfg.warmup, "final_lr_fraction": cfg.final_lr_fraction, "train_seconds": round(seconds, 1),
-        "train_samples": cfg.steps * cfg.batch, "final_loss": recent, "torch_threads": torch.get_num_threads(),
+        "steps": cfg.steps,
+        "batch": cfg.batch,
+        "seed": cfg.seed,
+        "lr": cfg.peak_lr,
+        "weight_decay": cfg.weight_decay,
+        "warmup": cfg.warmup,
+        "final_lr_fraction": cfg.final_lr_fraction,
+        "train_seconds": round(seconds, 1),
+        "train_samples": cfg.steps * cfg.batch,
+        "final_loss": recent,
+        "torch_threads": torch.get_num_threads(),
         "config": asdict(cfg),
-    }  # fmt: skip
+    }
     log.info("trained %s: %d steps in %.1f s, loss %.4f", name, cfg.steps, seconds, recent)
     return model.eval()
 
