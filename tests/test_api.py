@@ -54,7 +54,7 @@ def test_the_readme_snippet_runs_as_written(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     line = out.stdout.strip().splitlines()[-1]
-    m = re.fullmatch(r"probe L15 last\S*: AUC (\d\.\d{3}) \[(\d\.\d{3}), (\d\.\d{3})\], n=(\d+)", line)
+    m = re.fullmatch(r"probe L18 last\S*: AUC (\d\.\d{3}) \[(\d\.\d{3}), (\d\.\d{3})\], n=(\d+)", line)
     assert m, line
     auc, low, high, n = float(m[1]), float(m[2]), float(m[3]), int(m[4])
     assert low <= auc <= high and n > 0

@@ -8,13 +8,13 @@ The public API, for a notebook as for a script; every name is imported on first 
     store = wif.open_store("data/my.duckdb", write=True)      # a DuckDB store (created when writing)
     model = wif.load_model()                                 # the embedded SmolLM2-135M, a directory or a hub id
     run = wif.collect(store, model, "gen-physical", source="generated", limit=120)
-    result = wif.evaluate(store, run.run_id, "probe", layer=15)   # AUC, 99.9% CI and n on held-out items
+    result = wif.evaluate(store, run.run_id, "probe", layer=18)   # AUC, 99.9% CI and n on held-out items
 
 Verbs (``wif_core.api``): ``open_store``, ``load_model``, ``load_items``, ``collect``,
 ``import_outcomes``, ``runs``, ``evaluate``, ``evaluate_all``, ``attribute``, ``cluster``,
 ``train_sae``, ``add_sae``, ``zoo_model``, ``zoo_evaluate``. Records: ``TaskItem``, ``RunInfo``,
-``CollectResult``, ``ExplainResult``, ``Attribution``, ``ClusterResult``, ``TrainResult``,
-``Accuracy``; ``Store`` and the errors ``WifError``, ``InputError``, ``StoreError``.
+``CollectResult``, ``ExplainResult``, ``Attribution``, ``ClusterResult``, ``TrainConfig``,
+``TrainResult``, ``Accuracy``; ``Store`` and the errors ``WifError``, ``InputError``, ``StoreError``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ parts (torch, scikit-learn, sae-lens) only when called. ``wif_core`` re-exports 
 
     store = wif.open_store("data/my.duckdb", write=True)
     run = wif.collect(store, wif.load_model(), "gen-physical", source="generated", limit=120)
-    result = wif.evaluate(store, run.run_id, "probe", layer=15)
+    result = wif.evaluate(store, run.run_id, "probe", layer=18)
 """
 
 from __future__ import annotations
