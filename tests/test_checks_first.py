@@ -189,6 +189,15 @@ def test_options_and_answer_keys_that_cannot_be_scored_are_refused(tmp_path, tas
     assert "\n" not in str(err.value)
 
 
+def test_a_limit_below_one_is_refused_through_the_api_too(items_file):
+    for limit in (0, -5):
+        with pytest.raises(InputError, match=f"--limit {limit} is out of range"):
+            wif_core.load_items("piqa", str(items_file), limit=limit)
+    with pytest.raises(InputError, match="--limit 0"):
+        wif_core.load_items("gen-physical", "generated", limit=0)  # not the generator's 400
+    assert len(wif_core.load_items("piqa", str(items_file), limit=3)) == 3
+
+
 def test_whole_number_labels_are_still_read():
     from wif_core.tasks.sources import _Rec
 

@@ -312,8 +312,10 @@ def load_items(
 ) -> list[TaskItem]:
     """Items of ``task`` from ``source``: 'hf', 'hf:ORG/NAME[:CONFIG]', 'generated', or a path.
 
-    ``limit`` keeps the first N items; ``sample`` a seeded random N (in source order).
+    ``limit`` keeps the first N items; ``sample`` a seeded random N (in source order); both at least 1.
     """
+    if limit is not None and limit < 1:  # 0 is not "all", and -5 would drop the last five
+        raise InputError(f"--limit {limit} is out of range: give at least 1, or no limit for every item")
     items = _load_items(task, source, limit, seed)
     if sample is not None:
         if not 0 < sample <= len(items):
