@@ -13,8 +13,8 @@ The public API, for a notebook as for a script; every name is imported on first 
 Verbs (``wif_core.api``): ``open_store``, ``load_model``, ``load_items``, ``collect``,
 ``import_outcomes``, ``runs``, ``delete_run``, ``evaluate``, ``evaluate_all``, ``attribute``, ``cluster``,
 ``train_sae``, ``add_sae``, ``zoo_model``, ``zoo_evaluate``. Records: ``TaskItem``, ``RunInfo``,
-``CollectResult``, ``DeletedRun``, ``ExplainResult``, ``Attribution``, ``ClusterResult``, ``TrainConfig``, ``TrainResult``,
-``Accuracy``; ``Store`` and the errors ``WifError``, ``InputError``, ``StoreError``.
+``CollectResult``, ``DeletedRun``, ``ExplainResult``, ``Attribution``, ``ClusterResult``, ``TrainConfig``,
+``TrainResult``, ``Accuracy``; ``Store`` and the errors ``WifError``, ``InputError``, ``StoreError``.
 """
 
 from __future__ import annotations
