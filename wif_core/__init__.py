@@ -11,9 +11,9 @@ The public API, for a notebook as for a script; every name is imported on first 
     result = wif.evaluate(store, run.run_id, "probe", layer=18)   # AUC, 99.9% CI and n on held-out items
 
 Verbs (``wif_core.api``): ``open_store``, ``load_model``, ``load_items``, ``collect``,
-``import_outcomes``, ``runs``, ``evaluate``, ``evaluate_all``, ``attribute``, ``cluster``,
+``import_outcomes``, ``runs``, ``delete_run``, ``evaluate``, ``evaluate_all``, ``attribute``, ``cluster``,
 ``train_sae``, ``add_sae``, ``zoo_model``, ``zoo_evaluate``. Records: ``TaskItem``, ``RunInfo``,
-``CollectResult``, ``ExplainResult``, ``Attribution``, ``ClusterResult``, ``TrainConfig``,
+``CollectResult``, ``DeletedRun``, ``ExplainResult``, ``Attribution``, ``ClusterResult``, ``TrainConfig``,
 ``TrainResult``, ``Accuracy``; ``Store`` and the errors ``WifError``, ``InputError``, ``StoreError``.
 """
 
@@ -27,10 +27,12 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from wif_core.api import (
+        DeletedRun,
         add_sae,
         attribute,
         cluster,
         collect,
+        delete_run,
         evaluate,
         evaluate_all,
         import_outcomes,
@@ -57,6 +59,7 @@ _VERBS = [
     "attribute",
     "cluster",
     "collect",
+    "delete_run",
     "evaluate",
     "evaluate_all",
     "import_outcomes",
@@ -74,6 +77,7 @@ _LAZY = {
     "Attribution": "attribution.record",
     "ClusterResult": "clusters.run",
     "CollectResult": "runner",
+    "DeletedRun": "api",
     "ExplainResult": "explainers.evaluate",
     "InputError": "errors",
     "RunInfo": "store",
@@ -92,6 +96,7 @@ __all__ = [
     "Attribution",
     "ClusterResult",
     "CollectResult",
+    "DeletedRun",
     "ExplainResult",
     "InputError",
     "RunInfo",
@@ -105,6 +110,7 @@ __all__ = [
     "attribute",
     "cluster",
     "collect",
+    "delete_run",
     "evaluate",
     "evaluate_all",
     "import_outcomes",

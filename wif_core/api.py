@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,7 +89,8 @@ def collect(
 
     Items come from ``items`` or are loaded from ``source`` (default 'hf'). ``layers`` are 1-based
     blocks (default: five spread over depth); ``"5,10"`` strings are accepted as on the command line.
-    Asking for the same collection again resumes it and returns the same run.
+    Asking for the same collection of the same items again resumes it and returns the same run; items that
+    differ (an edited source) make a new run beside the old one (``CollectResult.older_runs``).
     """
     from wif_core.models.loading import parse_layers
     from wif_core.runner import SplitOptions
@@ -102,7 +104,10 @@ def collect(
     layer_list = layers if not isinstance(layers, str | None) else parse_layers(layers, model.n_layers)
     token_list: Sequence[int] = ()
     if token_layers:
-        token_list = parse_layers(token_layers, model.n_layers) if isinstance(token_layers, str) else token_layers
+        if isinstance(token_layers, str):
+            token_list = parse_layers(token_layers, model.n_layers, "--token-layers")
+        else:
+            token_list = token_layers
     return _collect(
         store,
         model,
@@ -132,6 +137,37 @@ def import_outcomes(store: Store, path: str | Path, task: str, model_name: str, 
 def runs(store: Store) -> list[RunInfo]:
     """Every run in the store, as run records."""
     return [store.run(run_id) for run_id in store.run_ids()]
+
+
+@dataclass
+class DeletedRun:
+    """What ``delete_run`` removed: the run's rows per table, and its files beside the store."""
+
+    run_id: str
+    rows: dict[str, int]
+    files: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # files it could not remove (stale, and harmless: keyed by run)
+
+
+def delete_run(store: Store, run_id: str) -> DeletedRun:
+    """Remove a run from ``store`` (opened for writing): its rows in every table, in one transaction, so the
+    run goes whole or not at all; then its files beside the store (SAEs, text embeddings, the cached explainer
+    and cluster results that name it)."""
+    import shutil
+
+    from wif_core.paths import run_files
+
+    store.run(run_id)  # an unknown run is one line listing the store's runs
+    files = run_files(store.path, run_id)
+    rows = store.delete_run(run_id)
+    removed, kept = [], []
+    for path in files:
+        try:
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            removed.append(str(path))
+        except OSError:
+            kept.append(str(path))
+    return DeletedRun(run_id=run_id, rows=rows, files=removed, kept=kept)
 
 
 def _result_cache(store: Store, cache: bool) -> Any:

@@ -46,6 +46,29 @@ def store_files(store_path: str | Path) -> list[Path]:
     return [p for p in candidates if p.exists()]
 
 
+def run_files(store_path: str | Path, run_id: str) -> list[Path]:
+    """The files and directories beside a store that belong to one run, those that exist: its SAEs
+    (``saes/<run_id>/``), its text embeddings (``embeddings/<run_id>.npy`` and ``.json``) and the cached
+    explainer and cluster results whose document names the run (``results/``, ``clusters/``)."""
+    import json  # here, not at the top: `wif --help` does not pay for it
+
+    path = Path(store_path)
+    named: list[Path] = []
+    if run_id not in ("", ".", "..") and Path(run_id).name == run_id:  # a plain file name: nothing outside
+        named = [beside(path, "saes") / run_id]
+        named += [beside(path, "embeddings") / f"{run_id}{ext}" for ext in (".npy", ".json")]
+    found = [p for p in named if p.exists()]
+    for kind in ("results", "clusters"):
+        directory = beside(path, kind)
+        for doc in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+            try:
+                if json.loads(doc.read_text()).get("run_id") == run_id:
+                    found.append(doc)
+            except (OSError, ValueError, AttributeError):  # unreadable or not a result: not this run's
+                continue
+    return found
+
+
 def shipped_zoo_dir() -> Path:
     """The zoo models shipped inside the package (read-only; ``wif zoo train`` saves elsewhere)."""
     from importlib.resources import files  # here, not at the top: `wif --help` does not pay for it

@@ -1,10 +1,13 @@
 """Collection (score items, capture activations, write batches) and outcome import.
 
 A run id is derived from everything that defines the run (model, task, source, limit,
-layers, scoring, template, seed), so asking for the same collection again resumes it:
-items that already have outcomes are skipped, the rest are scored batch by batch, each
-batch written in one transaction. ``write_run`` is that write path; collection, import and
-zoo runs (``wif_core.zoo.runs``) all go through it.
+layers, scoring, template, seed) and from a digest of the items as read (ids, contexts,
+choices, answer keys, meta), so asking for the same collection of the same items again
+resumes it: items that already have outcomes are skipped, the rest are scored batch by
+batch, each batch written in one transaction. An edited or repaired source makes a new run
+beside the old one (``CollectResult.older_runs`` names those), never a resume of stale
+items. ``write_run`` is that write path; collection, import and zoo runs
+(``wif_core.zoo.runs``) all go through it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from wif_core import splits as splitting
 from wif_core.errors import InputError
 from wif_core.models.scoring import DEFAULT_MAX_TOKENS, SITES, Scoring, score_items
 from wif_core.store import OutcomeRow, RunInfo, Store
-from wif_core.tasks.base import TaskItem, get_task
+from wif_core.tasks.base import TaskItem, choices_problem, get_task, items_digest
 from wif_core.tasks.sources import RecordOutcome, _Rec, outcome_files, parse_item, read_json_records, read_outcome_file
 from wif_core.tasks.templates import TEMPLATE_VERSION
 
@@ -47,6 +50,8 @@ class CollectResult:
     n_new: int
     n_skipped: int
     findings: list[splitting.Finding] = field(default_factory=list)
+    # runs of the same command on other items (the source was edited since): kept until deleted
+    older_runs: list[str] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
@@ -62,17 +67,28 @@ def make_run_id(model: str, task: str, config: dict[str, Any]) -> str:
     return f"{_slug(model)}--{task}--{digest}"
 
 
-def _check_items(items: Sequence[TaskItem], task: str, n: int) -> None:
-    """Refuse an empty item list, items of another choice count than the run's ``n``, repeated item ids."""
+def check_items(items: Sequence[TaskItem], task: str, n: int) -> None:
+    """Refuse an empty item list, items of another choice count than the run's ``n``, empty or repeated
+    options, repeated item ids: before anything is written or scored."""
     if not items:
         raise InputError(f"no items for task '{task}'; check --source and --limit")
     seen: set[str] = set()
     for it in items:
         if len(it.choices) != n:
             raise InputError(f"item {it.item_id}: {len(it.choices)} choices, but task '{task}' has {n}")
+        problem = choices_problem(it.choices)
+        if problem:
+            raise InputError(f"item {it.item_id}: {problem}; every option needs its own answer text")
         if it.item_id in seen:
             raise InputError(f"item id '{it.item_id}' appears twice; item ids must be unique within a run")
         seen.add(it.item_id)
+
+
+def check_collection(items: Sequence[TaskItem], task: str, split_options: SplitOptions) -> None:
+    """Refuse now what would fail a collection later: its items (see ``check_items``) and split options that
+    cannot work (``--fractions``, a ``--k`` above what the items can give); needs no model."""
+    check_items(items, task, get_task(task).n_choices)
+    splitting.check_options(split_options.k, split_options.fractions, len(items))
 
 
 def write_splits(
@@ -109,6 +125,8 @@ def write_run(
     ``after_outcomes`` writes what needs every outcome (the zoo's exact attributions) before the splits are
     drawn (or ``given_splits``, item → split, kept) and the run is marked complete.
     """
+    if given_splits is None:  # refused now, not after every item is scored
+        splitting.check_options(split_options.k, split_options.fractions, len(items))
     if fresh and run.run_id in store.run_ids():
         store.delete_run(run.run_id)
     if run.run_id not in store.run_ids():
@@ -124,7 +142,13 @@ def write_run(
             progress(len(rows))
     if after_outcomes is not None:
         after_outcomes()
-    findings = write_splits(store, run.run_id, split_options, given_splits)
+    try:
+        findings = write_splits(store, run.run_id, split_options, given_splits)
+    except InputError as exc:
+        raise InputError(
+            f"{exc}; run {run.run_id} keeps its outcomes but no splits (remove it with "
+            f"`wif runs --delete {run.run_id}`)"
+        ) from None
     store.set_status(run.run_id, "complete")
     n_new, n_skipped = len(todo), len(planned) - len(todo)
     return CollectResult(run=store.run(run.run_id), n_new=n_new, n_skipped=n_skipped, findings=findings)
@@ -149,13 +173,14 @@ def collect(
 ) -> CollectResult:
     """Score ``items`` with ``lm`` (a LoadedModel), storing outcomes and activations; resumable."""
     spec = get_task(task)  # a named language-model task: what its runs are comes from its spec, once
-    _check_items(items, task, spec.n_choices)
+    split_options = split_options or SplitOptions(seed=seed)
+    check_collection(items, task, split_options)
     bad = [layer for layer in [*layers, *token_layers] if not 1 <= layer <= lm.n_layers]
     if bad:
         raise InputError(f"layers {bad} are beyond the model's depth; {lm.name} has blocks 1..{lm.n_layers}")
     # a local source is identified by its absolute path, so a run resumes from any working directory
     source_id = str(Path(source).resolve()) if Path(source).exists() else source
-    config = {
+    config: dict[str, Any] = {
         "model": lm.name,
         "task": task,
         "source": source_id,
@@ -169,8 +194,10 @@ def collect(
         config["token_layers"] = sorted(token_layers)
     if sample is not None:
         config["sample"] = sample
+    config["items"] = items_digest(items)  # what is scored: an edited source is another run
+    run_id, older = _run_of(store, lm.name, task, config)
     run = RunInfo(
-        run_id=make_run_id(lm.name, task, config),
+        run_id=run_id,
         model=lm.name,
         task=task,
         source=source,
@@ -215,9 +242,29 @@ def collect(
                 for s in batch
             ]
 
-    return write_run(
-        store, run, items, score, split_options=split_options or SplitOptions(seed=seed), progress=progress
-    )
+    result = write_run(store, run, items, score, split_options=split_options, progress=progress)
+    result.older_runs = older
+    return result
+
+
+def _run_of(store: Store, model: str, task: str, config: dict[str, Any]) -> tuple[str, list[str]]:
+    """The id of the run ``config`` defines, and the store's runs of the same command on other items.
+
+    Those are runs whose config differs only in its items digest: the same source before it was edited or
+    repaired. A run written before runs carried a digest is this run when its stored items have the digest.
+    """
+    run_id = make_run_id(model, task, config)
+    ids = store.run_ids()
+    same = {k: v for k, v in config.items() if k != "items"}
+    siblings = [
+        rid for rid in ids if rid != run_id and {k: v for k, v in store.run(rid).config.items() if k != "items"} == same
+    ]
+    if run_id not in ids:
+        for rid in siblings:
+            if "items" not in store.run(rid).config and items_digest(store.task_items(rid)) == config["items"]:
+                run_id = rid  # the same items, collected by a wif that recorded no digest: resume that run
+                break
+    return run_id, [rid for rid in siblings if rid != run_id]
 
 
 # ---- import ----------------------------------------------------------------------
@@ -262,7 +309,7 @@ def import_outcomes(
         pairs = [p for f in files for p in read_outcome_file(task, f)]
         given = all(o.split is not None for _, o in pairs)
     items = [it for it, _ in pairs]
-    _check_items(items, task, spec.n_choices)
+    check_items(items, task, spec.n_choices)
     config = {"model": model_name, "task": task, "source": str(path.resolve()), "kind": "imported"}
     run = RunInfo(
         run_id=make_run_id(model_name, task, config),

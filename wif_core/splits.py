@@ -64,6 +64,25 @@ def find_leakage(frame: pd.DataFrame) -> tuple[list[Finding], dict[str, str]]:
     return findings, excluded
 
 
+def check_options(
+    k: int | None, fractions: tuple[float, float, float] | list[float], n_items: int | None = None
+) -> None:
+    """Refuse split options that cannot work, before any item is scored: ``fractions`` that are not three
+    positive numbers summing to 1, ``k`` below 1 or above what ``n_items`` items can give per outcome."""
+    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-9 or min(fractions) <= 0:
+        shown = ",".join(f"{f:g}" for f in fractions)
+        raise InputError(
+            f"split fractions {shown} must be three positive numbers summing to 1 (train,val,test, like 0.5,0.25,0.25)"
+        )
+    if k is not None and k < 1:
+        raise InputError(f"--k {k}: give at least 1 item per outcome, or leave --k out to use every item")
+    if k is not None and n_items is not None and k > n_items // 2:
+        raise InputError(
+            f"--k {k} is more than {n_items} items can give: a balanced split takes k correct and k incorrect "
+            f"items, so at most {n_items // 2}; lower --k or score more items"
+        )
+
+
 def balanced_splits(
     frame: pd.DataFrame,
     k: int | None = None,
@@ -75,17 +94,20 @@ def balanced_splits(
     ``frame`` has item_id, key, correct. Returns item_id, split ('train', 'val', 'test' or
     'unused'). Content groups are drawn whole, so duplicates never straddle two splits.
     """
-    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-9 or min(fractions) <= 0:
-        raise InputError(f"split fractions {fractions} must be three positive numbers summing to 1")
+    check_options(k, fractions)
     rng = np.random.default_rng(seed)
     first = frame.drop_duplicates("key")
     clean = first[~first["key"].isin(frame.groupby("key")["correct"].nunique().loc[lambda s: s > 1].index)]
     pos, neg = clean[~clean["correct"]], clean[clean["correct"]]
     available = min(len(pos), len(neg))
     if available < 2:
+        n_right = int(frame["correct"].sum())
+        left_out = len(frame) - len(clean)
+        distinct = f", {len(neg)} and {len(pos)} of them distinct" if left_out else ""
         raise InputError(
-            f"a balanced split needs items of both outcomes; this run has {len(neg)} correct and "
-            f"{len(pos)} incorrect distinct items"
+            f"a balanced split needs at least 2 distinct items of both outcomes; of its {len(frame)} items the "
+            f"model answered {n_right} correctly and {len(frame) - n_right} incorrectly{distinct}: "
+            "score more items (a larger --limit, or another source)"
         )
     k = available if k is None else k
     if not 1 <= k <= available:

@@ -6,17 +6,23 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from wif_core.cli.common import AddCommon, cache_dir, emit, findings_summary, progress_bar
+from wif_core.cli.common import AddCommon, cache_dir, emit, findings_summary, positive_int, progress_bar
 from wif_core.models import DEFAULT_MAX_TOKENS
 
 
 def _fractions(text: str) -> list[float]:
+    """An argparse ``type``: three positive train,val,test fractions summing to 1."""
+    from wif_core.errors import InputError
+    from wif_core.splits import check_options
+
     try:
         parts = [float(x) for x in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError("give three numbers like 0.5,0.25,0.25") from None
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError("give three numbers like 0.5,0.25,0.25")
+    try:
+        check_options(None, parts)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return parts
 
 
@@ -29,16 +35,32 @@ def collect_payload(result: Any) -> dict[str, Any]:
         "n_scored": result.n_new,
         "n_resumed": result.n_skipped,
         "leakage": findings_summary(result.findings),
+        "older_runs": list(result.older_runs),
     }
 
 
+def _older_runs_text(result: Any, args: argparse.Namespace) -> str:
+    """The note that the source changed: the runs of its earlier items stay in the store until deleted."""
+    older = " ".join(result.older_runs)
+    what = "a new run was started beside it" if result.n_skipped == 0 else "both runs are in the store"
+    return (
+        f"\nnote: {args.source} holds other items than it did for run {older} of this same command: {what}; "
+        f"to delete the old run: wif runs --delete {older} --db {args.db}"
+    )
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
-    from wif_core.api import collect
-    from wif_core.models.loading import load_model
+    from wif_core.api import collect, load_items
+    from wif_core.models.loading import check_model_spec, load_model
+    from wif_core.runner import SplitOptions, check_collection
     from wif_core.store import Store
     from wif_core.tasks.base import get_task
 
+    # what can be checked without the model first: a bad file is one line at once, not after the model loaded
     get_task(args.task)
+    check_model_spec(args.model)
+    items = load_items(args.task, args.source, limit=args.limit, seed=args.seed, sample=args.sample)
+    check_collection(items, args.task, SplitOptions(k=args.k, fractions=tuple(args.fractions), seed=args.seed))
     lm = load_model(args.model, cache_dir(args))
     with Store.open(args.db, write=True) as store:
         with progress_bar(args, desc=args.task, unit="item") as bar:
@@ -46,6 +68,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
                 store,
                 lm,
                 args.task,
+                items,
                 source=args.source,
                 limit=args.limit,
                 sample=args.sample,
@@ -63,7 +86,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         f"run {out['run_id']}: {out['n_scored']} scored, {out['n_resumed']} already done; "
         f"leakage: {out['leakage'] or 'none'}"
     )
-    emit(args, out, text)
+    emit(args, out, text + (_older_runs_text(result, args) if result.older_runs else ""))
     return 0
 
 
@@ -90,17 +113,21 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("--model", required=True, help="'smollm2-135m' (embedded), a local directory, or a hub id")
     p.add_argument("--task", required=True, help="piqa, boolq, winogrande, siqa, gen-physical, …")
     p.add_argument("--source", default="hf", help="'hf', 'hf:ORG/NAME[:CONFIG]', 'generated', or a file/dir")
-    p.add_argument("--limit", type=int, default=None, help="the first N items")
-    p.add_argument("--sample", type=int, default=None, help="a seeded random N items (order kept)")
+    p.add_argument("--limit", type=positive_int, default=None, help="the first N items")
+    p.add_argument("--sample", type=positive_int, default=None, help="a seeded random N items (order kept)")
     p.add_argument("--layers", default=None, help="blocks to capture, e.g. 5,10,15 (default: 5 spread evenly)")
     p.add_argument(
         "--token-layers", default=None, help="layers whose per-token activations are kept (attention probes, SAEs)"
     )
     p.add_argument("--scoring", choices=["sum", "norm"], default="sum", help="log-likelihood sum or per byte")
-    p.add_argument("--k", type=int, default=None, help="items per outcome in the balanced splits (default: all)")
+    p.add_argument(
+        "--k", type=positive_int, default=None, help="items per outcome in the balanced splits (default: all)"
+    )
     p.add_argument("--fractions", type=_fractions, default=[0.5, 0.25, 0.25], help="train,val,test fractions")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="padded tokens per forward batch")
+    p.add_argument(
+        "--max-tokens", type=positive_int, default=DEFAULT_MAX_TOKENS, help="padded tokens per forward batch"
+    )
     p.add_argument("--cache-dir", default=None, help="where converted model copies are cached")
     p.set_defaults(func=cmd_collect)
 

@@ -22,6 +22,36 @@ def add_common(p: argparse.ArgumentParser, db: Path = DEFAULT_DB) -> argparse.Ar
     return p
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number of at least 1 (``--limit 0`` and ``--limit -5`` are refused)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number; give one of at least 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is too small; give a whole number of at least 1")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """An argparse ``type``: a number strictly between 0 and 1 (a confidence level)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number; give one between 0 and 1, like 0.999") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is outside (0, 1); give a level between 0 and 1, like 0.999")
+    return value
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """An argparse ``type``: ``KEY=VALUE`` as a pair (``--set foo`` without ``=`` is refused)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE; give a setting like k=8")
+    return key.strip(), value
+
+
 def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
     """Print ``payload`` as one JSON document with ``--json``, else ``text``."""
     if args.json:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from wif_core.cli.common import AddCommon, add_common, cache_dir, emit, progress_bar
+from wif_core.cli.common import AddCommon, add_common, cache_dir, emit, positive_int, progress_bar
 from wif_core.paths import DEFAULT_ZOO_DIR, DEMO_DB
 
 
@@ -70,7 +70,7 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     from wif_core.demo import DEMO_LIMIT
 
     p = add_common(sub.add_parser("demo", help=f"build {DEMO_DB} if absent, then open the dashboard"), db=DEMO_DB)
-    p.add_argument("--limit", type=int, default=DEMO_LIMIT, help="items per generated task")
+    p.add_argument("--limit", type=positive_int, default=DEMO_LIMIT, help="items per generated task")
     p.add_argument("--no-app", action="store_true", help="build the store only")
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--headless", action="store_true")

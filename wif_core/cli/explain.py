@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from wif_core.cli.common import AddCommon, emit, progress_bar
+from wif_core.cli.common import AddCommon, emit, key_value, positive_int, progress_bar, unit_interval
 from wif_core.errors import InputError
 
 
@@ -21,7 +21,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from wif_core.explainers.evaluate import best_of, compare, evaluate, evaluate_all, variants
     from wif_core.store import Store
 
-    settings = dict(kv.split("=", 1) for kv in args.set or [])
+    settings = dict(args.set or [])
     if args.other_run:
         settings["other_run"] = args.other_run
     names = args.explainer.split(",") if args.explainer else None
@@ -83,10 +83,12 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("--layer", type=int, default=None)
     p.add_argument("--site", choices=["last", "mean", "choice", "tokens"], default=None)
     p.add_argument("--other-run", default=None, help="for cross-model: the run whose outcomes predict")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra explainer setting (repeatable)")
+    p.add_argument(
+        "--set", action="append", type=key_value, metavar="KEY=VALUE", help="extra explainer setting (repeatable)"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--level", type=float, default=0.999, help="confidence level of the bootstrap CI")
-    p.add_argument("--resamples", type=int, default=2000)
+    p.add_argument("--level", type=unit_interval, default=0.999, help="confidence level of the bootstrap CI")
+    p.add_argument("--resamples", type=positive_int, default=2000, help="bootstrap resamples of the CI")
     p.add_argument("--no-cache", action="store_true", help="ignore and do not write cached results")
     p.set_defaults(func=cmd_explain)
 

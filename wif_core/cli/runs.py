@@ -1,13 +1,14 @@
-"""``wif runs`` (the runs in a store), ``wif items`` (a run's items) and ``wif migrate`` (upgrade a store)."""
+"""``wif runs`` (list or ``--delete`` runs), ``wif items`` (a run's items), ``wif migrate`` (upgrade a store)."""
 
 from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from wif_core.cli.common import AddCommon, emit
+from wif_core.cli.common import AddCommon, emit, positive_int
 from wif_core.errors import InputError
 
 
@@ -34,9 +35,34 @@ def runs_payload(store: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _delete(args: argparse.Namespace) -> int:
+    """``wif runs --delete RUN_ID ...``: every id is checked before any run is removed; each run goes whole."""
+    from wif_core.api import delete_run
+    from wif_core.store import Store
+
+    if not Path(args.db).exists():
+        raise InputError(f"no store at {args.db}; --db must name an existing wif store")
+    ids = list(dict.fromkeys(args.delete))
+    with Store.open(args.db, write=True) as store:
+        for run_id in ids:
+            store.run(run_id)  # an unknown id refuses them all, before anything is removed
+        deleted = [delete_run(store, run_id) for run_id in ids]
+    payload = {"db": args.db, "deleted": [asdict(d) for d in deleted]}
+    lines = []
+    for d in deleted:
+        rows = ", ".join(f"{n} {table}" for table, n in d.rows.items() if n and table != "runs")
+        files = f"; removed {len(d.files)} file(s) beside the store" if d.files else ""
+        kept = f"; could not remove {', '.join(d.kept)}" if d.kept else ""
+        lines.append(f"deleted run {d.run_id} ({rows or 'no rows'}){files}{kept}")
+    emit(args, payload, "\n".join(lines))
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from wif_core.store import Store
 
+    if args.delete:
+        return _delete(args)
     with Store.open(args.db) as store:
         runs = runs_payload(store)
     if args.json:
@@ -101,7 +127,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any, common: AddCommon) -> None:
     """Add ``wif runs``, ``wif items`` and ``wif migrate``."""
-    p = common(sub.add_parser("runs", help="list the runs in a store"))
+    p = common(sub.add_parser("runs", help="list the runs in a store, or delete some"))
+    p.add_argument(
+        "--delete",
+        nargs="+",
+        metavar="RUN_ID",
+        default=None,
+        help="remove these runs: their rows in every table and their files beside the store",
+    )
     p.set_defaults(func=cmd_runs)
 
     p = common(sub.add_parser("items", help="list a run's items"))
@@ -109,7 +142,7 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("--outcome", choices=["correct", "incorrect"])
     p.add_argument("--split", choices=["train", "val", "test", "unused"])
     p.add_argument("--search", default=None, help="text to look for in the context or choices")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=positive_int, default=None, help="the first N matching items")
     p.set_defaults(func=cmd_items)
 
     p = common(sub.add_parser("migrate", help="upgrade a store written by an older wif, in place"))

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import asdict
 from typing import Any
 
-from wif_core.cli.common import AddCommon, emit, progress_bar
+from wif_core.cli.common import AddCommon, emit, positive_int, progress_bar, unit_interval
 
 
 def cmd_sae_train(args: argparse.Namespace) -> int:
@@ -164,7 +164,7 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("--by", choices=["auc", "effect"], default="auc", help="rank by |AUC − 0.5| or by |effect|")
     p.add_argument("--contexts", type=int, default=3, help="top-activating contexts per feature")
     p.add_argument("--sae", default=None, help="an SAE directory (default: the run's SAE beside the store)")
-    p.add_argument("--level", type=float, default=0.999)
-    p.add_argument("--resamples", type=int, default=2000)
+    p.add_argument("--level", type=unit_interval, default=0.999)
+    p.add_argument("--resamples", type=positive_int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sae_diff)

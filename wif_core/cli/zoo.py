@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from wif_core.cli.common import AddCommon, emit, progress_bar
+from wif_core.cli.common import AddCommon, emit, progress_bar, unit_interval
 from wif_core.errors import InputError
 from wif_core.paths import DEFAULT_ZOO_DIR
 
@@ -220,7 +220,7 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("name", help="a model name from `wif zoo list` or a .safetensors path")
     p.add_argument("--samples", type=int, default=1_000_000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--level", type=float, default=0.999)
+    p.add_argument("--level", type=unit_interval, default=0.999)
     p.set_defaults(func=cmd_eval)
 
     p = with_dir(

@@ -50,6 +50,7 @@ class _Clusters(Explainer):
 
     spaces: ClassVar[tuple[str, ...]] = ()
     sibling: ClassVar[str] = ""  # the explainer that takes the other tier's spaces
+    options: ClassVar[tuple[str, ...]] = ("space", "algorithm", "k", "min_cluster_size")
 
     # -- what a run must hold --------------------------------------------------------
     @classmethod
@@ -329,6 +330,7 @@ class AttributionClusterExplainer(_Clusters):
     summary = "k-means clusters (k tuned on val) of attribution profiles; P(failure) = the cluster's train failure rate"
     spaces = ("attribution",)
     sibling = "cluster"
+    options = (*_Clusters.options, "method")
 
     @classmethod
     def applicable(cls, run: RunFacts, layer: int | None = None, site: str | None = None) -> str | None:

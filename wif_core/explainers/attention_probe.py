@@ -50,6 +50,7 @@ class AttentionProbe(Explainer):
     summary = "learned attention pooling over token positions (McKenzie et al. 2025)"
     uses_layer = True
     sites = ("tokens",)
+    options = ("heads", "epochs", "lr", "weight_decay")
 
     @classmethod
     def applicable(cls, run: RunFacts, layer: int | None = None, site: str | None = None) -> str | None:

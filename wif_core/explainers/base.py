@@ -115,6 +115,8 @@ class Explainer:
     summary: ClassVar[str] = ""
     uses_layer: ClassVar[bool] = False
     sites: ClassVar[tuple[str, ...]] = ()
+    # the settings a user may give (`wif explain --set KEY=VALUE`, keywords of `evaluate`); others are refused
+    options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, layer: int | None = None, site: str | None = None, seed: int = 0, **settings: Any) -> None:
         self.layer = layer

@@ -142,6 +142,7 @@ class CrossModel(Explainer):
     name = "cross-model"
     tier = "gold"
     summary = "another model's failure on the same item (e.g. imported Gemma-2 2B outcomes)"
+    options = ("other_run",)
 
     @classmethod
     def applicable(cls, run: RunFacts, layer: int | None = None, site: str | None = None) -> str | None:

@@ -134,6 +134,10 @@ def evaluate(
 ) -> ExplainResult:
     """Fit ``name`` on train (tuning on val), score test, and return the AUC with its CI."""
     cls = get_explainer(name)
+    unknown = sorted(set(settings) - set(cls.options))
+    if unknown:  # a misspelt setting would otherwise be ignored, and the result look like its own
+        takes = f"its settings are {', '.join(cls.options)}" if cls.options else "it takes no settings"
+        raise InputError(f"explainer '{name}' has no setting '{unknown[0]}'; {takes}")
     if cls.uses_layer and site is None:
         site = cls.sites[0]
     why_not = cls.applicable(data.facts, layer, site)

@@ -88,6 +88,7 @@ class AllLayersProbe(Explainer):
     tier = "input"
     summary = "one probe over all collected layers (site last or mean), C tuned on val"
     sites = ("last", "mean")
+    options = ("layers",)
 
     @classmethod
     def applicable(cls, run: RunFacts, layer: int | None = None, site: str | None = None) -> str | None:

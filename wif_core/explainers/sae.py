@@ -32,6 +32,7 @@ class SaeProbe(Explainer):
     summary = "sparse probe on the top-k SAE features (max over tokens), features ranked by train AUC, k tuned on val"
     uses_layer = True
     sites = ("tokens",)
+    options = ("k",)
 
     @classmethod
     def applicable(cls, run: RunFacts, layer: int | None = None, site: str | None = None) -> str | None:

@@ -104,12 +104,11 @@ def _load_embedded(cache_dir: Path) -> LoadedModel:
     return _finish(model, tokenizer, EMBEDDED)
 
 
-def load_model(spec: str, cache_dir: Path | None = None) -> LoadedModel:
-    """Load ``spec``: the embedded name, a local directory, or a Hugging Face hub id."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def check_model_spec(spec: str) -> None:
+    """Refuse, without loading anything, a ``spec`` that names no model: a file, or neither the embedded
+    name, a directory nor a hub id (``org/name``)."""
     if spec == EMBEDDED:
-        return _load_embedded(cache_dir or default_cache_dir())
+        return
     path = Path(spec)
     if path.exists() and not path.is_dir():
         raise InputError(f"model '{spec}' is a file; give a model directory, a hub id or '{EMBEDDED}'")
@@ -117,6 +116,15 @@ def load_model(spec: str, cache_dir: Path | None = None) -> LoadedModel:
         raise InputError(
             f"unknown model '{spec}'; use '{EMBEDDED}', a local model directory, or a hub id like org/name"
         )
+
+
+def load_model(spec: str, cache_dir: Path | None = None) -> LoadedModel:
+    """Load ``spec``: the embedded name, a local directory, or a Hugging Face hub id."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if spec == EMBEDDED:
+        return _load_embedded(cache_dir or default_cache_dir())
+    check_model_spec(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(
@@ -134,15 +142,15 @@ def default_layers(n_layers: int, count: int = 5) -> list[int]:
     return sorted({round(n_layers * (i + 1) / count) for i in range(count)})
 
 
-def parse_layers(text: str | None, n_layers: int) -> list[int]:
-    """Parse ``"5,10,15"`` into block indices, checking each against the model's depth."""
+def parse_layers(text: str | None, n_layers: int, option: str = "--layers") -> list[int]:
+    """Parse ``"5,10,15"`` into block indices, checking each against the model's depth; errors name ``option``."""
     if not text:
         return default_layers(n_layers)
     try:
         layers = sorted({int(x) for x in text.split(",") if x.strip()})
     except ValueError:
-        raise InputError(f"--layers '{text}' must be comma-separated integers like 5,10,15") from None
+        raise InputError(f"{option} '{text}' must be comma-separated integers like 5,10,15") from None
     bad = [layer for layer in layers if not 1 <= layer <= n_layers]
     if bad or not layers:
-        raise InputError(f"--layers {bad or text}: the model has blocks 1..{n_layers}; pick layers in that range")
+        raise InputError(f"{option} {bad or text}: the model has blocks 1..{n_layers}; pick layers in that range")
     return layers

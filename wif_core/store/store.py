@@ -148,10 +148,11 @@ _RUN_COLS = [
 class Store:
     """A wif store file. Use ``Store.open(path)`` to read, ``Store.open(path, write=True)`` to write."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool, created: bool = False) -> None:
         self._con = con
         self.path = path
         self.read_only = read_only
+        self.created = created  # this Store made the file: a failed `with` block leaves no empty store behind
         self._lock = threading.Lock()
 
     # ---- opening -----------------------------------------------------------------
@@ -173,7 +174,7 @@ class Store:
             raise StoreError(f"{path} is not a DuckDB store ({msg}); point --db at a wif store") from None
         except duckdb.Error as exc:
             raise StoreError(f"cannot open {path}: {one_line(exc)}") from None
-        store = cls(con, path, not write)
+        store = cls(con, path, not write, created=is_new)
         if is_new:
             store._create()
         else:
@@ -220,8 +221,19 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        """Close; when the block failed on a store file this Store created and no run was written, remove the
+        file too, so a failed command leaves no empty store where there was none."""
+        empty = False
+        if exc_type is not None and self.created:
+            try:
+                empty = not self.run_ids()
+            except duckdb.Error:
+                empty = False
         self.close()
+        if empty:
+            for path in (self.path, self.path.with_name(self.path.name + ".wal")):
+                path.unlink(missing_ok=True)
 
     def _cur(self) -> duckdb.DuckDBPyConnection:
         """A cursor of its own for this call: DuckDB connections must not be shared across threads."""
@@ -364,20 +376,15 @@ class Store:
             cur.execute(f"INSERT INTO attributions ({cols}) SELECT {cols} FROM new_attributions")  # noqa: S608
             cur.unregister("new_attributions")
 
-    def delete_run(self, run_id: str) -> None:
+    def delete_run(self, run_id: str) -> dict[str, int]:
+        """Remove a run's rows from every table that has a ``run_id``, in one transaction: a run is deleted
+        whole or not at all. Returns the rows removed per table (``runs`` last)."""
         with self.transaction() as cur:
-            for table in (
-                "attributions",
-                "findings",
-                "splits",
-                "tokens",
-                "token_activations",
-                "activations",
-                "outcomes",
-                "items",
-                "runs",
-            ):
-                cur.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])  # noqa: S608 - fixed names
+            removed = {}
+            for table in _run_tables(cur):
+                row = cur.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id]).fetchone()  # noqa: S608
+                removed[table] = int(row[0]) if row else 0
+        return removed
 
     # ---- reads -------------------------------------------------------------------
     def run(self, run_id: str) -> RunInfo:
@@ -461,9 +468,12 @@ class Store:
         if split:
             where.append("s.split = ?")
             params.append(split)
-        if search:
-            where.append("(i.context ILIKE ? OR array_to_string(i.choices, ' ') ILIKE ? OR i.item_id ILIKE ?)")
-            params += [f"%{search}%"] * 3
+        if search:  # the text itself: '%', '_' and '\\' in it match only themselves
+            where.append(
+                "(i.context ILIKE ? ESCAPE '\\' OR array_to_string(i.choices, ' ') ILIKE ? ESCAPE '\\'"
+                " OR i.item_id ILIKE ? ESCAPE '\\')"
+            )
+            params += [f"%{_like_literal(search)}%"] * 3
         if not include_excluded:
             where.append("NOT coalesce(s.excluded, false)")
         sql = f"""
@@ -613,6 +623,24 @@ class Store:
         """The (item_id, method) pairs of a run that have a stored attribution (no scores read)."""
         rows = self._cur().execute("SELECT item_id, method FROM attributions WHERE run_id = ?", [run_id]).fetchall()
         return {(r[0], r[1]) for r in rows}
+
+
+def _run_tables(cur: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every table of the store that holds rows of runs (has a ``run_id`` column), the ``runs`` table last."""
+    rows = cur.execute(
+        """SELECT DISTINCT c.table_name FROM information_schema.columns c
+           JOIN information_schema.tables t USING (table_catalog, table_schema, table_name)
+           WHERE c.column_name = 'run_id' AND t.table_type = 'BASE TABLE'
+             AND t.table_catalog = current_database() AND t.table_schema = 'main'
+           ORDER BY 1"""
+    ).fetchall()
+    names = [r[0] for r in rows]
+    return [t for t in names if t != "runs"] + ["runs"]
+
+
+def _like_literal(text: str) -> str:
+    """``text`` for a LIKE pattern that matches it literally (escape character ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _in_order(rows: list[Any], item_ids: Sequence[str] | None) -> list[Any]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -117,3 +118,36 @@ def item_key(item: TaskItem) -> str:
     """
     parts = [normalise(item.context)] + sorted(normalise(c) for c in item.choices)
     return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def same_answer(a: str, b: str) -> bool:
+    """Whether two options are the same answer to the model: equal once whitespace is collapsed."""
+    return " ".join(a.split()) == " ".join(b.split())
+
+
+def choices_problem(choices: Sequence[str]) -> str | None:
+    """Why these options cannot be scored (one is empty or blank, two are the same answer), or None."""
+    for j, c in enumerate(choices):
+        if not c.strip():
+            return f"choice {j + 1} is empty or blank"
+    for j, c in enumerate(choices):
+        for i in range(j):
+            if same_answer(choices[i], c):
+                return f"choices {i + 1} and {j + 1} are the same answer ({_short(c)!r})"
+    return None
+
+
+def _short(text: str, width: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def items_digest(items: Sequence[TaskItem]) -> str:
+    """A hash of what a run scores: every item's id, context, choices, answer key and meta, in order.
+
+    Stored items give the same digest as the items they were read from (meta goes through the same
+    JSON as the store's), so a run's digest says whether a source still holds what the run scored.
+    """
+    doc = [[it.item_id, it.context, list(it.choices), it.gold, dict(it.meta)] for it in items]
+    text = json.dumps(doc, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]

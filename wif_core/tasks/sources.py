@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from wif_core.errors import InputError, one_line
-from wif_core.tasks.base import TaskItem, get_task
+from wif_core.tasks.base import TaskItem, get_task, same_answer
 from wif_core.tasks.templates import render_context
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,14 @@ class _Rec:
         if not self.has(name):
             raise InputError(f"{self.where}: missing field '{name}'")
         raw = self.rec[name]
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):  # int(0.9) would be 0
+            raise InputError(f"{self.where}: field '{name}'={raw!r} is not an answer index; give a whole number")
         try:
             value = int(raw)
         except (TypeError, ValueError):
-            raise InputError(f"{self.where}: field '{name}'={raw!r} is not an answer index") from None
+            raise InputError(
+                f"{self.where}: field '{name}'={raw!r} is not an answer index; give a whole number"
+            ) from None
         if not base <= value < n + base:
             raise InputError(f"{self.where}: field '{name}'={raw!r} is out of range; expected {base}..{n + base - 1}")
         return value - base
@@ -75,6 +79,20 @@ class _Rec:
         if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "0", "1"):
             return value.strip().lower() in ("true", "yes", "1")
         raise InputError(f"{self.where}: field '{name}'={value!r} must be true/false or 1/0")
+
+
+def _check_choices(rec: _Rec, item_id: str, fields: tuple[str, ...], choices: tuple[str, ...]) -> None:
+    """Refuse an empty or blank option, and two options that are the same answer (the tie would go to the first)."""
+    for name, text in zip(fields, choices, strict=True):
+        if not text.strip():
+            raise InputError(f"{rec.where}: field '{name}' is empty; every option needs its answer text")
+    for j, text in enumerate(choices):
+        for i in range(j):
+            if same_answer(choices[i], text):
+                raise InputError(
+                    f"{rec.where}: item {item_id} has the same answer in fields '{fields[i]}' and '{fields[j]}'; "
+                    "give distinct options or drop the record"
+                )
 
 
 def _yes_no(rec: _Rec, name: str) -> int:
@@ -95,6 +113,7 @@ def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutc
     if fmt == "two_choice":
         goal = rec.text("goal")
         choices = (rec.text("sol1"), rec.text("sol2"))
+        _check_choices(rec, item_id, ("sol1", "sol2"), choices)
         gold = rec.index("label", 2)
         item = TaskItem(
             item_id=item_id,
@@ -131,6 +150,7 @@ def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutc
         if sentence.count("_") != 1:
             raise InputError(f"{rec.where}: the sentence must contain exactly one '_' blank")
         choices = (rec.text("option1"), rec.text("option2"))
+        _check_choices(rec, item_id, ("option1", "option2"), choices)
         gold = rec.index("answer" if rec.has("answer") else "gold", 2, base=1)
         item = TaskItem(
             item_id=item_id, task=task, context=sentence, choices=choices, gold=gold, meta={"sentence": sentence}
@@ -146,9 +166,11 @@ def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutc
             if not isinstance(answers, list) or len(answers) != 3 or not all(isinstance(a, str) for a in answers):
                 raise InputError(f"{rec.where}: field 'answers' must be a list of three strings")
             choices = tuple(answers)
+            _check_choices(rec, item_id, ("answers[0]", "answers[1]", "answers[2]"), choices)
             gold = rec.index("gold", 3, base=1)
         else:
             choices = (rec.text("answerA"), rec.text("answerB"), rec.text("answerC"))
+            _check_choices(rec, item_id, ("answerA", "answerB", "answerC"), choices)
             gold = rec.index("label", 3, base=1)
         fields = {"context": context, "question": question}
         item = TaskItem(
@@ -290,8 +312,10 @@ def load_items(
 ) -> list[TaskItem]:
     """Items of ``task`` from ``source``: 'hf', 'hf:ORG/NAME[:CONFIG]', 'generated', or a path.
 
-    ``limit`` keeps the first N items; ``sample`` a seeded random N (in source order).
+    ``limit`` keeps the first N items; ``sample`` a seeded random N (in source order); both at least 1.
     """
+    if limit is not None and limit < 1:  # 0 is not "all", and -5 would drop the last five
+        raise InputError(f"--limit {limit} is out of range: give at least 1, or no limit for every item")
     items = _load_items(task, source, limit, seed)
     if sample is not None:
         if not 0 < sample <= len(items):
