@@ -23,7 +23,16 @@ from wif_core.errors import InputError
 from wif_core.models.scoring import DEFAULT_MAX_TOKENS, SITES, Scoring, score_items
 from wif_core.store import OutcomeRow, RunInfo, Store
 from wif_core.tasks.base import TaskItem, get_task
-from wif_core.tasks.sources import RecordOutcome, _Rec, outcome_files, parse_item, read_json_records, read_outcome_file
+from wif_core.tasks.sources import (
+    RecordOutcome,
+    _Rec,
+    complete_or_none,
+    outcome_files,
+    parse_item,
+    read_json_records,
+    read_outcome_file,
+    score_value,
+)
 from wif_core.tasks.templates import TEMPLATE_VERSION
 
 log = logging.getLogger(__name__)
@@ -235,13 +244,23 @@ def _lm_eval_records(task: str, path: Path) -> list[tuple[TaskItem, RecordOutcom
         resps = raw.get("filtered_resps") or raw.get("resps")
         if not isinstance(resps, list) or len(resps) != len(item.choices):
             raise InputError(f"{where}: field 'filtered_resps' must hold one [loglikelihood, greedy] per choice")
-        try:
-            ll = tuple(float(r[0] if isinstance(r, list) else r) for r in resps)
-        except (TypeError, ValueError, IndexError):
-            raise InputError(f"{where}: field 'filtered_resps' holds no log-likelihoods") from None
-        pred = max(range(len(ll)), key=ll.__getitem__)
+        if any(isinstance(r, list) and not r for r in resps):
+            raise InputError(f"{where}: field 'filtered_resps' holds no log-likelihoods")
+        ll = tuple(
+            score_value(r[0] if isinstance(r, list) else r, where, f"'filtered_resps'[{j}]")
+            for j, r in enumerate(resps)
+        )
+        missing = [j for j, x in enumerate(ll) if x is None]
+        if missing and not rec.has("acc"):
+            raise InputError(
+                f"{where}: field 'filtered_resps'[{missing[0]}] has no score and there is no field 'acc', "
+                "so the outcome is unknown; give every choice a score or add 'acc'"
+            )
+        # with a choice unscored the argmax is not the model's answer: no prediction rather than a guess
+        known = [x for x in ll if x is not None]
+        pred = None if missing else max(range(len(known)), key=known.__getitem__)
         correct = rec.flag("acc") if rec.has("acc") else pred == item.gold
-        out.append((item, RecordOutcome(correct, pred, ll)))
+        out.append((item, RecordOutcome(correct, pred, complete_or_none(ll))))
     return out
 
 
@@ -277,9 +296,20 @@ def import_outcomes(
         config=config,
     )
     rows = [
-        OutcomeRow(item_id=it.item_id, pred=o.pred, correct=o.correct, ll_sum=list(o.ll) if o.ll else None)
+        OutcomeRow(
+            item_id=it.item_id, pred=o.pred, correct=o.correct, ll_sum=list(o.ll) if o.ll else None
+        )  # None: unscored
         for it, o in pairs
     ]
+    partial = sum(1 for _, o in pairs if o.ll is not None and None in o.ll)
+    if partial:
+        log.warning(
+            "%s: %d of %d records leave some choice without a score (null); their outcomes are kept, "
+            "but explainers that read the model's scores will not use this run's",
+            path,
+            partial,
+            len(pairs),
+        )
     given_splits = {it.item_id: str(o.split) for it, o in pairs} if given else None
     return write_run(
         store,

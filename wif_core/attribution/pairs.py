@@ -104,8 +104,9 @@ def contrast(item: TaskItem, outcome: Any) -> tuple[int, int]:
     """(wrong_choice, right_choice) to attribute for an item and its outcome row.
 
     A failure contrasts the model's pick with the gold answer; a success contrasts the
-    gold answer with the best-scoring wrong one (by ``ll_sum``; the first other choice when
-    the run stored no scores). ``outcome`` is a mapping or a row with ``pred`` and ``ll_sum``.
+    gold answer with the best-scoring wrong one (by ``ll_sum``, passing over unscored choices;
+    the first other choice when the run stored no scores). ``outcome`` is a mapping or a row
+    with ``pred`` and ``ll_sum``.
     """
     gold = item.gold
     if len(item.choices) < 2:
@@ -115,9 +116,10 @@ def contrast(item: TaskItem, outcome: Any) -> tuple[int, int]:
         return int(pred), gold
     ll = _get(outcome, "ll_sum")
     others = [j for j in range(len(item.choices)) if j != gold]
-    if ll is None or len(ll) != len(item.choices):
+    if not isinstance(ll, list | tuple | np.ndarray) or len(ll) != len(item.choices):
         return others[0], gold
-    return max(others, key=lambda j: float(ll[j])), gold
+    scored = [j for j in others if ll[j] is not None and np.isfinite(float(ll[j]))]  # an unscored choice: NaN
+    return max(scored, key=lambda j: float(ll[j])) if scored else others[0], gold
 
 
 def _field_spans(item: TaskItem, prefix: str, family: str) -> list[tuple[str, int, int]]:

@@ -71,13 +71,17 @@ class RunInfo:
 
 @dataclass(kw_only=True)
 class OutcomeRow:
-    """A scored outcome to write; activations and tokens are optional (imports have none)."""
+    """A scored outcome to write; activations and tokens are optional (imports have none).
+
+    ``ll_sum`` may hold None for a choice that was never scored (an imported file's null); it is stored as a
+    NULL element, and ``Store.items`` reads it back as NaN.
+    """
 
     item_id: str
     pred: int | None
     correct: bool
     margin: float | None = None
-    ll_sum: list[float] | None = None
+    ll_sum: Sequence[float | None] | None = None
     ll_norm: list[float] | None = None
     n_tokens: list[int] | None = None
     acts: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
@@ -279,7 +283,7 @@ class Store:
                 "pred": pd.array([r.pred for r in rows], dtype="Int32"),
                 "correct": [bool(r.correct) for r in rows],
                 "margin": pd.array([r.margin for r in rows], dtype="Float64"),
-                "ll_sum": [r.ll_sum for r in rows],
+                "ll_sum": [None if r.ll_sum is None else list(r.ll_sum) for r in rows],
                 "ll_norm": [r.ll_norm for r in rows],
                 "n_tokens": [r.n_tokens for r in rows],
             }
@@ -478,7 +482,10 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return self._cur().execute(sql, params).df()
+        frame = self._cur().execute(sql, params).df()
+        for col in ("ll_sum", "ll_norm"):
+            frame[col] = frame[col].map(_scores_cell)
+        return frame
 
     def split_counts(self, run_id: str | None = None) -> pd.DataFrame:
         """Scored items per (run_id, split, correct, excluded), with count ``n``: each split's class balance.
@@ -613,6 +620,13 @@ class Store:
         """The (item_id, method) pairs of a run that have a stored attribution (no scores read)."""
         rows = self._cur().execute("SELECT item_id, method FROM attributions WHERE run_id = ?", [run_id]).fetchall()
         return {(r[0], r[1]) for r in rows}
+
+
+def _scores_cell(value: Any) -> Any:
+    """A per-choice score list as read: NULL elements (an unscored choice) become NaN, not a masked array."""
+    if isinstance(value, np.ma.MaskedArray):
+        return np.ma.filled(value.astype(float), np.nan)
+    return value
 
 
 def _in_order(rows: list[Any], item_ids: Sequence[str] | None) -> list[Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,14 +25,40 @@ log = logging.getLogger(__name__)
 SPLIT_NAMES = ("train", "val", "test")
 
 
+Scores = tuple[float | None, ...]
+
+
 @dataclass(frozen=True)
 class RecordOutcome:
-    """What an outcome file says of one item: correctness, and the prediction where known."""
+    """What an outcome file says of one item: correctness, and the prediction where known.
+
+    ``ll`` holds the per-choice log-likelihoods in option order, ``None`` for a choice the file left
+    unscored (``null``, ``NaN`` or an infinity: the released Social IQa outcomes have such records);
+    ``ll`` itself is ``None`` when the record gives no score at all.
+    """
 
     correct: bool
     pred: int | None = None
-    ll: tuple[float, ...] | None = None
+    ll: Scores | None = None
     split: str | None = None
+
+
+def score_value(value: Any, where: str, name: str) -> float | None:
+    """One log-likelihood from a file: a number (or numeric text), ``None`` when missing or not finite."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InputError(f"{where}: field {name}={value!r} must be a number (a log-likelihood) or null")
+    try:
+        number = float(value)
+    except ValueError:
+        raise InputError(f"{where}: field {name}={value!r} must be a number (a log-likelihood) or null") from None
+    return number if math.isfinite(number) else None
+
+
+def complete_or_none(scores: Scores) -> Scores | None:
+    """The scores, or None when not one choice has a score (nothing to keep)."""
+    return None if all(x is None for x in scores) else scores
 
 
 class _Rec:
@@ -66,6 +93,24 @@ class _Rec:
             raise InputError(f"{self.where}: field '{name}'={raw!r} is out of range; expected {base}..{n + base - 1}")
         return value - base
 
+    def scores(self, name: str, n: int) -> Scores | None:
+        """A list field of ``n`` per-choice log-likelihoods; null/NaN entries are kept as None (unscored)."""
+        if not self.has(name):
+            return None
+        raw = self.rec[name]
+        if not isinstance(raw, list) or len(raw) != n:
+            raise InputError(
+                f"{self.where}: field '{name}' must be a list of {n} numbers (null for an unscored choice), "
+                f"got {raw!r:.60}"
+            )
+        return complete_or_none(tuple(score_value(x, self.where, f"'{name}'[{j}]") for j, x in enumerate(raw)))
+
+    def score_fields(self, names: tuple[str, ...]) -> Scores | None:
+        """Per-choice log-likelihoods kept in one field per choice (``ll_option1``…); None if none is there."""
+        if not any(name in self.rec for name in names):
+            return None
+        return complete_or_none(tuple(score_value(self.rec.get(name), self.where, f"'{name}'") for name in names))
+
     def flag(self, name: str) -> bool:
         if not self.has(name):
             raise InputError(f"{self.where}: missing field '{name}'")
@@ -90,7 +135,7 @@ def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutc
     outcome: RecordOutcome | None = None
     choices: tuple[str, ...]
     pred: int | None
-    ll: tuple[float, ...] | None
+    ll: Scores | None
     correct = rec.flag("is_correct") if rec.has("is_correct") else None
     if fmt == "two_choice":
         goal = rec.text("goal")
@@ -137,7 +182,7 @@ def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutc
         )
         if correct is not None:
             pred = rec.index("gemma_answer", 2, base=1) if rec.has("gemma_answer") else None
-            ll = (float(rec.rec["ll_option1"]), float(rec.rec["ll_option2"])) if rec.has("ll_option1") else None
+            ll = rec.score_fields(("ll_option1", "ll_option2"))
             outcome = RecordOutcome(correct, pred if pred is not None else (gold if correct else 1 - gold), ll)
     else:  # three_choice: Social IQa, original layout or the alternative outcome layout
         context, question = rec.text("context"), rec.text("question")
@@ -156,7 +201,7 @@ def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutc
         )
         if correct is not None:
             pred = rec.index("pred", 3, base=1) if rec.has("pred") else None
-            ll = tuple(float(x) for x in rec.rec["loglikelihoods"]) if rec.has("loglikelihoods") else None
+            ll = rec.scores("loglikelihoods", 3)
             outcome = RecordOutcome(correct, pred, ll)
     if outcome is not None and outcome.pred is not None and (outcome.pred == item.gold) != outcome.correct:
         raise InputError(
