@@ -20,7 +20,7 @@ from typing import Any
 
 from wif_core import splits as splitting
 from wif_core.errors import InputError
-from wif_core.models.scoring import DEFAULT_MAX_TOKENS, SITES, Scoring, score_items
+from wif_core.models.scoring import DEFAULT_MAX_TOKENS, SITES, Scoring, check_max_length, score_items
 from wif_core.store import OutcomeRow, RunInfo, Store
 from wif_core.tasks.base import TaskItem, get_task
 from wif_core.tasks.sources import (
@@ -50,12 +50,13 @@ class SplitOptions:
 
 @dataclass
 class CollectResult:
-    """What a collection or an import wrote: the run, how many items were scored now and before, leakage found."""
+    """What a collection or an import wrote: the run, items scored now and before, leakage found, items cut."""
 
     run: RunInfo
     n_new: int
     n_skipped: int
     findings: list[splitting.Finding] = field(default_factory=list)
+    n_truncated: int = 0  # the run's items cut from the left of their context to fit the model (collected runs)
 
     @property
     def run_id(self) -> str:
@@ -155,13 +156,19 @@ def collect(
     progress: Progress | None = None,
     token_layers: Sequence[int] = (),
     sample: int | None = None,
+    max_length: int | None = None,
 ) -> CollectResult:
-    """Score ``items`` with ``lm`` (a LoadedModel), storing outcomes and activations; resumable."""
+    """Score ``items`` with ``lm`` (a LoadedModel), storing outcomes and activations; resumable.
+
+    ``max_length`` caps the tokens of any one scored sequence (default: the model's ``max_position_embeddings``);
+    longer items are cut from the left of their context, and the result counts them (``n_truncated``).
+    """
     spec = get_task(task)  # a named language-model task: what its runs are comes from its spec, once
     _check_items(items, task, spec.n_choices)
     bad = [layer for layer in [*layers, *token_layers] if not 1 <= layer <= lm.n_layers]
     if bad:
         raise InputError(f"layers {bad} are beyond the model's depth; {lm.name} has blocks 1..{lm.n_layers}")
+    context_length = check_max_length(lm.model, max_length)
     # a local source is identified by its absolute path, so a run resumes from any working directory
     source_id = str(Path(source).resolve()) if Path(source).exists() else source
     config = {
@@ -178,6 +185,8 @@ def collect(
         config["token_layers"] = sorted(token_layers)
     if sample is not None:
         config["sample"] = sample
+    if max_length is not None:  # only when asked: a run of the model's own context keeps its id
+        config["max_length"] = max_length
     run = RunInfo(
         run_id=make_run_id(lm.name, task, config),
         model=lm.name,
@@ -207,6 +216,7 @@ def collect(
             scoring=scoring,
             max_tokens=max_tokens,
             token_layers=run.token_layers,
+            max_length=context_length,
         )
         for batch in batches:
             yield [
@@ -220,13 +230,18 @@ def collect(
                     n_tokens=s.n_tokens,
                     acts=s.acts,
                     tokens={k: (v.tokens, v.ids, v.cont_start) for k, v in s.tokens.items()},
+                    truncated=s.truncated,
                 )
                 for s in batch
             ]
 
-    return write_run(
+    result = write_run(
         store, run, items, score, split_options=split_options or SplitOptions(seed=seed), progress=progress
     )
+    result.n_truncated = store.n_truncated(run.run_id)
+    if result.n_truncated:
+        log.info("run %s: %d items cut from the left to %s tokens", run.run_id, result.n_truncated, context_length)
+    return result
 
 
 # ---- import ----------------------------------------------------------------------

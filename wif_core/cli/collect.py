@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from wif_core.cli.common import AddCommon, cache_dir, emit, findings_summary, progress_bar
-from wif_core.models import DEFAULT_MAX_TOKENS
+from wif_core.models import DEFAULT_MAX_TOKENS, check_max_length_value
 
 
 def _fractions(text: str) -> list[float]:
@@ -28,6 +28,7 @@ def collect_payload(result: Any) -> dict[str, Any]:
         "n_items": result.run.n_planned,
         "n_scored": result.n_new,
         "n_resumed": result.n_skipped,
+        "n_truncated": result.n_truncated,
         "leakage": findings_summary(result.findings),
     }
 
@@ -39,6 +40,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from wif_core.tasks.base import get_task
 
     get_task(args.task)
+    check_max_length_value(args.max_length)
     lm = load_model(args.model, cache_dir(args))
     with Store.open(args.db, write=True) as store:
         with progress_bar(args, desc=args.task, unit="item") as bar:
@@ -57,10 +59,17 @@ def cmd_collect(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 max_tokens=args.max_tokens,
                 progress=bar.update,
+                max_length=args.max_length,
             )
     out = collect_payload(result)
+    cut = ""
+    if result.n_truncated:
+        from wif_core.models.scoring import model_max_length
+
+        n, length = result.n_truncated, args.max_length or model_max_length(lm.model)
+        cut = f"{n} item{'s' if n != 1 else ''} cut from the left of the context to {length} tokens; "
     text = (
-        f"run {out['run_id']}: {out['n_scored']} scored, {out['n_resumed']} already done; "
+        f"run {out['run_id']}: {out['n_scored']} scored, {out['n_resumed']} already done; {cut}"
         f"leakage: {out['leakage'] or 'none'}"
     )
     emit(args, out, text)
@@ -101,6 +110,12 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("--fractions", type=_fractions, default=[0.5, 0.25, 0.25], help="train,val,test fractions")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="padded tokens per forward batch")
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="most tokens per scored sequence; longer items lose context from the left (default: the model's)",
+    )
     p.add_argument("--cache-dir", default=None, help="where converted model copies are cached")
     p.set_defaults(func=cmd_collect)
 

@@ -86,6 +86,7 @@ class OutcomeRow:
     n_tokens: list[int] | None = None
     acts: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
     tokens: dict[str, tuple[list[str], list[int], int]] = field(default_factory=dict)
+    truncated: int | None = None  # context tokens cut from the left to fit the model; None: not scored by wif
 
 
 @dataclass(kw_only=True)
@@ -286,6 +287,7 @@ class Store:
                 "ll_sum": [None if r.ll_sum is None else list(r.ll_sum) for r in rows],
                 "ll_norm": [r.ll_norm for r in rows],
                 "n_tokens": [r.n_tokens for r in rows],
+                "truncated": pd.array([r.truncated for r in rows], dtype="Int32"),
             }
         )
         acts = [
@@ -303,7 +305,7 @@ class Store:
         toks = [(run_id, r.item_id, seq, t, i, s) for r in rows for seq, (t, i, s) in r.tokens.items()]
         with self.transaction() as cur:
             cur.register("new_outcomes", outcomes)
-            cur.execute("INSERT INTO outcomes SELECT * FROM new_outcomes")
+            cur.execute("INSERT INTO outcomes BY NAME SELECT * FROM new_outcomes")
             cur.unregister("new_outcomes")
             # a registered frame, not executemany: one row at a time costs ~1 ms per row
             for table, rows_, cols in (
@@ -430,6 +432,13 @@ class Store:
         rows = self._cur().execute("SELECT item_id FROM outcomes WHERE run_id = ?", [run_id]).fetchall()
         return {r[0] for r in rows}
 
+    def n_truncated(self, run_id: str) -> int:
+        """How many of a run's scored items lost context tokens to fit the model."""
+        row = (
+            self._cur().execute("SELECT count(*) FROM outcomes WHERE run_id = ? AND truncated > 0", [run_id]).fetchone()
+        )
+        return int(row[0]) if row else 0
+
     def task_items(self, run_id: str) -> list[TaskItem]:
         """A run's items as TaskItems, in their planned order."""
         task = self.run(run_id).task
@@ -472,7 +481,7 @@ class Store:
             where.append("NOT coalesce(s.excluded, false)")
         sql = f"""
             SELECT i.item_id, s.split, o.correct, o.pred, i.gold, o.margin, s.excluded, s.reason,
-                   i.context, i.choices, o.ll_sum, o.ll_norm, o.n_tokens, i.meta, i.key
+                   i.context, i.choices, o.ll_sum, o.ll_norm, o.n_tokens, o.truncated, i.meta, i.key
             FROM items i
             JOIN outcomes o ON o.run_id = i.run_id AND o.item_id = i.item_id
             LEFT JOIN splits s ON s.run_id = i.run_id AND s.item_id = i.item_id
