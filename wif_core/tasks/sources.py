@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wif_core.errors import InputError, one_line
+from wif_core.errors import InputError
 from wif_core.tasks.base import TaskItem, get_task
 from wif_core.tasks.templates import render_context
 
@@ -310,16 +310,26 @@ def read_hf(
         raise InputError(f"task '{task}' is not on the hub; use --source generated or a local file")
     if hf_id and ":" in hf_id:
         hf_id, config = hf_id.split(":", 1)
+    from wif_core import hub
+
+    name = f"{hf_id}{':' + config if config else ''} ({split})"
+    fix = "use a local file with --source PATH"
     try:
         import datasets
-
-        ds = datasets.load_dataset(hf_id, config, split=split)
+    except ImportError:
+        raise InputError(f"--source hf needs the package datasets (`pip install datasets`); or {fix}") from None
+    reason = hub.unreachable()
+    try:
+        if reason is None:
+            ds = datasets.load_dataset(hf_id, config, split=split)
+        else:
+            log.info("%s; looking for %s in the local datasets cache", reason, name)
+            with hub.cache_only():
+                ds = datasets.load_dataset(hf_id, config, split=split)
     except Exception as exc:  # the hub raises many types; the user needs one line
-        first = one_line(exc)
-        raise InputError(
-            f"cannot load {hf_id}{':' + config if config else ''} ({split}) from the Hugging Face hub: {first}; "
-            "use a local file with --source PATH"
-        ) from None
+        if reason is not None:
+            raise hub.not_available(f"dataset {name}", reason, fix) from None
+        raise InputError(f"cannot load {name} from the Hugging Face hub: {hub.whole_line(exc)}; {fix}") from None
     items = []
     for n, raw in enumerate(ds):
         if limit and n >= limit:
