@@ -293,7 +293,9 @@ def _token_logprobs(model: Any, hidden: torch.Tensor, targets: torch.Tensor) -> 
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
-    return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[:, None])[:, 0]
+    # at least float32 (a half-precision model's logits are widened), and never narrowed: a float64 model's stay
+    wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return torch.log_softmax(wide, dim=-1).gather(-1, targets[:, None])[:, 0]
 
 
 def _decode_tokens(tokenizer: Any, ids: list[int]) -> list[str]:
