@@ -121,7 +121,10 @@ def test_zero_attribution_where_the_answers_share_their_first_tokens(lm):
 
     p = prepare(item, lm.tokenizer)
     lp_a, lp_b = (_naive_logprobs(lm.model, f, s) for f, s in zip(p.fulls, p.starts, strict=True))
-    np.testing.assert_allclose(lp_a[:2], lp_b[:2], atol=1e-6)
+    # two float32 forward passes over the same prefix: equal up to rounding (a kernel may block the longer
+    # sequence differently), a few ulps of the log-probabilities; 16 ulps bounds it, far below a real change
+    ulps = 16 * float(np.finfo(np.float32).eps) * float(np.abs(lp_a[:2]).max())
+    np.testing.assert_allclose(lp_a[:2], lp_b[:2], rtol=0, atol=ulps)
     _, shared_lp = delta_terms(lm.model, pair)
     np.testing.assert_allclose(shared_lp, lp_a[:2], atol=1e-5)
     # attributing only those targets: Δ is exactly 0 and so is every token's score, for each method
@@ -198,19 +201,33 @@ def test_identical_choices_and_empty_context_are_refused_in_one_line(lm):
 
 
 def test_grad_x_input_sums_to_the_directional_derivative(lm):
-    """Σ_i ∂Δ/∂e_i · e_i is d/dα Δ(α e) at α = 1: the linearised quantity grad × input reports."""
+    """Σ_i ∂Δ/∂e_i · e_i is d/dα Δ(α e) at α = 1: the linearised quantity grad × input reports.
+
+    The reference is that directional derivative by forward-mode differentiation, which is exact for the
+    same float32 computation: the two differ only in how rounding falls (forward and reverse accumulation
+    order the same products differently), a few float32 ulps of the result, so 256 ulps (3e-5) bounds it
+    with room on any CPU, far below any real difference. A central difference checks it without autodiff,
+    within its own error: h²/6·|Δ‴| from the step and about eps32·|log p|/h from rounding, each under 1e-3
+    of the slope at h = 1e-2. (The reference used to be a central difference at h = 1e-3 with a tolerance of
+    1e-3: its rounding error is of that size, so it passed or failed by machine.)
+    """
+    from torch.autograd import forward_ad
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     pair = build_pair(_boolq(), lm.tokenizer, 0, 1)
-    model = lm.model.double()
-    try:
-        got = grad_x_input(model, lm.tokenizer, pair)
-        e = embed(model, torch.tensor([pair.ids]))
-        eps = 1e-3  # the log-softmax runs in float32: a smaller step drowns the slope in rounding
-        with torch.no_grad():
-            slope = (delta_of(model, pair, e * (1 + eps)) - delta_of(model, pair, e * (1 - eps))) / (2 * eps)
-        assert got.scores.sum() == pytest.approx(float(slope[0]), rel=1e-3)
-        assert got.scores.sum() != pytest.approx(got.delta, rel=0.1)  # and it is not Δ: not complete
-    finally:
-        lm.model.float()
+    got = grad_x_input(lm.model, lm.tokenizer, pair)
+    e = embed(lm.model, torch.tensor([pair.ids]))
+    # the fused CPU attention kernel has no forward-mode derivative; the plain one computes the same function
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), forward_ad.dual_level():
+        dual = delta_of(lm.model, pair, forward_ad.make_dual(e, e))  # tangent e: the derivative along α e
+        exact = float(forward_ad.unpack_dual(dual).tangent[0])
+    ulp = float(np.finfo(np.float32).eps)
+    assert got.scores.sum() == pytest.approx(exact, rel=256 * ulp)
+    h = 1e-2
+    with torch.no_grad():
+        slope = float(((delta_of(lm.model, pair, e * (1 + h)) - delta_of(lm.model, pair, e * (1 - h))) / (2 * h))[0])
+    assert slope == pytest.approx(exact, rel=1e-2)
+    assert got.scores.sum() != pytest.approx(got.delta, rel=0.1)  # and it is not Δ: not complete
 
 
 @pytest.mark.parametrize("rule", lrp.RULES)

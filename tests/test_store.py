@@ -178,11 +178,11 @@ def test_attributions_roundtrip_replace_and_delete(tmp_path):
 
 
 def test_version_2_store_is_migrated_and_its_runs_say_what_they_are(tmp_path):
-    from wif_core.store.schema import _V3, DDL
+    from wif_core.store.schema import _V3, _V4, DDL
 
     path = tmp_path / "v2.duckdb"
     con = duckdb.connect(str(path))  # what a wif of schema 2 wrote: no n_choices or family, zoo runs 'collected'
-    for stmt in DDL[: len(DDL) - len(_V3)]:
+    for stmt in DDL[: len(DDL) - len(_V3) - len(_V4)]:
         con.execute(stmt)
     con.execute("INSERT INTO wif_meta VALUES ('schema_version', '2')")
     runs = [  # run_id, model, task, kind, config
@@ -232,3 +232,39 @@ def test_run_record_carries_what_the_run_is(tmp_path):
     assert (run.kind, run.n_choices, run.family, run.has_lm) == ("collected", 2, "two_choice", True)
     with pytest.raises(TypeError):
         RunInfo("r2", "m", "piqa", "test", n_choices=2, family="two_choice")  # type: ignore[misc]  # by keyword only
+
+
+def _columns(path) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as c:
+        return c.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns ORDER BY ALL"
+        ).fetchall()
+
+
+def test_version_3_store_is_migrated_and_its_outcomes_say_nothing_was_cut(tmp_path):
+    from wif_core.store.schema import _V4, DDL
+
+    path = tmp_path / "v3.duckdb"
+    con = duckdb.connect(str(path))  # what a wif of schema 3 wrote: no outcomes.truncated
+    for stmt in DDL[: len(DDL) - len(_V4)]:
+        con.execute(stmt)
+    con.execute("INSERT INTO wif_meta VALUES ('schema_version', '3')")
+    con.execute(
+        "INSERT INTO runs (run_id, model, task, source, kind, status, n_planned, n_choices, family) "
+        "VALUES ('r1', 'm', 'piqa', 'test', 'collected', 'complete', 2, 2, 'two_choice')"
+    )
+    for j in range(2):
+        con.execute("INSERT INTO items VALUES ('r1', ?, ?, 'c', ['a', 'b'], 0, '{}', 'k')", [f"i{j}", j])
+    con.execute("INSERT INTO outcomes VALUES ('r1', 'i0', 0, true, 1.0, [-1.0, -2.0], [-1.0, -2.0], [1, 1])")
+    con.close()
+    with pytest.raises(StoreError, match="schema version 3; .*`wif migrate --db"):
+        Store.open(path)
+    Store.open(path, write=True).close()
+    with Store.open(path, write=True) as store:
+        store.write_outcomes("r1", [OutcomeRow(item_id="i1", pred=1, correct=False, truncated=7)])
+        frame = store.items("r1")
+        assert frame["truncated"].isna().tolist() == [True, False] and int(frame["truncated"].iloc[1]) == 7
+        assert store.n_truncated("r1") == 1
+    fresh = tmp_path / "fresh.duckdb"
+    Store.open(fresh, write=True).close()
+    assert _columns(path) == _columns(fresh)  # a migrated store has the schema of a new one

@@ -84,13 +84,16 @@ def collect(
     seed: int = 0,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     progress: Progress | None = None,
+    max_length: int | None = None,
 ) -> CollectResult:
     """Score ``task`` with ``model``, capturing activations, into ``store`` (opened for writing); resumable.
 
     Items come from ``items`` or are loaded from ``source`` (default 'hf'). ``layers`` are 1-based
     blocks (default: five spread over depth); ``"5,10"`` strings are accepted as on the command line.
     Asking for the same collection of the same items again resumes it and returns the same run; items that
-    differ (an edited source) make a new run beside the old one (``CollectResult.older_runs``).
+    differ (an edited source) make a new run beside the old one (``CollectResult.older_runs``). An item longer
+    than ``max_length`` tokens (default: the model's ``max_position_embeddings``) is cut from the left of its
+    context, never inside an answer; ``CollectResult.n_truncated`` counts them.
     """
     from wif_core.models.loading import parse_layers
     from wif_core.runner import SplitOptions
@@ -123,6 +126,7 @@ def collect(
         progress=progress,
         token_layers=list(token_list),
         sample=sample,
+        max_length=max_length,
     )
 
 

@@ -23,10 +23,19 @@ from typing import Any
 
 from wif_core import splits as splitting
 from wif_core.errors import InputError
-from wif_core.models.scoring import DEFAULT_MAX_TOKENS, SITES, Scoring, score_items
+from wif_core.models.scoring import DEFAULT_MAX_TOKENS, SITES, Scoring, check_max_length, score_items
 from wif_core.store import OutcomeRow, RunInfo, Store
 from wif_core.tasks.base import TaskItem, choices_problem, get_task, items_digest
-from wif_core.tasks.sources import RecordOutcome, _Rec, outcome_files, parse_item, read_json_records, read_outcome_file
+from wif_core.tasks.sources import (
+    RecordOutcome,
+    _Rec,
+    complete_or_none,
+    outcome_files,
+    parse_item,
+    read_json_records,
+    read_outcome_file,
+    score_value,
+)
 from wif_core.tasks.templates import TEMPLATE_VERSION
 
 log = logging.getLogger(__name__)
@@ -44,7 +53,7 @@ class SplitOptions:
 
 @dataclass
 class CollectResult:
-    """What a collection or an import wrote: the run, how many items were scored now and before, leakage found."""
+    """What a collection or an import wrote: the run, items scored now and before, leakage found, items cut."""
 
     run: RunInfo
     n_new: int
@@ -52,6 +61,7 @@ class CollectResult:
     findings: list[splitting.Finding] = field(default_factory=list)
     # runs of the same command on other items (the source was edited since): kept until deleted
     older_runs: list[str] = field(default_factory=list)
+    n_truncated: int = 0  # the run's items cut from the left of their context to fit the model (collected runs)
 
     @property
     def run_id(self) -> str:
@@ -170,14 +180,20 @@ def collect(
     progress: Progress | None = None,
     token_layers: Sequence[int] = (),
     sample: int | None = None,
+    max_length: int | None = None,
 ) -> CollectResult:
-    """Score ``items`` with ``lm`` (a LoadedModel), storing outcomes and activations; resumable."""
+    """Score ``items`` with ``lm`` (a LoadedModel), storing outcomes and activations; resumable.
+
+    ``max_length`` caps the tokens of any one scored sequence (default: the model's ``max_position_embeddings``);
+    longer items are cut from the left of their context, and the result counts them (``n_truncated``).
+    """
     spec = get_task(task)  # a named language-model task: what its runs are comes from its spec, once
     split_options = split_options or SplitOptions(seed=seed)
     check_collection(items, task, split_options)
     bad = [layer for layer in [*layers, *token_layers] if not 1 <= layer <= lm.n_layers]
     if bad:
         raise InputError(f"layers {bad} are beyond the model's depth; {lm.name} has blocks 1..{lm.n_layers}")
+    context_length = check_max_length(lm.model, max_length)
     # a local source is identified by its absolute path, so a run resumes from any working directory
     source_id = str(Path(source).resolve()) if Path(source).exists() else source
     config: dict[str, Any] = {
@@ -194,6 +210,8 @@ def collect(
         config["token_layers"] = sorted(token_layers)
     if sample is not None:
         config["sample"] = sample
+    if max_length is not None:  # only when asked: a run of the model's own context keeps its id
+        config["max_length"] = max_length
     config["items"] = items_digest(items)  # what is scored: an edited source is another run
     run_id, older = _run_of(store, lm.name, task, config)
     run = RunInfo(
@@ -225,6 +243,7 @@ def collect(
             scoring=scoring,
             max_tokens=max_tokens,
             token_layers=run.token_layers,
+            max_length=context_length,
         )
         for batch in batches:
             yield [
@@ -238,12 +257,18 @@ def collect(
                     n_tokens=s.n_tokens,
                     acts=s.acts,
                     tokens={k: (v.tokens, v.ids, v.cont_start) for k, v in s.tokens.items()},
+                    truncated=s.truncated,
                 )
                 for s in batch
             ]
 
-    result = write_run(store, run, items, score, split_options=split_options, progress=progress)
+    result = write_run(
+        store, run, items, score, split_options=split_options or SplitOptions(seed=seed), progress=progress
+    )
     result.older_runs = older
+    result.n_truncated = store.n_truncated(run.run_id)
+    if result.n_truncated:
+        log.info("run %s: %d items cut from the left to %s tokens", run.run_id, result.n_truncated, context_length)
     return result
 
 
@@ -282,13 +307,23 @@ def _lm_eval_records(task: str, path: Path) -> list[tuple[TaskItem, RecordOutcom
         resps = raw.get("filtered_resps") or raw.get("resps")
         if not isinstance(resps, list) or len(resps) != len(item.choices):
             raise InputError(f"{where}: field 'filtered_resps' must hold one [loglikelihood, greedy] per choice")
-        try:
-            ll = tuple(float(r[0] if isinstance(r, list) else r) for r in resps)
-        except (TypeError, ValueError, IndexError):
-            raise InputError(f"{where}: field 'filtered_resps' holds no log-likelihoods") from None
-        pred = max(range(len(ll)), key=ll.__getitem__)
+        if any(isinstance(r, list) and not r for r in resps):
+            raise InputError(f"{where}: field 'filtered_resps' holds no log-likelihoods")
+        ll = tuple(
+            score_value(r[0] if isinstance(r, list) else r, where, f"'filtered_resps'[{j}]")
+            for j, r in enumerate(resps)
+        )
+        missing = [j for j, x in enumerate(ll) if x is None]
+        if missing and not rec.has("acc"):
+            raise InputError(
+                f"{where}: field 'filtered_resps'[{missing[0]}] has no score and there is no field 'acc', "
+                "so the outcome is unknown; give every choice a score or add 'acc'"
+            )
+        # with a choice unscored the argmax is not the model's answer: no prediction rather than a guess
+        known = [x for x in ll if x is not None]
+        pred = None if missing else max(range(len(known)), key=known.__getitem__)
         correct = rec.flag("acc") if rec.has("acc") else pred == item.gold
-        out.append((item, RecordOutcome(correct, pred, ll)))
+        out.append((item, RecordOutcome(correct, pred, complete_or_none(ll))))
     return out
 
 
@@ -324,9 +359,20 @@ def import_outcomes(
         config=config,
     )
     rows = [
-        OutcomeRow(item_id=it.item_id, pred=o.pred, correct=o.correct, ll_sum=list(o.ll) if o.ll else None)
+        OutcomeRow(
+            item_id=it.item_id, pred=o.pred, correct=o.correct, ll_sum=list(o.ll) if o.ll else None
+        )  # None: unscored
         for it, o in pairs
     ]
+    partial = sum(1 for _, o in pairs if o.ll is not None and None in o.ll)
+    if partial:
+        log.warning(
+            "%s: %d of %d records leave some choice without a score (null); their outcomes are kept, "
+            "but explainers that read the model's scores will not use this run's",
+            path,
+            partial,
+            len(pairs),
+        )
     given_splits = {it.item_id: str(o.split) for it, o in pairs} if given else None
     return write_run(
         store,

@@ -42,6 +42,7 @@ def attribute_item(
     seed: int = 0,
     cache: dict[Any, list[float]] | None = None,
     family: str | None = None,
+    max_length: int | None = None,
 ) -> Attribution:
     """Attribute Δ = log p(wrong) − log p(right) of one item to its tokens with one method.
 
@@ -49,11 +50,16 @@ def attribute_item(
     model does not support (AttnLRP on a non-llama) falls back to its declared fallback
     with a logged warning, recorded in ``config['fallback']`` and ``config['reason']``.
     ``cache`` shares random deletion curves across methods of the same item. ``family`` is the
-    item's run's (``RunInfo.family``; see ``build_pair``).
+    item's run's (``RunInfo.family``; see ``build_pair``). ``max_length`` is the context length its run
+    scored with (the run config's, when it was given; by default the model's own): a longer item is cut
+    from the left as the run cut it, so attributing it costs no more than scoring it did.
     """
+    from wif_core.models.scoring import check_max_length
+
     start = time.perf_counter()
     asked = get_method(method)
-    pair = build_pair(item, lm.tokenizer, wrong, right, family=family)
+    length = check_max_length(lm.model, max_length)
+    pair = build_pair(item, lm.tokenizer, wrong, right, family=family, max_length=length)
     used, config = asked, dict[str, Any]()
     ok, reason = asked.is_compatible(lm.model)
     if not ok:
@@ -75,6 +81,7 @@ def attribute_item(
         "shared_prefix_tokens": pair.shared,
         "n_targets": len(pair.targets),
         "n_shared_answer_tokens": len(pair.shared_targets),
+        "truncated": pair.truncated,
         "neutral_token": lm.tokenizer.decode([neutral]),
         "layer_profile_norm": "max_abs",
         "seed": seed,
@@ -141,8 +148,18 @@ def item_attribution(
         )
     model = lm() if callable(lm) else lm
     wrong, right = contrast(items[item_id], rows[0])
-    family = store.run(run_id).family
-    record = attribute_item(model, items[item_id], wrong, right, method, deletion=deletion, seed=seed, family=family)
+    run = store.run(run_id)
+    record = attribute_item(
+        model,
+        items[item_id],
+        wrong,
+        right,
+        method,
+        deletion=deletion,
+        seed=seed,
+        family=run.family,
+        max_length=run.config.get("max_length"),
+    )
     return record, False
 
 
@@ -184,7 +201,8 @@ def attribute_run(
     for m in methods:
         get_method(m)
     with Store.open(store_path) as store:
-        family = store.run(run_id).family
+        run = store.run(run_id)
+        family, max_length = run.family, run.config.get("max_length")
         items = {it.item_id: it for it in store.task_items(run_id)}
         outcomes = _outcome_rows(store, run_id, failures_only)[:limit]
         done = store.attribution_keys(run_id)
@@ -207,7 +225,18 @@ def attribute_run(
         try:
             wrong, right = contrast(item, row)
             for m in todo:
-                a = attribute_item(lm, item, wrong, right, m, deletion=deletion, seed=seed, cache=cache, family=family)
+                a = attribute_item(
+                    lm,
+                    item,
+                    wrong,
+                    right,
+                    m,
+                    deletion=deletion,
+                    seed=seed,
+                    cache=cache,
+                    family=family,
+                    max_length=max_length,
+                )
                 buffer.append(a)
                 computed.append(a)
         except InputError as exc:

@@ -67,6 +67,7 @@ class ContrastPair:
     shared: int
     final_idx: tuple[int, ...]
     deletable: tuple[bool, ...]
+    truncated: int = 0  # context tokens cut from the left to fit the model, as the run's scoring cut them
 
     @property
     def n_tokens(self) -> int:
@@ -104,8 +105,9 @@ def contrast(item: TaskItem, outcome: Any) -> tuple[int, int]:
     """(wrong_choice, right_choice) to attribute for an item and its outcome row.
 
     A failure contrasts the model's pick with the gold answer; a success contrasts the
-    gold answer with the best-scoring wrong one (by ``ll_sum``; the first other choice when
-    the run stored no scores). ``outcome`` is a mapping or a row with ``pred`` and ``ll_sum``.
+    gold answer with the best-scoring wrong one (by ``ll_sum``, passing over unscored choices;
+    the first other choice when the run stored no scores). ``outcome`` is a mapping or a row
+    with ``pred`` and ``ll_sum``.
     """
     gold = item.gold
     if len(item.choices) < 2:
@@ -115,9 +117,10 @@ def contrast(item: TaskItem, outcome: Any) -> tuple[int, int]:
         return int(pred), gold
     ll = _get(outcome, "ll_sum")
     others = [j for j in range(len(item.choices)) if j != gold]
-    if ll is None or len(ll) != len(item.choices):
+    if not isinstance(ll, list | tuple | np.ndarray) or len(ll) != len(item.choices):
         return others[0], gold
-    return max(others, key=lambda j: float(ll[j])), gold
+    scored = [j for j in others if ll[j] is not None and np.isfinite(float(ll[j]))]  # an unscored choice: NaN
+    return max(scored, key=lambda j: float(ll[j])) if scored else others[0], gold
 
 
 def _field_spans(item: TaskItem, prefix: str, family: str) -> list[tuple[str, int, int]]:
@@ -167,18 +170,29 @@ def _prefix_labels(item: TaskItem, prefix: str, tokenizer: Any, ids: list[int], 
     return labels
 
 
-def build_pair(item: TaskItem, tokenizer: Any, wrong: int, right: int, *, family: str | None = None) -> ContrastPair:
+def build_pair(
+    item: TaskItem,
+    tokenizer: Any,
+    wrong: int,
+    right: int,
+    *,
+    family: str | None = None,
+    max_length: int | None = None,
+) -> ContrastPair:
     """Tokenise an item as the run scored it and pack the contrast ``wrong`` vs ``right``.
 
     ``family`` is the run's (``RunInfo.family``), which says how its items are laid out; for an item
-    of no stored run it is the format the templates give the item's task.
+    of no stored run it is the format the templates give the item's task. ``max_length`` is the context
+    length the run scored with: a longer item loses context from the left exactly as it did there
+    (``wif_core.models.scoring.prepare``), so the pair stays within what the model reads; the tokens kept
+    are then labelled ``context`` (the item's fields are not located in a cut text).
     """
     if wrong == right or not (0 <= wrong < len(item.choices) and 0 <= right < len(item.choices)):
         raise InputError(
             f"item {item.item_id}: field 'choices': cannot contrast choice {wrong} with choice {right}; "
             f"give two different indices below {len(item.choices)}"
         )
-    prepared = prepare(item, tokenizer)  # raises on an empty context or an empty answer
+    prepared = prepare(item, tokenizer, max_length)  # raises on an empty context or an empty answer
     a, b = prepared.fulls[wrong], prepared.fulls[right]
     sa, sb = prepared.starts[wrong], prepared.starts[right]
     if a == b:
@@ -218,7 +232,11 @@ def build_pair(item: TaskItem, tokenizer: Any, wrong: int, right: int, *, family
 
     prefix_text = scoring_pairs(item)[wrong][0]
     prefix_ids = a[:sa]
-    labels = _prefix_labels(item, prefix_text, tokenizer, prefix_ids, family or item_format(item))
+    if prepared.truncated:
+        special = set(getattr(tokenizer, "all_special_ids", []) or [])
+        labels = ["special" if tok in special else "context" for tok in prefix_ids]
+    else:
+        labels = _prefix_labels(item, prefix_text, tokenizer, prefix_ids, family or item_format(item))
     if len(labels) != len(prefix_ids):  # the BOS that prepare adds before an empty prefix
         labels = ["special"] * (len(prefix_ids) - len(labels)) + labels
     shared_labels = [labels[u] if u < sa else "answer" for u in range(shared)]
@@ -241,6 +259,7 @@ def build_pair(item: TaskItem, tokenizer: Any, wrong: int, right: int, *, family
         shared=shared,
         final_idx=tuple(dict.fromkeys(final)),
         deletable=tuple(s not in ("special", "answer", "wrong", "right") for s in segments),
+        truncated=prepared.truncated,
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from wif_core.cli.common import AddCommon, cache_dir, emit, findings_summary, positive_int, progress_bar
-from wif_core.models import DEFAULT_MAX_TOKENS
+from wif_core.models import DEFAULT_MAX_TOKENS, check_max_length_value
 
 
 def _fractions(text: str) -> list[float]:
@@ -34,6 +34,7 @@ def collect_payload(result: Any) -> dict[str, Any]:
         "n_items": result.run.n_planned,
         "n_scored": result.n_new,
         "n_resumed": result.n_skipped,
+        "n_truncated": result.n_truncated,
         "leakage": findings_summary(result.findings),
         "older_runs": list(result.older_runs),
     }
@@ -58,6 +59,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     # what can be checked without the model first: a bad file is one line at once, not after the model loaded
     get_task(args.task)
+    check_max_length_value(args.max_length)
     check_model_spec(args.model)
     items = load_items(args.task, args.source, limit=args.limit, seed=args.seed, sample=args.sample)
     check_collection(items, args.task, SplitOptions(k=args.k, fractions=tuple(args.fractions), seed=args.seed))
@@ -80,10 +82,17 @@ def cmd_collect(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 max_tokens=args.max_tokens,
                 progress=bar.update,
+                max_length=args.max_length,
             )
     out = collect_payload(result)
+    cut = ""
+    if result.n_truncated:
+        from wif_core.models.scoring import model_max_length
+
+        n, length = result.n_truncated, args.max_length or model_max_length(lm.model)
+        cut = f"{n} item{'s' if n != 1 else ''} cut from the left of the context to {length} tokens; "
     text = (
-        f"run {out['run_id']}: {out['n_scored']} scored, {out['n_resumed']} already done; "
+        f"run {out['run_id']}: {out['n_scored']} scored, {out['n_resumed']} already done; {cut}"
         f"leakage: {out['leakage'] or 'none'}"
     )
     emit(args, out, text + (_older_runs_text(result, args) if result.older_runs else ""))
@@ -127,6 +136,12 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--max-tokens", type=positive_int, default=DEFAULT_MAX_TOKENS, help="padded tokens per forward batch"
+    )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="most tokens per scored sequence; longer items lose context from the left (default: the model's)",
     )
     p.add_argument("--cache-dir", default=None, help="where converted model copies are cached")
     p.set_defaults(func=cmd_collect)

@@ -102,9 +102,21 @@ class RunFacts:
     layers: list[int]
     sites: list[str]
     token_layers: list[int]
-    has_scores: bool
+    has_scores: bool  # every evaluated item has a score for every choice
     other_runs: list[str]
     store_path: str | None = None  # where the store lives: explainers that read files beside it (SAEs) need it
+    scores_missing: int = 0  # evaluated items with some choice unscored (an imported file's nulls)
+
+    def why_no_scores(self) -> str | None:
+        """None when the run's choice scores are complete, else why output-tier explainers cannot read them."""
+        if self.has_scores:
+            return None
+        if self.scores_missing:
+            return (
+                f"run {self.run_id} has no score for some choice on {self.scores_missing} of its evaluated items "
+                "(its outcome file left them null); scores are used only where every item has them all"
+            )
+        return f"run {self.run_id} has no per-choice scores (an import without them)"
 
 
 class Explainer:

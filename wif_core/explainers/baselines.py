@@ -32,7 +32,7 @@ class Confidence(Explainer):
 
     @classmethod
     def applicable(cls, run: RunFacts, layer: int | None = None, site: str | None = None) -> str | None:
-        return None if run.has_scores else f"run {run.run_id} has no per-choice scores (an import without them)"
+        return run.why_no_scores()
 
     def fit(self, train: View, y_train: np.ndarray, val: View, y_val: np.ndarray) -> Confidence:
         return self

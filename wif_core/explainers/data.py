@@ -14,6 +14,14 @@ from wif_core.store import Store
 MIN_PER_CLASS = 10
 
 
+def _complete_scores(value: object, n_choices: int) -> bool:
+    """Whether a stored ``ll_sum`` cell holds a finite score for each of the run's choices."""
+    if not isinstance(value, list | np.ndarray) or len(value) != n_choices:
+        return False
+    scores = np.array([np.nan if x is None else x for x in value], dtype=float)
+    return bool(np.isfinite(scores).all())
+
+
 @dataclass
 class RunData:
     """Everything the explainers of one run draw on, read once from the store."""
@@ -31,9 +39,11 @@ class RunData:
         frame = frame[frame["split"].isin(["train", "val", "test"])].reset_index(drop=True)
         frame["failed"] = (~frame["correct"].astype(bool)).astype(int)
         others = [r for r in store.runs().itertuples() if r.task == run.task and r.run_id != run_id and r.n_items > 0]
-        has_scores = bool(len(frame)) and bool(
-            frame["ll_sum"].map(lambda v: isinstance(v, list | np.ndarray) and len(v) > 0).all()
-        )
+        complete = frame["ll_sum"].map(lambda v: _complete_scores(v, run.n_choices))
+        has_scores = bool(len(frame)) and bool(complete.all())
+        # a run with scores on some items only (imported nulls) offers none: a baseline on a subset would pretend
+        scored_any = frame["ll_sum"].map(lambda v: isinstance(v, list | np.ndarray) and len(v) > 0)
+        scores_missing = int((scored_any & ~complete).sum())
         facts = RunFacts(
             run_id=run_id,
             task=run.task,
@@ -41,7 +51,8 @@ class RunData:
             layers=list(run.layers),
             sites=list(run.sites),
             token_layers=list(run.token_layers),
-            has_scores=bool(has_scores),
+            has_scores=has_scores,
+            scores_missing=scores_missing,
             other_runs=[r.run_id for r in others],
             store_path=str(store.path),
         )

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from wif_core.errors import InputError, one_line
+from wif_core import hub
+from wif_core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +73,7 @@ def _finish(model: Any, tokenizer: Any, name: str) -> LoadedModel:
 
 
 def _load_embedded(cache_dir: Path) -> LoadedModel:
+    import torch
     from safetensors.torch import load_model, save_model
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -105,35 +105,72 @@ def _load_embedded(cache_dir: Path) -> LoadedModel:
 
 
 def check_model_spec(spec: str) -> None:
-    """Refuse, without loading anything, a ``spec`` that names no model: a file, or neither the embedded
-    name, a directory nor a hub id (``org/name``)."""
+    """Refuse, without loading anything, a ``spec`` that names no model: a file, a directory without a model,
+    or neither the embedded name, a directory nor a hub id (``org/name``)."""
     if spec == EMBEDDED:
         return
     path = Path(spec)
     if path.exists() and not path.is_dir():
         raise InputError(f"model '{spec}' is a file; give a model directory, a hub id or '{EMBEDDED}'")
-    if not path.is_dir() and spec.count("/") != 1:
+    if path.is_dir():
+        _check_model_dir(path)
+    elif spec.count("/") != 1:
         raise InputError(
             f"unknown model '{spec}'; use '{EMBEDDED}', a local model directory, or a hub id like org/name"
         )
 
 
-def load_model(spec: str, cache_dir: Path | None = None) -> LoadedModel:
-    """Load ``spec``: the embedded name, a local directory, or a Hugging Face hub id."""
+def _check_model_dir(path: Path) -> None:
+    """Refuse a local directory that holds no model wif can load, naming what is missing."""
+    if not (path / "config.json").exists():
+        raise InputError(
+            f"model directory {path} has no config.json; give a directory written by save_pretrained "
+            "(config.json, the tokenizer's files and *.safetensors weights)"
+        )
+    if not any(path.glob("*.safetensors")):
+        raise InputError(
+            f"model directory {path} has no *.safetensors weights (wif loads no pickled weights); "
+            "save the model with save_pretrained(..., safe_serialization=True)"
+        )
+
+
+def _from_pretrained(spec: str, local_only: bool) -> LoadedModel:
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=False, local_files_only=local_only)
+        model = AutoModelForCausalLM.from_pretrained(
+            spec, trust_remote_code=False, use_safetensors=True, dtype=torch.float32, local_files_only=local_only
+        )
+    except (OSError, ValueError) as exc:  # the hub's errors are OSErrors; a bad config is a ValueError
+        raise InputError(f"cannot load model '{spec}': {hub.whole_line(exc)}") from None
+    return _finish(model, tokenizer, spec)
+
+
+def load_model(spec: str, cache_dir: Path | None = None) -> LoadedModel:
+    """Load ``spec``: the embedded name, a local directory, or a Hugging Face hub id.
+
+    A hub id is fetched only when the hub answers a quick probe (``wif_core.hub``); otherwise it is read
+    from the local Hugging Face cache, and a model not there fails at once with one line.
+    """
     if spec == EMBEDDED:
         return _load_embedded(cache_dir or default_cache_dir())
     check_model_spec(spec)
+    if Path(spec).is_dir():
+        return _from_pretrained(spec, local_only=True)
+    reason = hub.unreachable()
+    if reason is None:
+        return _from_pretrained(spec, local_only=False)
+    missing = hub.not_available(f"model '{spec}'", reason, f"give a local model directory or the embedded '{EMBEDDED}'")
+    if not hub.in_cache(spec):
+        raise missing
+    log.info("%s; loading model %s from the local cache", reason, spec)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(
-            spec, trust_remote_code=False, use_safetensors=True, dtype=torch.float32
-        )
-    except (OSError, ValueError) as exc:
-        first = one_line(exc)
-        raise InputError(f"cannot load model '{spec}': {first}") from None
-    return _finish(model, tokenizer, spec)
+        with hub.cache_only():
+            return _from_pretrained(spec, local_only=True)
+    except InputError:
+        raise missing from None
 
 
 def default_layers(n_layers: int, count: int = 5) -> list[int]:

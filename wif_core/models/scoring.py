@@ -14,10 +14,20 @@ activation site (``choice``, ``last``, ``mean``) with no position computed twice
 the LM head is applied only at the positions that predict scored tokens.
 ``score_naive`` is the obvious one-forward-per-choice computation, kept as the oracle
 for tests and the baseline for benchmarks.
+
+An item longer than the model reads (``max_length`` positions: the model config's
+``max_position_embeddings`` unless the caller gives fewer) is cut from the left of its
+context, as lm-evaluation-harness does: each choice sequence keeps its special tokens
+(BOS), loses the same leading context tokens, and keeps its answer whole; the listing
+prompt loses the start of its item text and keeps its options. How many tokens were cut
+is returned per item (``ScoredItem.truncated``). An item whose answers alone do not fit
+is refused. Text far beyond the context is never tokenised whole, so memory stays
+bounded for any input length.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,13 +37,19 @@ import numpy as np
 import torch
 
 from wif_core.errors import InputError
-from wif_core.models import DEFAULT_MAX_TOKENS  # re-exported: the batch size's home is the light package
+from wif_core.models import (
+    DEFAULT_MAX_TOKENS,  # re-exported: the batch size's home is the light package
+    check_max_length_value,
+)
 from wif_core.tasks.base import TaskItem
-from wif_core.tasks.templates import listing_prompt, scoring_pairs
+from wif_core.tasks.templates import listing_parts, scoring_pairs
 
 SITES = ("choice", "last", "mean")
 Scoring = Literal["sum", "norm"]
 _SHARED, _LISTING, _PAD = -1, -2, -3
+# Characters per position beyond which the start of a long text is not tokenised at once: no token of a real
+# vocabulary is this long, so the tail that is tokenised still fills the context, and memory stays bounded.
+CHARS_PER_POSITION = 16
 
 
 @dataclass
@@ -63,15 +79,17 @@ class ScoredItem:
     margin: float
     acts: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
     tokens: dict[str, TokenSeq] = field(default_factory=dict)
+    truncated: int = 0  # context tokens cut from the left to fit the model (the most of any of its sequences)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Prepared:
     item: TaskItem
     fulls: list[list[int]]
     starts: list[int]
     listing: list[int]
     shared: int = 0
+    truncated: int = 0
 
     @property
     def packed_len(self) -> int:
@@ -82,11 +100,73 @@ def _encode(tokenizer: Any, text: str, special: bool) -> list[int]:
     return list(tokenizer(text, add_special_tokens=special).input_ids)
 
 
-def prepare(item: TaskItem, tokenizer: Any) -> _Prepared:
-    """Tokenise an item's choice sequences and listing prompt; find the shared prefix."""
+def model_max_length(model: Any) -> int | None:
+    """The most positions ``model`` reads (its config's ``max_position_embeddings``), or None if it does not say."""
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    n = getattr(cfg, "max_position_embeddings", None)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+def check_max_length(model: Any, max_length: int | None) -> int | None:
+    """The context length to score with: ``max_length`` if given (checked), else the model's own."""
+    check_max_length_value(max_length)
+    own = model_max_length(model)
+    if max_length is None:
+        return own
+    if own is not None and max_length > own:
+        raise InputError(
+            f"--max-length {max_length} is more than the {own} positions the model reads; give at most {own}"
+        )
+    return max_length
+
+
+def _common_len(seqs: Sequence[Sequence[Any]]) -> int:
+    """Length of the longest common prefix of the sequences."""
+    n, shortest = 0, min(len(s) for s in seqs)
+    while n < shortest and all(s[n] == seqs[0][n] for s in seqs):
+        n += 1
+    return n
+
+
+def _clip_chars(texts: Sequence[str], common: int, max_length: int | None) -> int:
+    """How many leading characters (of the texts' ``common`` start, the same for each) to leave untokenised."""
+    if max_length is None:
+        return 0
+    return max(0, min(max(len(t) for t in texts) - max_length * CHARS_PER_POSITION, common))
+
+
+def _count_tokens(tokenizer: Any, text: str, chunk: int) -> int:
+    """Tokens in ``text``, tokenised ``chunk`` characters at a time (cut at spaces, so it is near exact)."""
+    n, start = 0, 0
+    while start < len(text):
+        end = min(len(text), start + chunk)
+        if end < len(text):
+            space = text.rfind(" ", start + 1, end)
+            end = space if space > start else end
+        n += len(_encode(tokenizer, text[start:end], False))
+        start = end
+    return n
+
+
+def _too_long(item: TaskItem, what: str, need: int, max_length: int) -> InputError:
+    return InputError(
+        f"item {item.item_id}: {what} alone need {need} tokens, more than the {max_length} positions the model "
+        "reads (its context, or --max-length); it cannot be scored without cutting an answer: leave the item out"
+    )
+
+
+def prepare(item: TaskItem, tokenizer: Any, max_length: int | None = None) -> _Prepared:
+    """Tokenise an item's choice sequences and listing prompt; find the shared prefix.
+
+    With ``max_length``, a sequence longer than that loses context tokens from the left (see the module doc).
+    """
+    pairs = scoring_pairs(item)
+    prefixes = [prefix for prefix, _ in pairs]
+    clip = _clip_chars(prefixes, len(os.path.commonprefix(prefixes)), max_length)
+    head = _encode(tokenizer, "", True)  # the special tokens the tokenizer puts first (BOS), kept when cutting
     fulls, starts = [], []
-    for prefix, cont in scoring_pairs(item):
-        p = _encode(tokenizer, prefix, True)
+    for prefix, cont in pairs:
+        p = _encode(tokenizer, prefix[clip:], True)
         if not p:  # no BOS and empty prefix: the first answer token needs a position to predict it
             p = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id]
         c = _encode(tokenizer, cont, False)
@@ -94,6 +174,20 @@ def prepare(item: TaskItem, tokenizer: Any) -> _Prepared:
             raise InputError(f"item {item.item_id}: a choice tokenises to nothing; every answer needs text")
         fulls.append(p + c)
         starts.append(len(p))
+    truncated = 0
+    if max_length is not None:
+        over = max(len(f) for f in fulls) - max_length
+        if over > 0:
+            h = _common_len([head, fulls[0]])
+            # only context that every choice shares is cut (never an option in the blank), leaving each a predictor
+            room = min(_common_len([f[:s] for f, s in zip(fulls, starts, strict=True)]) - h, min(starts) - 1)
+            if over > room:
+                raise _too_long(item, "its answers", max(len(f) for f in fulls) - max(room, 0), max_length)
+            fulls = [f[:h] + f[h + over :] for f in fulls]
+            starts = [s - over for s in starts]
+        truncated = max(over, 0) + (
+            _count_tokens(tokenizer, prefixes[0][:clip], max_length * CHARS_PER_POSITION) if clip else 0
+        )
     shared = 0
     shortest = min(len(f) for f in fulls)
     while shared < shortest and all(f[shared] == fulls[0][shared] for f in fulls):
@@ -101,8 +195,20 @@ def prepare(item: TaskItem, tokenizer: Any) -> _Prepared:
     # keep at least one token of the shortest sequence outside the shared part so every
     # segment is non-empty and every choice's last position is its own
     shared = min(shared, shortest - 1)
-    listing = _encode(tokenizer, listing_prompt(item), True)
-    return _Prepared(item, fulls, starts, listing, shared)
+    stem, options = listing_parts(item)
+    clip = _clip_chars([stem + options], len(stem), max_length)
+    listing = _encode(tokenizer, (stem + options)[clip:], True)
+    if max_length is not None:
+        over = len(listing) - max_length
+        if over > 0:
+            h = _common_len([head, listing])
+            n_options = len(_encode(tokenizer, options, False))
+            if over > len(listing) - h - n_options:
+                raise _too_long(item, "the options of its listing prompt", h + n_options, max_length)
+            listing = listing[:h] + listing[h + over :]
+        cut = max(over, 0) + (_count_tokens(tokenizer, stem[:clip], max_length * CHARS_PER_POSITION) if clip else 0)
+        truncated = max(truncated, cut)
+    return _Prepared(item=item, fulls=fulls, starts=starts, listing=listing, shared=shared, truncated=truncated)
 
 
 @dataclass(kw_only=True)
@@ -187,7 +293,9 @@ def _token_logprobs(model: Any, hidden: torch.Tensor, targets: torch.Tensor) -> 
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
-    return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[:, None])[:, 0]
+    # at least float32 (a half-precision model's logits are widened), and never narrowed: a float64 model's stay
+    wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return torch.log_softmax(wide, dim=-1).gather(-1, targets[:, None])[:, 0]
 
 
 def _decode_tokens(tokenizer: Any, ids: list[int]) -> list[str]:
@@ -292,6 +400,7 @@ def score_batch(
                 margin=margin,
                 acts=acts,
                 tokens=tokens,
+                truncated=p.truncated,
             )
         )
     return out
@@ -306,19 +415,31 @@ def score_items(
     scoring: Scoring = "sum",
     max_tokens: int = DEFAULT_MAX_TOKENS,
     token_layers: Sequence[int] = (),
+    max_length: int | None = None,
 ) -> Iterator[list[ScoredItem]]:
-    """Score items batch by batch, longest first so that rows of a batch waste little padding."""
-    prepared = sorted((prepare(it, tokenizer) for it in items), key=lambda p: -p.packed_len)
+    """Score items batch by batch, longest first so that rows of a batch waste little padding.
+
+    ``max_length`` (default: the model's ``max_position_embeddings``) is the most tokens any one sequence
+    may hold; longer items are cut from the left of their context (``ScoredItem.truncated``).
+    """
+    limit = check_max_length(model, max_length)
+    prepared = sorted((prepare(it, tokenizer, limit) for it in items), key=lambda p: -p.packed_len)
     for batch in batches(prepared, max_tokens):
         yield score_batch(model, tokenizer, batch, layers, scoring, token_layers=token_layers)
 
 
 @torch.inference_mode()
 def score_naive(
-    model: Any, tokenizer: Any, item: TaskItem, layers: Sequence[int], scoring: Scoring = "sum"
+    model: Any,
+    tokenizer: Any,
+    item: TaskItem,
+    layers: Sequence[int],
+    scoring: Scoring = "sum",
+    *,
+    max_length: int | None = None,
 ) -> ScoredItem:
     """The obvious computation: one full forward pass per choice, one for the listing prompt."""
-    p = prepare(item, tokenizer)
+    p = prepare(item, tokenizer, check_max_length(model, max_length))
     ll, n_tok = [], []
     acts: dict[tuple[int, str], np.ndarray] = {}
     choice_vecs: dict[int, list[np.ndarray]] = {layer: [] for layer in layers}
@@ -347,4 +468,5 @@ def score_naive(
         margin=margin,
         acts=acts,
         tokens=_tokens(tokenizer, p),
+        truncated=p.truncated,
     )

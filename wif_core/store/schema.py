@@ -6,7 +6,7 @@ writing); the app, which opens stores read-only, asks for that instead of guessi
 
 from wif_core.tasks.base import TASKS
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V2 = [
     """CREATE TABLE attributions (
@@ -53,8 +53,12 @@ _V3 = [
         WHERE n_choices IS NULL""",
 ]
 
+# How many context tokens an outcome's item lost to fit the model (0: none; NULL: outcomes that were not scored
+# by wif, and those of stores older than version 4, which cut nothing).
+_V4 = ["ALTER TABLE outcomes ADD COLUMN IF NOT EXISTS truncated INTEGER"]
+
 # Steps from version v to v + 1; each is additive, so older data stays valid.
-MIGRATIONS: dict[int, list[str]] = {1: _V2, 2: _V3}
+MIGRATIONS: dict[int, list[str]] = {1: _V2, 2: _V3, 3: _V4}
 
 DDL = [
     "CREATE TABLE wif_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
@@ -143,4 +147,5 @@ DDL = [
     )""",
     *_V2,
     *_V3,
+    *_V4,
 ]

@@ -71,17 +71,22 @@ class RunInfo:
 
 @dataclass(kw_only=True)
 class OutcomeRow:
-    """A scored outcome to write; activations and tokens are optional (imports have none)."""
+    """A scored outcome to write; activations and tokens are optional (imports have none).
+
+    ``ll_sum`` may hold None for a choice that was never scored (an imported file's null); it is stored as a
+    NULL element, and ``Store.items`` reads it back as NaN.
+    """
 
     item_id: str
     pred: int | None
     correct: bool
     margin: float | None = None
-    ll_sum: list[float] | None = None
+    ll_sum: Sequence[float | None] | None = None
     ll_norm: list[float] | None = None
     n_tokens: list[int] | None = None
     acts: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
     tokens: dict[str, tuple[list[str], list[int], int]] = field(default_factory=dict)
+    truncated: int | None = None  # context tokens cut from the left to fit the model; None: not scored by wif
 
 
 @dataclass(kw_only=True)
@@ -291,9 +296,10 @@ class Store:
                 "pred": pd.array([r.pred for r in rows], dtype="Int32"),
                 "correct": [bool(r.correct) for r in rows],
                 "margin": pd.array([r.margin for r in rows], dtype="Float64"),
-                "ll_sum": [r.ll_sum for r in rows],
+                "ll_sum": [None if r.ll_sum is None else list(r.ll_sum) for r in rows],
                 "ll_norm": [r.ll_norm for r in rows],
                 "n_tokens": [r.n_tokens for r in rows],
+                "truncated": pd.array([r.truncated for r in rows], dtype="Int32"),
             }
         )
         acts = [
@@ -311,7 +317,7 @@ class Store:
         toks = [(run_id, r.item_id, seq, t, i, s) for r in rows for seq, (t, i, s) in r.tokens.items()]
         with self.transaction() as cur:
             cur.register("new_outcomes", outcomes)
-            cur.execute("INSERT INTO outcomes SELECT * FROM new_outcomes")
+            cur.execute("INSERT INTO outcomes BY NAME SELECT * FROM new_outcomes")
             cur.unregister("new_outcomes")
             # a registered frame, not executemany: one row at a time costs ~1 ms per row
             for table, rows_, cols in (
@@ -433,6 +439,13 @@ class Store:
         rows = self._cur().execute("SELECT item_id FROM outcomes WHERE run_id = ?", [run_id]).fetchall()
         return {r[0] for r in rows}
 
+    def n_truncated(self, run_id: str) -> int:
+        """How many of a run's scored items lost context tokens to fit the model."""
+        row = (
+            self._cur().execute("SELECT count(*) FROM outcomes WHERE run_id = ? AND truncated > 0", [run_id]).fetchone()
+        )
+        return int(row[0]) if row else 0
+
     def task_items(self, run_id: str) -> list[TaskItem]:
         """A run's items as TaskItems, in their planned order."""
         task = self.run(run_id).task
@@ -478,7 +491,7 @@ class Store:
             where.append("NOT coalesce(s.excluded, false)")
         sql = f"""
             SELECT i.item_id, s.split, o.correct, o.pred, i.gold, o.margin, s.excluded, s.reason,
-                   i.context, i.choices, o.ll_sum, o.ll_norm, o.n_tokens, i.meta, i.key
+                   i.context, i.choices, o.ll_sum, o.ll_norm, o.n_tokens, o.truncated, i.meta, i.key
             FROM items i
             JOIN outcomes o ON o.run_id = i.run_id AND o.item_id = i.item_id
             LEFT JOIN splits s ON s.run_id = i.run_id AND s.item_id = i.item_id
@@ -488,7 +501,10 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return self._cur().execute(sql, params).df()
+        frame = self._cur().execute(sql, params).df()
+        for col in ("ll_sum", "ll_norm"):
+            frame[col] = frame[col].map(_scores_cell)
+        return frame
 
     def split_counts(self, run_id: str | None = None) -> pd.DataFrame:
         """Scored items per (run_id, split, correct, excluded), with count ``n``: each split's class balance.
@@ -641,6 +657,13 @@ def _run_tables(cur: duckdb.DuckDBPyConnection) -> list[str]:
 def _like_literal(text: str) -> str:
     """``text`` for a LIKE pattern that matches it literally (escape character ``\\``)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _scores_cell(value: Any) -> Any:
+    """A per-choice score list as read: NULL elements (an unscored choice) become NaN, not a masked array."""
+    if isinstance(value, np.ma.MaskedArray):
+        return np.ma.filled(value.astype(float), np.nan)
+    return value
 
 
 def _in_order(rows: list[Any], item_ids: Sequence[str] | None) -> list[Any]:

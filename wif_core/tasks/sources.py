@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wif_core.errors import InputError, one_line
+from wif_core.errors import InputError
 from wif_core.tasks.base import TaskItem, get_task, same_answer
 from wif_core.tasks.templates import render_context
 
@@ -24,14 +25,40 @@ log = logging.getLogger(__name__)
 SPLIT_NAMES = ("train", "val", "test")
 
 
+Scores = tuple[float | None, ...]
+
+
 @dataclass(frozen=True)
 class RecordOutcome:
-    """What an outcome file says of one item: correctness, and the prediction where known."""
+    """What an outcome file says of one item: correctness, and the prediction where known.
+
+    ``ll`` holds the per-choice log-likelihoods in option order, ``None`` for a choice the file left
+    unscored (``null``, ``NaN`` or an infinity: the released Social IQa outcomes have such records);
+    ``ll`` itself is ``None`` when the record gives no score at all.
+    """
 
     correct: bool
     pred: int | None = None
-    ll: tuple[float, ...] | None = None
+    ll: Scores | None = None
     split: str | None = None
+
+
+def score_value(value: Any, where: str, name: str) -> float | None:
+    """One log-likelihood from a file: a number (or numeric text), ``None`` when missing or not finite."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InputError(f"{where}: field {name}={value!r} must be a number (a log-likelihood) or null")
+    try:
+        number = float(value)
+    except ValueError:
+        raise InputError(f"{where}: field {name}={value!r} must be a number (a log-likelihood) or null") from None
+    return number if math.isfinite(number) else None
+
+
+def complete_or_none(scores: Scores) -> Scores | None:
+    """The scores, or None when not one choice has a score (nothing to keep)."""
+    return None if all(x is None for x in scores) else scores
 
 
 class _Rec:
@@ -69,6 +96,24 @@ class _Rec:
         if not base <= value < n + base:
             raise InputError(f"{self.where}: field '{name}'={raw!r} is out of range; expected {base}..{n + base - 1}")
         return value - base
+
+    def scores(self, name: str, n: int) -> Scores | None:
+        """A list field of ``n`` per-choice log-likelihoods; null/NaN entries are kept as None (unscored)."""
+        if not self.has(name):
+            return None
+        raw = self.rec[name]
+        if not isinstance(raw, list) or len(raw) != n:
+            raise InputError(
+                f"{self.where}: field '{name}' must be a list of {n} numbers (null for an unscored choice), "
+                f"got {raw!r:.60}"
+            )
+        return complete_or_none(tuple(score_value(x, self.where, f"'{name}'[{j}]") for j, x in enumerate(raw)))
+
+    def score_fields(self, names: tuple[str, ...]) -> Scores | None:
+        """Per-choice log-likelihoods kept in one field per choice (``ll_option1``…); None if none is there."""
+        if not any(name in self.rec for name in names):
+            return None
+        return complete_or_none(tuple(score_value(self.rec.get(name), self.where, f"'{name}'") for name in names))
 
     def flag(self, name: str) -> bool:
         if not self.has(name):
@@ -108,7 +153,7 @@ def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutc
     outcome: RecordOutcome | None = None
     choices: tuple[str, ...]
     pred: int | None
-    ll: tuple[float, ...] | None
+    ll: Scores | None
     correct = rec.flag("is_correct") if rec.has("is_correct") else None
     if fmt == "two_choice":
         goal = rec.text("goal")
@@ -157,7 +202,7 @@ def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutc
         )
         if correct is not None:
             pred = rec.index("gemma_answer", 2, base=1) if rec.has("gemma_answer") else None
-            ll = (float(rec.rec["ll_option1"]), float(rec.rec["ll_option2"])) if rec.has("ll_option1") else None
+            ll = rec.score_fields(("ll_option1", "ll_option2"))
             outcome = RecordOutcome(correct, pred if pred is not None else (gold if correct else 1 - gold), ll)
     else:  # three_choice: Social IQa, original layout or the alternative outcome layout
         context, question = rec.text("context"), rec.text("question")
@@ -178,7 +223,7 @@ def parse_item(task: str, rec: _Rec, item_id: str) -> tuple[TaskItem, RecordOutc
         )
         if correct is not None:
             pred = rec.index("pred", 3, base=1) if rec.has("pred") else None
-            ll = tuple(float(x) for x in rec.rec["loglikelihoods"]) if rec.has("loglikelihoods") else None
+            ll = rec.scores("loglikelihoods", 3)
             outcome = RecordOutcome(correct, pred, ll)
     if outcome is not None and outcome.pred is not None and (outcome.pred == item.gold) != outcome.correct:
         raise InputError(
@@ -287,16 +332,26 @@ def read_hf(
         raise InputError(f"task '{task}' is not on the hub; use --source generated or a local file")
     if hf_id and ":" in hf_id:
         hf_id, config = hf_id.split(":", 1)
+    from wif_core import hub
+
+    name = f"{hf_id}{':' + config if config else ''} ({split})"
+    fix = "use a local file with --source PATH"
     try:
         import datasets
-
-        ds = datasets.load_dataset(hf_id, config, split=split)
+    except ImportError:
+        raise InputError(f"--source hf needs the package datasets (`pip install datasets`); or {fix}") from None
+    reason = hub.unreachable()
+    try:
+        if reason is None:
+            ds = datasets.load_dataset(hf_id, config, split=split)
+        else:
+            log.info("%s; looking for %s in the local datasets cache", reason, name)
+            with hub.cache_only():
+                ds = datasets.load_dataset(hf_id, config, split=split)
     except Exception as exc:  # the hub raises many types; the user needs one line
-        first = one_line(exc)
-        raise InputError(
-            f"cannot load {hf_id}{':' + config if config else ''} ({split}) from the Hugging Face hub: {first}; "
-            "use a local file with --source PATH"
-        ) from None
+        if reason is not None:
+            raise hub.not_available(f"dataset {name}", reason, fix) from None
+        raise InputError(f"cannot load {name} from the Hugging Face hub: {hub.whole_line(exc)}; {fix}") from None
     items = []
     for n, raw in enumerate(ds):
         if limit and n >= limit:

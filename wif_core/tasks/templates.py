@@ -75,7 +75,12 @@ def _stem(item: TaskItem) -> str:
     return text
 
 
+def listing_parts(item: TaskItem) -> tuple[str, str]:
+    """The paper-style prompt in two parts: the item (what a long input is cut from), then its options."""
+    options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(item.choices))
+    return _stem(item), f"\nOptions:\n{options}\nAnswer:"
+
+
 def listing_prompt(item: TaskItem) -> str:
     """The paper-style prompt: the item and all its options in given order, then ``Answer:``."""
-    options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(item.choices))
-    return f"{_stem(item)}\nOptions:\n{options}\nAnswer:"
+    return "".join(listing_parts(item))
