@@ -319,6 +319,8 @@ def read_local(task: str, path: Path, limit: int | None = None) -> list[TaskItem
                 str(raw.get("id") or raw.get("idx") or f"{task}-{path.stem}-{n:05d}") if isinstance(raw, dict) else ""
             )
             items.append(parse_item(task, _Rec(raw, f"{path} record {n}"), item_id)[0])
+    if not items:
+        raise InputError(f"{path} holds no items; give a JSON array or JSONL file of {task} records")
     return items[:limit] if limit else items
 
 
