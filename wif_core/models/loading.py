@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from wif_core.errors import InputError, one_line
+from wif_core.heavy import heavy_imports
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,9 @@ def _finish(model: Any, tokenizer: Any, name: str) -> LoadedModel:
 
 
 def _load_embedded(cache_dir: Path) -> LoadedModel:
-    from safetensors.torch import load_model, save_model
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    with heavy_imports():
+        from safetensors.torch import load_model, save_model
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     gguf = embedded_gguf_path()
     stamp = hashlib.sha1(f"{gguf.stat().st_size}:{gguf.stat().st_mtime_ns}".encode()).hexdigest()[:10]
@@ -106,7 +108,8 @@ def _load_embedded(cache_dir: Path) -> LoadedModel:
 
 def load_model(spec: str, cache_dir: Path | None = None) -> LoadedModel:
     """Load ``spec``: the embedded name, a local directory, or a Hugging Face hub id."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    with heavy_imports():
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if spec == EMBEDDED:
         return _load_embedded(cache_dir or default_cache_dir())
