@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, NoReturn
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn, TypeVar
 
 import pandas as pd
 import streamlit as st
@@ -20,6 +23,8 @@ import streamlit as st
 from wif_core.errors import StoreError, one_line
 from wif_core.paths import DEFAULT_DB
 from wif_core.store import Store
+
+T = TypeVar("T")
 
 EVAL_SPLITS = ("train", "val", "test")
 SPLITS = (*EVAL_SPLITS, "unused")
@@ -37,18 +42,36 @@ FINDING_KINDS = {
 
 
 def ensure_entry() -> None:
-    """Run this page through ``app.py``'s navigation, even on a fresh server's first request.
+    """Run this script through ``app.py``'s navigation, even on a fresh server's first requests.
 
-    Streamlit treats a ``pages/`` folder as a v1 multipage app until the entry script has
-    called ``st.navigation`` once. A deep link (``/failures?run=…``) that is a server's first
-    request would then run the page file alone: the wrong sidebar and no wide layout.
-    Switching the v1 mode off and rerunning sends the same URL through ``app.py``.
+    Streamlit treats a ``pages/`` folder beside the entry script as a v1 multipage app until a
+    script has called ``st.navigation``: it then runs a page file alone (its ``_mpa_v1``: a
+    sidebar of file names, "app" among them, and no wide layout). That mode is one process-wide
+    flag, which the first navigation call turns off, so sessions that arrived together have all
+    been sent down the v1 path already. Each run therefore asks whether it is on that path itself,
+    and if so turns the mode off and reruns: the same URL then goes through ``app.py``.
     """
-    from streamlit.runtime.pages_manager import PagesManager
+    if _run_by_pages_folder():
+        from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+def _run_by_pages_folder() -> bool:
+    """Whether Streamlit's v1 multipage mode is running this script (its ``_mpa_v1`` is on the stack)."""
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import script_runner
+
+    v1 = getattr(getattr(script_runner, "_mpa_v1", None), "__code__", None)
+    if v1 is None:  # a Streamlit without that function: fall back on its flag
+        return bool(PagesManager.uses_pages_directory)
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is v1:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def db_path() -> str:
@@ -253,6 +276,47 @@ def meta_of(row: Any) -> dict[str, Any]:
     return json.loads(row.meta) if isinstance(row.meta, str) and row.meta else {}
 
 
+# ---- values from the URL -----------------------------------------------------------
+
+SHOWN = 80  # characters of a value from the URL that a message repeats
+
+
+def shown(value: object, limit: int = SHOWN) -> str:
+    """A value from the URL as it goes into a message: one line of at most ``limit`` characters (then "…"),
+    as inline code, so that Markdown and HTML in it show as typed and never become a link or markup."""
+    text = " ".join(str(value).split())
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    if not text:
+        return "(empty)"
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}"  # the spaces let the value start or end with a backtick
+
+
+def from_url(key: str, options: Sequence[T], default: T, *, what: str, where: str = "here") -> T:
+    """The option that ``?key=`` names (compared as text), else ``default``.
+
+    A value in the URL that names no option gets one warning, saying what is shown instead,
+    unless it is the value this session itself put there (``to_url``) and the options have since
+    changed (another run picked): that is no surprise to anyone.
+    """
+    wanted = st.query_params.get(key)
+    if not wanted:
+        return default
+    by_text = {str(o): o for o in options}
+    if wanted in by_text:
+        return by_text[wanted]
+    if wanted != st.session_state.get(f"_url_{key}"):
+        st.warning(f"No {what} {shown(wanted)} {where}; showing {shown(default)} instead.")
+    return default
+
+
+def to_url(key: str, value: object) -> None:
+    """Keep ``value`` in ``?key=`` so a shared link opens the same view."""
+    st.query_params[key] = str(value)
+    st.session_state[f"_url_{key}"] = str(value)
+
+
 # ---- shared pickers ----------------------------------------------------------------
 
 
@@ -262,12 +326,10 @@ def run_selector(runs: pd.DataFrame) -> str:
         _fail(f"the store at {db_path()} has no runs yet; add one with `wif collect` or `wif import`")
     labels = {r.run_id: run_label(r) for r in runs.itertuples()}
     if st.session_state.get("run_pick") not in labels:
-        wanted = st.query_params.get("run")
-        if wanted and wanted not in labels:
-            st.warning(f"This store has no run '{wanted}'; showing its first run instead.")
-        st.session_state["run_pick"] = wanted if wanted in labels else next(iter(labels))
+        first = next(iter(labels))
+        st.session_state["run_pick"] = from_url("run", list(labels), first, what="run", where="in this store")
     run_id = st.selectbox("Run", list(labels), format_func=labels.__getitem__, key="run_pick")
-    st.query_params["run"] = run_id
+    to_url("run", run_id)
     run = next(runs[runs["run_id"] == run_id].itertuples())
     accuracy = "n/a" if is_missing(run.accuracy) else f"{run.accuracy:.3f}"
     layers = ", ".join(str(int(x)) for x in run.layers)
@@ -300,9 +362,8 @@ def item_picker(frame: pd.DataFrame) -> str:
         column_config={"margin": st.column_config.NumberColumn(format="%.3f")},
     )
     if st.session_state.get("item_pick") not in ids:
-        wanted = st.query_params.get("item")
-        st.session_state["item_pick"] = wanted if wanted in ids else ids[0]
+        st.session_state["item_pick"] = from_url("item", ids, ids[0], what="item", where="among these items")
     marks = dict(zip(ids, frame["correct"].map({True: "✓", False: "✗"}), strict=True))
     item_id = st.selectbox("Item", ids, key="item_pick", format_func=lambda i: f"{marks[i]} {i}")
-    st.query_params["item"] = item_id
+    to_url("item", item_id)
     return str(item_id)
