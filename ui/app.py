@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 from wif_ui import data
 
+from wif_core.errors import StoreBusy, StoreError, one_line
 from wif_core.heavy import heavy_imports
 from wif_core.paths import page_dir
 
@@ -71,7 +72,11 @@ def main() -> None:
     chosen = next((i for i, p in enumerate(pages) if p is page), None)
     if chosen is not None:
         _import_page(folder / PAGES[chosen][0])
-    page.run()
+    try:
+        page.run()
+    except StoreError as exc:  # a read failed mid-page (a writer took the store): one line, not a traceback
+        st.error(one_line(exc))
+        st.info(data.BUSY_HINT if isinstance(exc, StoreBusy) else "Reload the page once the store is back.")
 
 
 if __name__ == "__main__":

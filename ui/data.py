@@ -2,9 +2,13 @@
 
 The store path comes from the ``WIF_DB`` environment variable (``wif app`` and ``wif demo``
 set it), else the CLI's default store (``wif_core.paths.DEFAULT_DB``), and is read here only.
-One read-only ``Store`` serves the whole process: it takes
-a fresh DuckDB cursor per call, so browser sessions on other threads can share it. Reads
-are cached per (store path, run, filters); nothing here holds SQL.
+Reads are cached per (store path, run, filters); nothing here holds SQL.
+
+The app holds the store only while it reads: each read opens it read-only and closes it
+(``store``), so a writer (``wif collect``, ``wif import``…) can take the file between reads.
+DuckDB lets one process write a file or several read it, never both, so while a writer holds
+it the pages go on showing what they have read and say so for anything else; once the file
+has changed and opens again, every cached read is dropped and the store is read afresh.
 """
 
 from __future__ import annotations
@@ -14,17 +18,19 @@ import math
 import os
 import re
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import pandas as pd
 import streamlit as st
 
-from wif_core.errors import StoreError, one_line
+from wif_core.errors import StoreBusy, StoreError, one_line
 from wif_core.paths import DEFAULT_DB
 from wif_core.store import Store
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 EVAL_SPLITS = ("train", "val", "test")
 SPLITS = (*EVAL_SPLITS, "unused")
@@ -79,50 +85,96 @@ def db_path() -> str:
     return os.environ.get("WIF_DB", str(DEFAULT_DB))
 
 
-@st.cache_resource(show_spinner=False, on_release=Store.close)
-def _open(path: str) -> Store:
-    return Store.open(path)
+BUSY_HINT = (
+    "DuckDB lets one process write a store or several read it, never both: what this page has read already "
+    "stays on screen, and the rest shows once the writer (a collection, an import) is done; reload then."
+)
+_read_at: dict[str, tuple[int, ...]] = {}  # store path → the file's stamp when the cached reads were made
+_read_lock = threading.Lock()
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, hint: str | None = None) -> NoReturn:
     st.error(message)
     st.info(
-        "Build and open the demo store with `make demo` (or `wif demo`), or open a store of your own with "
+        hint
+        or "Build and open the demo store with `make demo` (or `wif demo`), or open a store of your own with "
         "`wif app --db PATH`."
     )
     st.stop()
 
 
+def _stamp(path: str) -> tuple[int, ...]:
+    """The store file's and its write-ahead log's size and time of change: what changes when anyone writes."""
+    out: list[int] = []
+    for name in (path, f"{path}.wal"):
+        try:
+            info = os.stat(name)
+            out += [info.st_mtime_ns, info.st_size]
+        except OSError:
+            out += [0, 0]
+    return tuple(out)
+
+
+@st.cache_resource(show_spinner=False)
+def _reader(path: str) -> Store:
+    return Store.reader(path)
+
+
 def _path() -> str:
-    """The store path once the store is known to open; otherwise show its one-line error and stop the page."""
+    """The store path once the store is known to open; otherwise show its one-line error and stop the page.
+
+    The file is opened only when it has changed since the cached reads were made, and then every
+    cached read is dropped; while a writer holds a store read before, the cached reads stand.
+    """
     path = db_path()
-    try:
-        _open(path)
-    except StoreError as exc:
-        _fail(one_line(exc))
+    stamp = _stamp(path)
+    with _read_lock:
+        if _read_at.get(path) == stamp:
+            return path
+        try:
+            Store.open(path).close()  # it opens: a wif store of this schema, and no writer holds it now
+        except StoreBusy as exc:
+            if path not in _read_at:
+                _fail(one_line(exc), BUSY_HINT)
+            st.info(f"Another wif process is writing to this store. {BUSY_HINT}")
+            return path
+        except StoreError as exc:
+            _fail(one_line(exc))
+        if path in _read_at:  # written since: nothing read before is known to hold
+            st.cache_data.clear()
+            st.cache_resource.clear()
+        _read_at[path] = stamp
     return path
 
 
 @st.cache_data(show_spinner=False)
 def _runs(path: str) -> pd.DataFrame:
-    return _open(path).runs()
+    return _reader(path).runs()
 
 
 @st.cache_data(show_spinner=False)
 def _split_counts(path: str) -> pd.DataFrame:
-    return _open(path).split_counts()
+    return _reader(path).split_counts()
 
 
 @st.cache_data(show_spinner=False)
 def _findings(path: str) -> pd.DataFrame:
-    return _open(path).findings()
+    return _reader(path).findings()
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _items(
     path: str, run_id: str, *, outcome: str | None, split: str | None, search: str | None, excluded: bool
 ) -> pd.DataFrame:
-    return _open(path).items(run_id, outcome, split, search, include_excluded=excluded)
+    return _reader(path).items(run_id, outcome, split, search, include_excluded=excluded)
+
+
+def _read(read: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """``read(*args, **kwargs)``; when a writer has taken the store since, its one line, and the page stops."""
+    try:
+        return read(*args, **kwargs)
+    except StoreBusy as exc:
+        _fail(one_line(exc), BUSY_HINT)
 
 
 def store_path() -> str:
@@ -131,30 +183,30 @@ def store_path() -> str:
 
 
 def store(path: str) -> Store:
-    """The process's shared read-only ``Store`` at ``path`` (opened once, cached)."""
-    return _open(path)
+    """The process's read-only ``Store`` at ``path``: one object, holding the file only while a call reads it."""
+    return _reader(path)
 
 
 def runs() -> pd.DataFrame:
     """One row per run (``Store.runs``)."""
-    return _runs(_path())
+    return _read(_runs, _path())
 
 
 def split_counts() -> pd.DataFrame:
     """Items per (run_id, split, correct, excluded) over all runs (``Store.split_counts``)."""
-    return _split_counts(_path())
+    return _read(_split_counts, _path())
 
 
 def findings() -> pd.DataFrame:
     """Every run's leakage findings (``Store.findings``)."""
-    return _findings(_path())
+    return _read(_findings, _path())
 
 
 def items(
     run_id: str, outcome: str | None = None, split: str | None = None, search: str | None = None, excluded: bool = True
 ) -> pd.DataFrame:
     """A run's items with outcomes and splits, filtered in the store with SQL parameters (``Store.items``)."""
-    return _items(_path(), run_id, outcome=outcome, split=split, search=search or None, excluded=excluded)
+    return _read(_items, _path(), run_id, outcome=outcome, split=split, search=search or None, excluded=excluded)
 
 
 # ---- frames the pages draw ---------------------------------------------------------
