@@ -5,7 +5,7 @@ set it), else the CLI's default store (``wif_core.paths.DEFAULT_DB``), and is re
 Reads are cached per (store path, run, filters); nothing here holds SQL.
 
 The app holds the store only while it reads: each read opens it read-only and closes it
-(``store``), so a writer (``wif collect``, ``wif import``…) can take the file between reads.
+(``Store.reader``), so a writer (``wif collect``, ``wif import``…) can take the file between reads.
 DuckDB lets one process write a file or several read it, never both, so while a writer holds
 it the pages go on showing what they have read and say so for anything else; once the file
 has changed and opens again, every cached read is dropped and the store is read afresh.
@@ -20,6 +20,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any, NoReturn, TypeVar
 
 import pandas as pd
@@ -72,11 +73,11 @@ def _run_by_pages_folder() -> bool:
     v1 = getattr(getattr(script_runner, "_mpa_v1", None), "__code__", None)
     if v1 is None:  # a Streamlit without that function: fall back on its flag
         return bool(PagesManager.uses_pages_directory)
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code is v1:
             return True
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return False
 
 
