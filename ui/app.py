@@ -6,7 +6,6 @@ the top-level ``app.py``, which calls the same ``main``.
 
 import ast
 import functools
-import importlib
 from pathlib import Path
 
 import streamlit as st
@@ -53,10 +52,7 @@ def _import_page(script: Path) -> None:
         return
     with heavy_imports():
         for module, names in _page_imports(script):
-            if names:
-                __import__(module, fromlist=names)  # what `from module import names` does, submodules included
-            else:
-                importlib.import_module(module)
+            __import__(module, fromlist=names)  # what `import module` or `from module import names` does
         _IMPORTED.add(script)
 
 
