@@ -16,12 +16,10 @@ st.caption(
 fmt = charts.export_format()
 names = zoo.models()
 if st.session_state.get("zoo_model") not in names:
-    wanted = st.query_params.get("model")
-    st.session_state["zoo_model"] = (
-        wanted if wanted in names else next((n for n in names if n == "2nd_argmax_d16_n10"), names[0])
-    )
+    default = next((n for n in names if n == "2nd_argmax_d16_n10"), names[0])
+    st.session_state["zoo_model"] = data.from_url("model", names, default, what="zoo model")
 name = st.selectbox("Model", names, key="zoo_model")
-st.query_params["model"] = name
+data.to_url("model", name)
 info, acc = zoo.summary(name), zoo.accuracy(name)
 how = "handcrafted" if info["handcrafted"] else f"trained {info['steps']:,} steps ({info['train_seconds']} s on CPU)"
 st.caption(

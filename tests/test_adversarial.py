@@ -3,7 +3,7 @@
 For each case: exit code 2; stderr holds no traceback and ends in one line (``wif: error: …`` or
 argparse's ``error:`` line) that contains the expected words (what is wrong and, where a file is
 involved, which file, record and field); every table of the store has the same rows afterwards.
-The app's side (every page with hostile query parameters) is in ``tests/test_hostile_params.py``.
+The app's side (every page with hostile query parameters) is in ``tests/test_hostile_urls.py``.
 """
 
 from __future__ import annotations

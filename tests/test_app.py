@@ -160,5 +160,14 @@ def test_split_counts_agree_with_items(synthetic_db: Path) -> None:
 def test_a_link_to_an_unknown_run_warns_and_opens_the_first(wif_db: Path) -> None:
     at = _run(FAILURES, run="no-such-run")
     assert not at.exception
-    assert "no run 'no-such-run'" in at.warning[0].value
+    # the value is echoed as inline code (issue 12: never as Markdown), with the run shown instead
+    assert at.warning[0].value == f"No run ` no-such-run ` in this store; showing ` {COLLECTED_RUN} ` instead."
     assert at.selectbox(key="run_pick").value == COLLECTED_RUN
+
+
+def test_the_v1_mode_the_entry_reruns_out_of_is_still_streamlits_mpa_v1() -> None:
+    """``wif_ui.data.ensure_entry`` recognises Streamlit's v1 pages-folder mode by its ``_mpa_v1`` on the
+    stack (issue 12, item 3): if Streamlit renames it, the check must follow (see tests/test_first_requests.py)."""
+    from streamlit.runtime.scriptrunner import script_runner
+
+    assert callable(script_runner._mpa_v1)

@@ -21,6 +21,7 @@ from wif_core.attribution import (
     segment_summary,
 )
 from wif_core.errors import WifError, one_line
+from wif_core.heavy import heavy_imports
 from wif_core.sae.diff import visible
 
 # red pushes toward the wrong answer, blue toward the right one (RdBu reversed: positive is red)
@@ -232,7 +233,8 @@ def run_records(path: str, run_id: str) -> list[Attribution]:
 
 @st.cache_resource(show_spinner=False, max_entries=1)
 def _model(spec: str) -> object:
-    from wif_core.models.loading import load_model
+    with heavy_imports():
+        from wif_core.models.loading import load_model
 
     return load_model(spec)
 

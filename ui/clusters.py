@@ -62,8 +62,9 @@ def site_options(run_id: str) -> tuple[list[str], str | None]:
 def pick(where: Any, label: str, options: list[Any], default: Any, key: str, **kwargs: Any) -> Any:
     """``explain.choice`` that starts from ``default`` (not the first option) when neither the session nor the
     URL names a valid one."""
-    if st.session_state.get(key) not in options and st.query_params.get(key, "") not in map(str, options):
-        st.session_state[key] = default if default in options else options[0]
+    if st.session_state.get(key) not in options:
+        fallback = default if default in options else options[0]
+        st.session_state[key] = data.from_url(key, options, fallback, what=label.lower())
     return explain.choice(where, label, options, key, **kwargs)
 
 

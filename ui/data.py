@@ -2,9 +2,13 @@
 
 The store path comes from the ``WIF_DB`` environment variable (``wif app`` and ``wif demo``
 set it), else the CLI's default store (``wif_core.paths.DEFAULT_DB``), and is read here only.
-One read-only ``Store`` serves the whole process: it takes
-a fresh DuckDB cursor per call, so browser sessions on other threads can share it. Reads
-are cached per (store path, run, filters); nothing here holds SQL.
+Reads are cached per (store path, run, filters); nothing here holds SQL.
+
+The app holds the store only while it reads: each read opens it read-only and closes it
+(``Store.reader``), so a writer (``wif collect``, ``wif import``…) can take the file between reads.
+DuckDB lets one process write a file or several read it, never both, so while a writer holds
+it the pages go on showing what they have read and say so for anything else; once the file
+has changed and opens again, every cached read is dropped and the store is read afresh.
 """
 
 from __future__ import annotations
@@ -12,14 +16,22 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, NoReturn
+import re
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any, NoReturn, TypeVar
 
 import pandas as pd
 import streamlit as st
 
-from wif_core.errors import StoreError, one_line
+from wif_core.errors import StoreBusy, StoreError, one_line
 from wif_core.paths import DEFAULT_DB
 from wif_core.store import Store
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 EVAL_SPLITS = ("train", "val", "test")
 SPLITS = (*EVAL_SPLITS, "unused")
@@ -37,18 +49,36 @@ FINDING_KINDS = {
 
 
 def ensure_entry() -> None:
-    """Run this page through ``app.py``'s navigation, even on a fresh server's first request.
+    """Run this script through ``app.py``'s navigation, even on a fresh server's first requests.
 
-    Streamlit treats a ``pages/`` folder as a v1 multipage app until the entry script has
-    called ``st.navigation`` once. A deep link (``/failures?run=…``) that is a server's first
-    request would then run the page file alone: the wrong sidebar and no wide layout.
-    Switching the v1 mode off and rerunning sends the same URL through ``app.py``.
+    Streamlit treats a ``pages/`` folder beside the entry script as a v1 multipage app until a
+    script has called ``st.navigation``: it then runs a page file alone (its ``_mpa_v1``: a
+    sidebar of file names, "app" among them, and no wide layout). That mode is one process-wide
+    flag, which the first navigation call turns off, so sessions that arrived together have all
+    been sent down the v1 path already. Each run therefore asks whether it is on that path itself,
+    and if so turns the mode off and reruns: the same URL then goes through ``app.py``.
     """
-    from streamlit.runtime.pages_manager import PagesManager
+    if _run_by_pages_folder():
+        from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+def _run_by_pages_folder() -> bool:
+    """Whether Streamlit's v1 multipage mode is running this script (its ``_mpa_v1`` is on the stack)."""
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import script_runner
+
+    v1 = getattr(getattr(script_runner, "_mpa_v1", None), "__code__", None)
+    if v1 is None:  # a Streamlit without that function: fall back on its flag
+        return bool(PagesManager.uses_pages_directory)
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is v1:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def db_path() -> str:
@@ -56,50 +86,96 @@ def db_path() -> str:
     return os.environ.get("WIF_DB", str(DEFAULT_DB))
 
 
-@st.cache_resource(show_spinner=False, on_release=Store.close)
-def _open(path: str) -> Store:
-    return Store.open(path)
+BUSY_HINT = (
+    "DuckDB lets one process write a store or several read it, never both: what this page has read already "
+    "stays on screen, and the rest shows once the writer (a collection, an import) is done; reload then."
+)
+_read_at: dict[str, tuple[int, ...]] = {}  # store path → the file's stamp when the cached reads were made
+_read_lock = threading.Lock()
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, hint: str | None = None) -> NoReturn:
     st.error(message)
     st.info(
-        "Build and open the demo store with `make demo` (or `wif demo`), or open a store of your own with "
+        hint
+        or "Build and open the demo store with `make demo` (or `wif demo`), or open a store of your own with "
         "`wif app --db PATH`."
     )
     st.stop()
 
 
+def _stamp(path: str) -> tuple[int, ...]:
+    """The store file's and its write-ahead log's size and time of change: what changes when anyone writes."""
+    out: list[int] = []
+    for name in (path, f"{path}.wal"):
+        try:
+            info = os.stat(name)
+            out += [info.st_mtime_ns, info.st_size]
+        except OSError:
+            out += [0, 0]
+    return tuple(out)
+
+
+@st.cache_resource(show_spinner=False)
+def _reader(path: str) -> Store:
+    return Store.reader(path)
+
+
 def _path() -> str:
-    """The store path once the store is known to open; otherwise show its one-line error and stop the page."""
+    """The store path once the store is known to open; otherwise show its one-line error and stop the page.
+
+    The file is opened only when it has changed since the cached reads were made, and then every
+    cached read is dropped; while a writer holds a store read before, the cached reads stand.
+    """
     path = db_path()
-    try:
-        _open(path)
-    except StoreError as exc:
-        _fail(one_line(exc))
+    stamp = _stamp(path)
+    with _read_lock:
+        if _read_at.get(path) == stamp:
+            return path
+        try:
+            Store.open(path).close()  # it opens: a wif store of this schema, and no writer holds it now
+        except StoreBusy as exc:
+            if path not in _read_at:
+                _fail(one_line(exc), BUSY_HINT)
+            st.info(f"Another wif process is writing to this store. {BUSY_HINT}")
+            return path
+        except StoreError as exc:
+            _fail(one_line(exc))
+        if path in _read_at:  # written since: nothing read before is known to hold
+            st.cache_data.clear()
+            st.cache_resource.clear()
+        _read_at[path] = stamp
     return path
 
 
 @st.cache_data(show_spinner=False)
 def _runs(path: str) -> pd.DataFrame:
-    return _open(path).runs()
+    return _reader(path).runs()
 
 
 @st.cache_data(show_spinner=False)
 def _split_counts(path: str) -> pd.DataFrame:
-    return _open(path).split_counts()
+    return _reader(path).split_counts()
 
 
 @st.cache_data(show_spinner=False)
 def _findings(path: str) -> pd.DataFrame:
-    return _open(path).findings()
+    return _reader(path).findings()
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _items(
     path: str, run_id: str, *, outcome: str | None, split: str | None, search: str | None, excluded: bool
 ) -> pd.DataFrame:
-    return _open(path).items(run_id, outcome, split, search, include_excluded=excluded)
+    return _reader(path).items(run_id, outcome, split, search, include_excluded=excluded)
+
+
+def _read(read: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """``read(*args, **kwargs)``; when a writer has taken the store since, its one line, and the page stops."""
+    try:
+        return read(*args, **kwargs)
+    except StoreBusy as exc:
+        _fail(one_line(exc), BUSY_HINT)
 
 
 def store_path() -> str:
@@ -108,30 +184,30 @@ def store_path() -> str:
 
 
 def store(path: str) -> Store:
-    """The process's shared read-only ``Store`` at ``path`` (opened once, cached)."""
-    return _open(path)
+    """The process's read-only ``Store`` at ``path``: one object, holding the file only while a call reads it."""
+    return _reader(path)
 
 
 def runs() -> pd.DataFrame:
     """One row per run (``Store.runs``)."""
-    return _runs(_path())
+    return _read(_runs, _path())
 
 
 def split_counts() -> pd.DataFrame:
     """Items per (run_id, split, correct, excluded) over all runs (``Store.split_counts``)."""
-    return _split_counts(_path())
+    return _read(_split_counts, _path())
 
 
 def findings() -> pd.DataFrame:
     """Every run's leakage findings (``Store.findings``)."""
-    return _findings(_path())
+    return _read(_findings, _path())
 
 
 def items(
     run_id: str, outcome: str | None = None, split: str | None = None, search: str | None = None, excluded: bool = True
 ) -> pd.DataFrame:
     """A run's items with outcomes and splits, filtered in the store with SQL parameters (``Store.items``)."""
-    return _items(_path(), run_id, outcome=outcome, split=split, search=search or None, excluded=excluded)
+    return _read(_items, _path(), run_id, outcome=outcome, split=split, search=search or None, excluded=excluded)
 
 
 # ---- frames the pages draw ---------------------------------------------------------
@@ -253,6 +329,47 @@ def meta_of(row: Any) -> dict[str, Any]:
     return json.loads(row.meta) if isinstance(row.meta, str) and row.meta else {}
 
 
+# ---- values from the URL -----------------------------------------------------------
+
+SHOWN = 80  # characters of a value from the URL that a message repeats
+
+
+def shown(value: object, limit: int = SHOWN) -> str:
+    """A value from the URL as it goes into a message: one line of at most ``limit`` characters (then "…"),
+    as inline code, so that Markdown and HTML in it show as typed and never become a link or markup."""
+    text = " ".join(str(value).split())
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    if not text:
+        return "(empty)"
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}"  # the spaces let the value start or end with a backtick
+
+
+def from_url(key: str, options: Sequence[T], default: T, *, what: str, where: str = "here") -> T:
+    """The option that ``?key=`` names (compared as text), else ``default``.
+
+    A value in the URL that names no option gets one warning, saying what is shown instead,
+    unless it is the value this session itself put there (``to_url``) and the options have since
+    changed (another run picked): that is no surprise to anyone.
+    """
+    wanted = st.query_params.get(key)
+    if not wanted:
+        return default
+    by_text = {str(o): o for o in options}
+    if wanted in by_text:
+        return by_text[wanted]
+    if wanted != st.session_state.get(f"_url_{key}"):
+        st.warning(f"No {what} {shown(wanted)} {where}; showing {shown(default)} instead.")
+    return default
+
+
+def to_url(key: str, value: object) -> None:
+    """Keep ``value`` in ``?key=`` so a shared link opens the same view."""
+    st.query_params[key] = str(value)
+    st.session_state[f"_url_{key}"] = str(value)
+
+
 # ---- shared pickers ----------------------------------------------------------------
 
 
@@ -262,12 +379,10 @@ def run_selector(runs: pd.DataFrame) -> str:
         _fail(f"the store at {db_path()} has no runs yet; add one with `wif collect` or `wif import`")
     labels = {r.run_id: run_label(r) for r in runs.itertuples()}
     if st.session_state.get("run_pick") not in labels:
-        wanted = st.query_params.get("run")
-        if wanted and wanted not in labels:
-            st.warning(f"This store has no run '{wanted}'; showing its first run instead.")
-        st.session_state["run_pick"] = wanted if wanted in labels else next(iter(labels))
+        first = next(iter(labels))
+        st.session_state["run_pick"] = from_url("run", list(labels), first, what="run", where="in this store")
     run_id = st.selectbox("Run", list(labels), format_func=labels.__getitem__, key="run_pick")
-    st.query_params["run"] = run_id
+    to_url("run", run_id)
     run = next(runs[runs["run_id"] == run_id].itertuples())
     accuracy = "n/a" if is_missing(run.accuracy) else f"{run.accuracy:.3f}"
     layers = ", ".join(str(int(x)) for x in run.layers)
@@ -300,9 +415,8 @@ def item_picker(frame: pd.DataFrame) -> str:
         column_config={"margin": st.column_config.NumberColumn(format="%.3f")},
     )
     if st.session_state.get("item_pick") not in ids:
-        wanted = st.query_params.get("item")
-        st.session_state["item_pick"] = wanted if wanted in ids else ids[0]
+        st.session_state["item_pick"] = from_url("item", ids, ids[0], what="item", where="among these items")
     marks = dict(zip(ids, frame["correct"].map({True: "✓", False: "✗"}), strict=True))
     item_id = st.selectbox("Item", ids, key="item_pick", format_func=lambda i: f"{marks[i]} {i}")
-    st.query_params["item"] = item_id
+    to_url("item", item_id)
     return str(item_id)

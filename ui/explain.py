@@ -109,11 +109,10 @@ def pick_variants(run_id: str, options: list[Variant]) -> list[Variant]:
 
 def choice(where: Any, label: str, options: list[Any], key: str, **kwargs: Any) -> Any:
     """A selectbox in ``where`` kept in ``?key=`` (as text); an unknown or stale value falls back to the first option."""
-    text = {str(o): o for o in options}
     if st.session_state.get(key) not in options:
-        st.session_state[key] = text.get(st.query_params.get(key, ""), options[0])
+        st.session_state[key] = data.from_url(key, options, options[0], what=label.split(" (")[0].lower())
     value = where.selectbox(label, options, key=key, **kwargs)
-    st.query_params[key] = str(value)
+    data.to_url(key, value)
     return value
 
 

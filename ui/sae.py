@@ -21,6 +21,7 @@ from wif_ui import charts, data
 
 from wif_core.errors import WifError, one_line
 from wif_core.sae import SaeInfo, available, sae_info
+from wif_core.sae import paths as sae_paths
 from wif_core.sae.codes import FeatureCodes, run_codes
 from wif_core.sae.diff import Context, SaeDiff, run_diff, run_items, visible
 
@@ -53,9 +54,7 @@ def _info(path: str, fingerprint: str) -> SaeInfo:
 
 def info(path: Path) -> SaeInfo:
     """The SAE's config and wif metrics (cached per fingerprint)."""
-    from wif_core.sae.paths import fingerprint
-
-    return _info(str(path), fingerprint(path))
+    return _info(str(path), sae_paths.fingerprint(path))
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -157,10 +156,9 @@ def feature_picker(d: SaeDiff, table: pd.DataFrame) -> int:
         column_config=fmt,
     )
     if st.session_state.get("feature_pick") not in ids:
-        wanted = st.query_params.get("feature", "")
-        st.session_state["feature_pick"] = int(wanted) if wanted.isdigit() and int(wanted) in ids else ids[0]
+        st.session_state["feature_pick"] = data.from_url("feature", ids, ids[0], what="feature", where="among these")
     feature = st.selectbox("Feature", ids, key="feature_pick", format_func=lambda f: f"feature {f}")
-    st.query_params["feature"] = str(feature)
+    data.to_url("feature", feature)
     return int(feature)
 
 

@@ -17,6 +17,7 @@ from streamlit.errors import StreamlitPageNotFoundError
 from wif_ui import charts, data
 
 from wif_core.errors import WifError
+from wif_core.heavy import heavy_imports
 from wif_core.paths import DEFAULT_ZOO_DIR
 from wif_core.zoo import analysis
 from wif_core.zoo.analysis import accuracy_fields, model_summary
@@ -190,9 +191,10 @@ def run_link(run_id: str) -> None:
 
 def relevance_figure(name: str, row: Any) -> tuple[go.Figure, float, float] | None:
     """Gradient × input of logit(predicted) − logit(true) per position (exact for the bias-free RNNs); None otherwise."""
-    import torch
+    with heavy_imports():
+        import torch
 
-    from wif_core.zoo.attribution import position_scores
+        from wif_core.zoo.attribution import position_scores
 
     m = model(name)
     if not isinstance(m, ZooRNN):

@@ -9,6 +9,10 @@ class StoreError(WifError):
     """The store is missing, of another schema version, not DuckDB, or lacks what was asked for."""
 
 
+class StoreBusy(StoreError):
+    """Another process holds the store: DuckDB lets one process write a file or several read it, never both."""
+
+
 class InputError(WifError):
     """A malformed input file, an unknown task or model, a bad option value."""
 

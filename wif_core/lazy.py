@@ -1,4 +1,9 @@
-"""Package attributes imported on first use, so `wif --help` does not pay for torch, captum or scikit-learn."""
+"""Package attributes imported on first use, so `wif --help` does not pay for torch, captum or scikit-learn.
+
+The ``__getattr__`` made here runs inside other imports (``from wif_core.clusters import cluster_run``
+at a module's top level), so it does not take ``wif_core.heavy``'s lock: waiting for it there could
+hang (see that module). The app imports a page's modules under the lock before running the page.
+"""
 
 from __future__ import annotations
 

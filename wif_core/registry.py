@@ -2,17 +2,18 @@
 
 An entry is an object or a lazy reference ``"package.module:attribute"``, imported on first use:
 the built-in entries are lazy, so listing names (``wif --help``, a page's select box) imports
-nothing heavy, and each registry's table is the one place its names are written. A resolved
+nothing heavy, and each registry's table is the one place its names are written. Entries are
+imported under ``wif_core.heavy``'s lock, since app sessions on several threads may ask at once. A resolved
 entry must carry the name it is registered under (its ``name`` attribute, where it has one).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator, Mapping
 from typing import Generic, TypeVar
 
 from wif_core.errors import InputError
+from wif_core.heavy import heavy_import
 
 T = TypeVar("T")
 
@@ -41,7 +42,7 @@ class Registry(Mapping[str, T], Generic[T]):
         if name not in self._loaded:
             ref = self._lazy[name]  # KeyError for an unknown name, as a Mapping should
             module, _, attribute = ref.partition(":")
-            entry = getattr(importlib.import_module(module), attribute)
+            entry = getattr(heavy_import(module), attribute)  # entries import torch, scikit-learn…
             registered = getattr(entry, "name", name)
             if registered != name:
                 raise ValueError(f"{ref} is named '{registered}' but registered as {self.kind} named '{name}'")

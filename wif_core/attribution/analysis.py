@@ -11,6 +11,7 @@ import pandas as pd
 
 from wif_core.attribution.record import Attribution
 from wif_core.errors import InputError
+from wif_core.heavy import heavy_imports
 from wif_core.store.store import AttributionRow
 
 Record = Attribution | AttributionRow
@@ -89,8 +90,9 @@ class ProfileClusters:
 
 def layer_profile_clusters(rows: Sequence[Record], k: int = 3, seed: int = 0) -> ProfileClusters:
     """Cluster the layer profiles of the given records (e.g. a run's failures, one method)."""
-    from sklearn.cluster import KMeans
-    from sklearn.decomposition import PCA
+    with heavy_imports():
+        from sklearn.cluster import KMeans
+        from sklearn.decomposition import PCA
 
     kept = [r for r in rows if r.layer_profile]
     if not kept:

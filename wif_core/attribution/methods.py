@@ -20,6 +20,7 @@ import torch
 from wif_core.attribution import lrp
 from wif_core.attribution.pairs import ContrastPair, delta_of, embed, neutral_id
 from wif_core.errors import WifError
+from wif_core.heavy import heavy_imports
 from wif_core.models.scoring import DEFAULT_MAX_TOKENS, capture, decoder_blocks
 
 # Integrated gradients: Gauss–Legendre steps along the straight path from the baseline. On a
@@ -115,7 +116,8 @@ def integrated_gradients(model: Any, tokenizer: Any, pair: ContrastPair, n_steps
     all-zero embedding: RMSNorm is scale-invariant, so along a path from zero Δ would
     jump within the first few percent of it, where a few quadrature steps cannot see.
     """
-    from captum.attr import IntegratedGradients
+    with heavy_imports():
+        from captum.attr import IntegratedGradients
 
     ids, _, _ = pair.tensors()
     emb = embed(model, ids)
@@ -159,7 +161,8 @@ def integrated_gradients(model: Any, tokenizer: Any, pair: ContrastPair, n_steps
 
 def occlusion(model: Any, tokenizer: Any, pair: ContrastPair) -> Scores:
     """Captum feature ablation, one token at a time replaced by a neutral token: Δ − Δ(without it)."""
-    from captum.attr import FeatureAblation
+    with heavy_imports():
+        from captum.attr import FeatureAblation
 
     neutral = neutral_id(tokenizer)
     ids, _, _ = pair.tensors()

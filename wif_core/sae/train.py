@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from wif_core.errors import InputError
+from wif_core.heavy import heavy_imports
 from wif_core.sae.codes import SINK_FACTOR, kept_tokens, reconstruction, run_codes, sink_threshold
 from wif_core.sae.paths import CODES_FILE, METRICS_FILE, sae_dir
 
@@ -67,7 +68,8 @@ def default_samples(n_tokens: int) -> int:
 
 def new_sae(d_in: int, cfg: TrainConfig) -> Any:
     """An untrained sae-lens training SAE (seeded)."""
-    import torch
+    with heavy_imports():
+        import torch
 
     cfg.check()
     torch.manual_seed(cfg.seed)
@@ -75,12 +77,14 @@ def new_sae(d_in: int, cfg: TrainConfig) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if cfg.arch == "topk":
-            from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+            with heavy_imports():
+                from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 
             return TopKTrainingSAE(
                 TopKTrainingSAEConfig(d_in=d_in, d_sae=width, k=cfg.k, normalize_activations="expected_average_only_in")
             )
-        from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
+        with heavy_imports():
+            from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
 
         return JumpReLUTrainingSAE(
             JumpReLUTrainingSAEConfig(
@@ -97,7 +101,8 @@ def new_sae(d_in: int, cfg: TrainConfig) -> Any:
 
 def _batches(X: np.ndarray, size: int, seed: int, progress: Callable[[int], None] | None) -> Iterator[Any]:
     """Endless shuffled ``[size, d]`` float32 tensors drawn from the rows of ``X``: sae-lens's data provider."""
-    import torch
+    with heavy_imports():
+        import torch
 
     rng = np.random.default_rng(seed)
     data = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
@@ -111,9 +116,10 @@ def _batches(X: np.ndarray, size: int, seed: int, progress: Callable[[int], None
 
 def fit_sae(sae: Any, X: np.ndarray, cfg: TrainConfig, progress: Callable[[int], None] | None = None) -> Any:
     """Train ``sae`` on the rows of ``X`` with sae-lens's ``SAETrainer``; returns the trained SAE."""
-    import torch
-    from sae_lens.config import LoggingConfig, SAETrainerConfig
-    from sae_lens.training.sae_trainer import SAETrainer
+    with heavy_imports():
+        import torch
+        from sae_lens.config import LoggingConfig, SAETrainerConfig
+        from sae_lens.training.sae_trainer import SAETrainer
 
     if len(X) < 2:
         raise InputError(f"an SAE needs training tokens; got {len(X)}")
@@ -188,7 +194,8 @@ def train_run_sae(
 ) -> TrainResult:
     """Train an SAE on ``run_id``'s train-split token activations at ``layer``, save it beside the
     store in sae-lens format with ``metrics.json``, and encode the run's items (the codes cache)."""
-    from sae_lens import SAE
+    with heavy_imports():
+        from sae_lens import SAE
 
     cfg = cfg or TrainConfig()
     cfg.check()

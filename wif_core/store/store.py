@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,9 +22,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from wif_core.errors import StoreError, one_line
+from wif_core.errors import StoreBusy, StoreError, one_line
 from wif_core.store.schema import DDL, MIGRATIONS, SCHEMA_VERSION
 from wif_core.tasks.base import TaskItem, item_key
+
+WRITER_WAIT_S = 10.0  # how long a writer waits for readers (the app reads for moments) to let go
 
 RunKind = Literal["collected", "imported", "zoo"]
 LM_KIND: RunKind = "collected"  # the one kind whose model is a language model wif loads and runs (attribution)
@@ -150,8 +153,25 @@ _RUN_COLS = [
 ]
 
 
+def _connect(path: Path, write: bool, wait: float) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection to ``path``, retried for up to ``wait`` seconds while another process holds its lock."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=not write)
+        except duckdb.IOException as exc:
+            msg = one_line(exc)
+            if "lock" not in msg.lower():
+                raise StoreError(f"{path} is not a DuckDB store ({msg}); point --db at a wif store") from None
+            if time.monotonic() >= deadline:
+                raise StoreBusy(f"{path} is in use by another wif process ({msg}); close it and retry") from None
+            time.sleep(0.1)
+
+
 class Store:
     """A wif store file. Use ``Store.open(path)`` to read, ``Store.open(path, write=True)`` to write."""
+
+    _holds = True  # holds its connection from open to close; False for ``Store.reader``
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool, created: bool = False) -> None:
         self._con = con
@@ -162,8 +182,13 @@ class Store:
 
     # ---- opening -----------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path, write: bool = False) -> Store:
-        """Open a store; create it when writing to a new path. Checks the schema version."""
+    def open(cls, path: str | Path, write: bool = False, wait: float = WRITER_WAIT_S) -> Store:
+        """Open a store; create it when writing to a new path. Checks the schema version.
+
+        DuckDB lets one process write a file or several read it, never both. A writer waits up to
+        ``wait`` seconds for readers to let go (the app holds the file only while it reads); a
+        reader, or a writer still locked out, gets ``StoreBusy``.
+        """
         path = Path(path)
         if not write and not path.exists():
             raise StoreError(f"no store at {path}; build one with `wif demo` or `wif collect --db {path} ...`")
@@ -171,12 +196,7 @@ class Store:
         if is_new:
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            con = duckdb.connect(str(path), read_only=not write)
-        except duckdb.IOException as exc:
-            msg = one_line(exc)
-            if "lock" in msg.lower():
-                raise StoreError(f"{path} is in use by another wif process ({msg}); close it and retry") from None
-            raise StoreError(f"{path} is not a DuckDB store ({msg}); point --db at a wif store") from None
+            con = _connect(path, write, wait if write else 0.0)
         except duckdb.Error as exc:
             raise StoreError(f"cannot open {path}: {one_line(exc)}") from None
         store = cls(con, path, not write, created=is_new)
@@ -184,6 +204,19 @@ class Store:
             store._create()
         else:
             store._check_version()
+        return store
+
+    @classmethod
+    def reader(cls, path: str | Path) -> Store:
+        """A read-only store that holds the file only while a call reads it, so that a writer in another
+        process can take it between reads (the app's store).
+
+        Each call opens a connection of its own, closed when the call is done; while a writer holds
+        the file, a call raises ``StoreBusy``. Opening here checks the file once, as ``open`` does.
+        """
+        store = cls.open(path)
+        store._con.close()
+        store._holds = False
         return store
 
     def _create(self) -> None:
@@ -221,7 +254,8 @@ class Store:
             cur.execute("UPDATE wif_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
 
     def close(self) -> None:
-        self._con.close()
+        if self._holds:
+            self._con.close()
 
     def __enter__(self) -> Store:
         return self
@@ -241,7 +275,13 @@ class Store:
                 path.unlink(missing_ok=True)
 
     def _cur(self) -> duckdb.DuckDBPyConnection:
-        """A cursor of its own for this call: DuckDB connections must not be shared across threads."""
+        """A cursor of its own for this call: DuckDB connections must not be shared across threads.
+
+        A ``reader`` opens a connection instead; it closes when the call drops it, and with the
+        process's last connection to the file goes its lock.
+        """
+        if not self._holds:
+            return _connect(self.path, False, 0.0)
         return self._con.cursor()
 
     @contextmanager
