@@ -75,7 +75,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         emit(args, {**a.to_json(), "stored": stored}, _item_text(a, stored))
         return 0
     lm = _load(args, run)
-    with progress_bar(args, desc="attributing", unit="item") as bar:
+    with progress_bar(args, f"attributing {args.run}", unit="item") as bar:
         summary = attribute_run(
             args.db,
             args.run,

@@ -65,7 +65,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     check_collection(items, args.task, SplitOptions(k=args.k, fractions=tuple(args.fractions), seed=args.seed))
     lm = load_model(args.model, cache_dir(args))
     with Store.open(args.db, write=True) as store:
-        with progress_bar(args, desc=args.task, unit="item") as bar:
+        with progress_bar(args, f"collect {args.task}", len(items), "item") as bar:
             result = collect(
                 store,
                 lm,

@@ -62,11 +62,13 @@ def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
         print(text)
 
 
-def progress_bar(args: argparse.Namespace, **kwargs: Any) -> Any:
-    """A tqdm bar on a terminal; silent with ``--json`` or when stderr is not a terminal."""
-    from tqdm import tqdm
+def progress_bar(args: argparse.Namespace, desc: str, total: int | None = None, unit: str = "item") -> Any:
+    """Progress on stderr (``wif_core.progress.Bar``): a tqdm bar on a terminal, otherwise a line when the
+    phase starts, one at most every 10 s and one when it ends, so a log or a pipe is never silent (``--json``
+    output goes to stdout and is not mixed with it)."""
+    from wif_core.progress import Bar
 
-    return tqdm(disable=args.json or not sys.stderr.isatty(), **kwargs)
+    return Bar(desc, total, unit, stream=sys.stderr)
 
 
 def cache_dir(args: argparse.Namespace) -> Path | None:

@@ -29,7 +29,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         data = RunData.load(store, args.run)
         common = {"seed": args.seed, "level": args.level, "n_resamples": args.resamples, "cache": _results_cache(args)}
         if args.all:
-            with progress_bar(args, total=len(variants(data, names)), unit="explainer") as bar:
+            with progress_bar(args, f"explainers on {args.run}", len(variants(data, names)), "explainer") as bar:
                 results = evaluate_all(data, names, progress=lambda _: bar.update(), **common)
         elif args.explainer:
             results = [evaluate(data, args.explainer, args.layer, args.site, **common, **settings)]

@@ -25,7 +25,7 @@ def cmd_sae_train(args: argparse.Namespace) -> int:
     )
     cfg.check()
     with Store.open(args.db) as store:
-        with progress_bar(args, desc="training SAE", unit="tok") as bar:
+        with progress_bar(args, "training SAE", unit="sample") as bar:
             r = train_run_sae(store, args.run, args.layer, cfg, bar.update)
     text = (
         f"trained a {r.arch} SAE ({r.width} features, k={r.k}) on {r.n_tokens} tokens of "
@@ -92,7 +92,7 @@ def cmd_sae_diff(args: argparse.Namespace) -> int:
     from wif_core.store import Store
 
     with Store.open(args.db) as store:
-        with progress_bar(args, desc="encoding", unit="item") as bar:
+        with progress_bar(args, "encoding items") as bar:
             d = run_diff(
                 store,
                 args.run,

@@ -160,7 +160,7 @@ def cmd_store(args: argparse.Namespace) -> int:
 
     model = load(args.name, _zoo_dir(args))
     with Store.open(args.db, write=True) as store:
-        with progress_bar(args, total=args.samples, unit="item") as bar:
+        with progress_bar(args, f"zoo run {args.name}", args.samples, "input") as bar:
             r = store_run(store, model, args.samples, seed=args.seed, split_seed=args.seed, progress=bar.update)
         rows = [asdict(c) for c in cause_recovery(store, r.run_id, seed=args.seed)] if args.cause else []
     out = {**asdict(r), "cause_recovery": rows}
