@@ -301,6 +301,61 @@ def test_every_method_gives_one_score_per_token_and_a_profile(lm):
         assert Attribution.from_row(a.to_row()) == a
 
 
+def _one_at_a_time(model, pair, scores, delta, neutral, seed=0):
+    """The deletion curves as they were first computed: each deleted fraction its own forward pass."""
+    from wif_core.attribution.deletion import FRACTIONS, counts, random_orders, top_order
+
+    ks = counts(sum(pair.deletable), FRACTIONS)
+
+    def curve(order):
+        out = [delta]
+        for k in ks[1:]:
+            ids = list(pair.ids)
+            for i in order[:k]:
+                ids[i] = neutral
+            with torch.no_grad():
+                out.append(float(delta_of(model, pair, embed(model, torch.tensor([ids])))[0]))
+        return out
+
+    return curve(top_order(pair, scores)), curve(random_orders(pair, seed)[0])
+
+
+def test_batched_deletion_equals_one_pass_per_step(lm):
+    """Every deletion step of both methods and the random order in one batched pass gives the curves and the
+    faithfulness that one forward pass per step gives."""
+    from wif_core.attribution.batch import attribute_methods
+    from wif_core.attribution.deletion import deletion_curves_many, deltas
+    from wif_core.attribution.pairs import neutral_id
+
+    item = _boolq()
+    batched = attribute_methods(lm, item, (0, 1), ["attnlrp", "grad_x_input"])
+    pair = build_pair(item, lm.tokenizer, 0, 1)
+    neutral = neutral_id(lm.tokenizer)
+    n_variants = 2 * 4 + 4  # 4 deleted fractions per method, and the random order's
+    passes = []
+    real = deltas
+
+    def counting(model, p, variants, max_tokens=4096):
+        passes.append(len(variants))
+        return real(model, p, variants, max_tokens)
+
+    import wif_core.attribution.deletion as deletion
+
+    deletion.deltas, saved = counting, deletion.deltas
+    try:
+        deletion_curves_many(lm.model, pair, [a.scores for a in batched], [a.delta for a in batched], neutral)
+    finally:
+        deletion.deltas = saved
+    assert passes == [n_variants]  # one forward pass for the whole item
+    for a in batched:
+        top, rand = _one_at_a_time(lm.model, pair, a.scores, batched[0].delta, neutral)
+        assert a.deletion["top"][1:] == pytest.approx(top[1:], abs=1e-5)
+        assert a.deletion["random"] == pytest.approx(rand, abs=1e-5)
+        alone = attribute_item(lm, item, 0, 1, a.method)  # the method on its own, as before
+        assert alone.faithfulness == pytest.approx(a.faithfulness, abs=1e-5)
+        assert alone.deletion["top"] == pytest.approx(a.deletion["top"], abs=1e-5)
+
+
 def test_non_llama_attnlrp_falls_back_loudly(tiny_tokenizer, caplog):
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from wif_core.attribution import DEFAULT_METHOD, get_method
-from wif_core.attribution.deletion import deletion_curves
 from wif_core.attribution.pairs import build_pair, contrast, neutral_id
 from wif_core.attribution.record import Attribution
 from wif_core.errors import InputError, StoreError
@@ -54,56 +53,102 @@ def attribute_item(
     scored with (the run config's, when it was given; by default the model's own): a longer item is cut
     from the left as the run cut it, so attributing it costs no more than scoring it did.
     """
+    return attribute_methods(
+        lm,
+        item,
+        (wrong, right),
+        [method],
+        deletion=deletion,
+        seed=seed,
+        cache=cache,
+        family=family,
+        max_length=max_length,
+    )[0]
+
+
+def attribute_methods(
+    lm: Any,
+    item: TaskItem,
+    contrast_choices: tuple[int, int],
+    methods: Sequence[str],
+    *,
+    deletion: bool = True,
+    seed: int = 0,
+    cache: dict[Any, list[float]] | None = None,
+    family: str | None = None,
+    max_length: int | None = None,
+) -> list[Attribution]:
+    """``attribute_item`` for several methods of one item (``contrast_choices`` = (wrong, right)): the
+    contrast is built once, and the deletion steps of every method and the shared random order are scored
+    in one batched forward pass. Each record's ``seconds`` is its method's own time plus its share of that pass.
+    """
+    from wif_core.attribution.deletion import deletion_curves_many
     from wif_core.models.scoring import check_max_length
 
+    wrong, right = contrast_choices
     start = time.perf_counter()
-    asked = get_method(method)
     length = check_max_length(lm.model, max_length)
     pair = build_pair(item, lm.tokenizer, wrong, right, family=family, max_length=length)
-    used, config = asked, dict[str, Any]()
-    ok, reason = asked.is_compatible(lm.model)
-    if not ok:
-        if asked.fallback is None:
-            raise InputError(f"method '{asked.name}' cannot run on this model: {reason}")
-        used = get_method(asked.fallback)
-        log.warning("item %s: %s; falling back to %s", item.item_id, reason, used.name)
-        config = {"fallback": used.name, "reason": reason}
-    with torch.no_grad():
-        result = used.compute(lm.model, lm.tokenizer, pair)
-    scores = np.asarray(result.scores, dtype=float)
-    curves, faith = None, None
+    setup = time.perf_counter() - start
     neutral = neutral_id(lm.tokenizer)
-    if deletion:
-        curves, faith = deletion_curves(lm.model, pair, scores.tolist(), result.delta, neutral, seed=seed, cache=cache)
-    config = {
-        "target": used.target,
-        "complete": used.complete,
-        "shared_prefix_tokens": pair.shared,
-        "n_targets": len(pair.targets),
-        "n_shared_answer_tokens": len(pair.shared_targets),
-        "truncated": pair.truncated,
-        "neutral_token": lm.tokenizer.decode([neutral]),
-        "layer_profile_norm": "max_abs",
-        "seed": seed,
-        **result.config,
-        **config,
-    }
-    return Attribution(
-        item_id=item.item_id,
-        method=asked.name,
-        wrong_choice=wrong,
-        right_choice=right,
-        tokens=list(pair.tokens),
-        segments=list(pair.segments),
-        scores=scores.tolist(),
-        delta=float(result.delta),
-        sum_scores=float(scores.sum()),
-        layer_profile=None if result.layer_profile is None else [float(x) for x in result.layer_profile],
-        deletion=curves,
-        faithfulness=faith,
-        seconds=time.perf_counter() - start,
-        config=config,
-    )
+    done: list[tuple[Any, Any, dict[str, Any], Any, np.ndarray, float]] = []
+    for method in methods:
+        t0 = time.perf_counter()
+        asked = get_method(method)
+        used, config = asked, dict[str, Any]()
+        ok, reason = asked.is_compatible(lm.model)
+        if not ok:
+            if asked.fallback is None:
+                raise InputError(f"method '{asked.name}' cannot run on this model: {reason}")
+            used = get_method(asked.fallback)
+            log.warning("item %s: %s; falling back to %s", item.item_id, reason, used.name)
+            config = {"fallback": used.name, "reason": reason}
+        with torch.no_grad():
+            result = used.compute(lm.model, lm.tokenizer, pair)
+        scores = np.asarray(result.scores, dtype=float)
+        done.append((asked, used, config, result, scores, time.perf_counter() - t0))
+    curves: list[tuple[Any, Any]] = [(None, None)] * len(done)
+    shared = 0.0
+    if deletion and done:
+        t0 = time.perf_counter()
+        curves = deletion_curves_many(
+            lm.model, pair, [d[4].tolist() for d in done], [d[3].delta for d in done], neutral, seed=seed, cache=cache
+        )
+        shared = time.perf_counter() - t0
+    out = []
+    for (asked, used, config, result, scores, own), (curve, faith) in zip(done, curves, strict=True):
+        config = {
+            "target": used.target,
+            "complete": used.complete,
+            "shared_prefix_tokens": pair.shared,
+            "n_targets": len(pair.targets),
+            "n_shared_answer_tokens": len(pair.shared_targets),
+            "truncated": pair.truncated,
+            "neutral_token": lm.tokenizer.decode([neutral]),
+            "layer_profile_norm": "max_abs",
+            "seed": seed,
+            **result.config,
+            **config,
+        }
+        out.append(
+            Attribution(
+                item_id=item.item_id,
+                method=asked.name,
+                wrong_choice=wrong,
+                right_choice=right,
+                tokens=list(pair.tokens),
+                segments=list(pair.segments),
+                scores=scores.tolist(),
+                delta=float(result.delta),
+                sum_scores=float(scores.sum()),
+                layer_profile=None if result.layer_profile is None else [float(x) for x in result.layer_profile],
+                deletion=curve,
+                faithfulness=faith,
+                seconds=(setup + shared) / len(done) + own,
+                config=config,
+            )
+        )
+    return out
 
 
 def _outcome_rows(store: Store, run_id: str, failures_only: bool) -> list[dict[str, Any]]:
@@ -223,22 +268,20 @@ def attribute_run(
         summary.n_skipped += len(methods) - len(todo)
         cache: dict[Any, list[float]] = {}
         try:
-            wrong, right = contrast(item, row)
-            for m in todo:
-                a = attribute_item(
+            if todo:
+                got = attribute_methods(
                     lm,
                     item,
-                    wrong,
-                    right,
-                    m,
+                    contrast(item, row),
+                    todo,
                     deletion=deletion,
                     seed=seed,
                     cache=cache,
                     family=family,
                     max_length=max_length,
                 )
-                buffer.append(a)
-                computed.append(a)
+                buffer.extend(got)
+                computed.extend(got)
         except InputError as exc:
             log.warning("skipping %s: %s", item.item_id, exc)
             summary.errors[item.item_id] = str(exc)

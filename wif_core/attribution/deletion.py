@@ -49,10 +49,14 @@ def counts(n: int, fractions: Sequence[float]) -> list[int]:
 
 
 @torch.no_grad()
-def deltas(model: Any, pair: ContrastPair, variants: list[list[int]]) -> np.ndarray:
-    """Δ of token-id variants of the packed contrast, in batches of about DEFAULT_MAX_TOKENS."""
+def deltas(
+    model: Any, pair: ContrastPair, variants: list[list[int]], max_tokens: int = DEFAULT_MAX_TOKENS
+) -> np.ndarray:
+    """Δ of token-id variants of the packed contrast, as many variants per forward pass as fit in
+    ``max_tokens`` (every deletion step of an item in one pass, at the default; ``max_tokens=1``
+    scores one variant per pass, the reference the batched passes are checked against)."""
     out = []
-    step = max(1, DEFAULT_MAX_TOKENS // pair.n_tokens)
+    step = max(1, max_tokens // pair.n_tokens)
     for lo in range(0, len(variants), step):
         ids = torch.tensor(variants[lo : lo + step])
         out.append(delta_of(model, pair, embed(model, ids)).double().numpy())
@@ -76,10 +80,33 @@ def deletion_curves(
     which does not depend on the method. Returns ``(None, None)`` when the contrast has
     no context token to delete.
     """
+    return deletion_curves_many(
+        model, pair, [scores], [delta], neutral, seed=seed, fractions=fractions, n_random=n_random, cache=cache
+    )[0]
+
+
+def deletion_curves_many(
+    model: Any,
+    pair: ContrastPair,
+    scores: Sequence[Sequence[float]],
+    delta: Sequence[float],
+    neutral: int,
+    *,
+    seed: int = 0,
+    fractions: Sequence[float] = FRACTIONS,
+    n_random: int = N_RANDOM,
+    cache: dict[Any, list[float]] | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> list[tuple[dict[str, list[float]] | None, float | None]]:
+    """``deletion_curves`` of several attributions of the same contrast (one per method, each with the Δ
+    its method computed, where its curve starts), every deletion step of every method and the shared random
+    order scored together: one forward pass for an item of a generated task, instead of one per step. The
+    random curve starts at the first method's Δ (or is the cached one)."""
     n = sum(pair.deletable)
     if n == 0:
-        return None, None
+        return [(None, None) for _ in scores]
     ks = counts(n, fractions)
+    m = len(ks) - 1
     variants: list[list[int]] = []
 
     def delete(order: list[int]) -> None:
@@ -89,28 +116,31 @@ def deletion_curves(
                 ids[i] = neutral
             variants.append(ids)
 
-    delete(top_order(pair, scores))
+    for s in scores:
+        delete(top_order(pair, s))
     key = (pair.item_id, pair.wrong, pair.right, seed, tuple(fractions), n_random, neutral)
     random_curve = cache.get(key) if cache is not None else None
     if random_curve is None:
         for order in random_orders(pair, seed, n_random):
             delete(order)
-    got = deltas(model, pair, variants)
-    m = len(ks) - 1
-    top = [delta, *got[:m].tolist()]
+    got = deltas(model, pair, variants, max_tokens)
     if random_curve is None:
-        rand = got[m:].reshape(n_random, m).mean(0)
-        random_curve = [delta, *rand.tolist()]
+        rand = got[m * len(scores) :].reshape(n_random, m).mean(0)
+        random_curve = [delta[0], *rand.tolist()]
         if cache is not None:
             cache[key] = random_curve
     x = np.asarray(fractions, dtype=float)
-    gap = np.asarray(random_curve) - np.asarray(top)
     span = float(x[-1] - x[0]) or 1.0
-    area = float(np.sum((gap[1:] + gap[:-1]) * np.diff(x)) / 2)
-    curves = {
-        "fraction": [float(f) for f in fractions],
-        "k": [float(k) for k in ks],
-        "top": top,
-        "random": list(random_curve),
-    }
-    return curves, area / span
+    out: list[tuple[dict[str, list[float]] | None, float | None]] = []
+    for j in range(len(scores)):
+        top = [delta[j], *got[j * m : (j + 1) * m].tolist()]
+        gap = np.asarray(random_curve) - np.asarray(top)
+        area = float(np.sum((gap[1:] + gap[:-1]) * np.diff(x)) / 2)
+        curves = {
+            "fraction": [float(f) for f in fractions],
+            "k": [float(k) for k in ks],
+            "top": top,
+            "random": list(random_curve),
+        }
+        out.append((curves, area / span))
+    return out
