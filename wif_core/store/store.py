@@ -27,6 +27,7 @@ from wif_core.store.schema import DDL, MIGRATIONS, SCHEMA_VERSION
 from wif_core.tasks.base import TaskItem, item_key
 
 WRITER_WAIT_S = 10.0  # how long a writer waits for readers (the app reads for moments) to let go
+READER_WAIT_S = 3.0  # how long the app's reads wait for a writer's short transaction to end
 
 RunKind = Literal["collected", "imported", "zoo"]
 LM_KIND: RunKind = "collected"  # the one kind whose model is a language model wif loads and runs (attribution)
@@ -280,8 +281,8 @@ class Store:
         A ``reader`` opens a connection instead; it closes when the call drops it, and with the
         process's last connection to the file goes its lock.
         """
-        if not self._holds:
-            return _connect(self.path, False, 0.0)
+        if not self._holds:  # a writer's short transaction (a demo build copying a run in) is waited out
+            return _connect(self.path, False, READER_WAIT_S)
         return self._con.cursor()
 
     @contextmanager
@@ -431,6 +432,38 @@ class Store:
                 row = cur.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id]).fetchone()  # noqa: S608
                 removed[table] = int(row[0]) if row else 0
         return removed
+
+    def copy_runs(self, source: Store, run_ids: Sequence[str]) -> dict[str, int]:
+        """Copy runs whole from ``source`` (another store of this schema, open for reading) into this one, in
+        one transaction: a run already here is replaced by the copy, and a kill leaves either the old rows or
+        the new. Returns the rows copied per table. How work done elsewhere (a demo build's part store, a
+        collection in another file) lands in a store that the app reads between writes."""
+        missing = [r for r in run_ids if r not in set(source.run_ids())]
+        if missing:
+            raise StoreError(f"{source.path} has no run '{missing[0]}' to copy (it has {', '.join(source.run_ids())})")
+        copied: dict[str, int] = {}
+        src = source._cur()
+        with self.transaction() as cur:
+            tables = _run_tables(cur)
+            for run_id in run_ids:
+                for table in tables:
+                    cur.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])  # noqa: S608 - wif's table names
+                for table in reversed(tables):  # the runs row first
+                    cols = ", ".join(
+                        r[0]
+                        for r in cur.execute(
+                            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                            "AND table_catalog = current_database() AND table_schema = 'main' ORDER BY ordinal_position",
+                            [table],
+                        ).fetchall()
+                    )
+                    rows = src.execute(f"SELECT {cols} FROM {table} WHERE run_id = ?", [run_id]).df()  # noqa: S608
+                    if len(rows):
+                        cur.register("copied_rows", rows)
+                        cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM copied_rows")  # noqa: S608
+                        cur.unregister("copied_rows")
+                    copied[table] = copied.get(table, 0) + len(rows)
+        return copied
 
     # ---- reads -------------------------------------------------------------------
     def run(self, run_id: str) -> RunInfo:
