@@ -2,7 +2,7 @@
 
 import streamlit as st
 from wif_ui import attribution as attr
-from wif_ui import charts, data, explain
+from wif_ui import build, charts, data, explain
 
 from wif_core.errors import WifError, one_line
 
@@ -55,8 +55,10 @@ if records:
         except WifError as exc:
             st.info(one_line(exc))
 else:
+    pending = build.pending_note(data.store(data.store_path()).run(run_id).task, "attribute")
     st.info(
-        f"No attributions are stored for this run yet. Store them with `wif attribute --run {run_id} "
+        pending
+        or f"No attributions are stored for this run yet. Store them with `wif attribute --run {run_id} "
         "--failures-only`; meanwhile pick an item below and compute it here."
     )
 

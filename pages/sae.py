@@ -1,7 +1,7 @@
 """SAE features: which sparse features of a run's SAE fire differently on failures than on successes."""
 
 import streamlit as st
-from wif_ui import charts, data, explain
+from wif_ui import build, charts, data, explain
 from wif_ui import sae as sae_ui
 
 from wif_core.sae.diff import visible
@@ -13,7 +13,7 @@ fmt = charts.export_format()
 saes = sae_ui.layers(run_id)
 if not saes:
     run = data.store(data.store_path()).run(run_id)
-    st.info(sae_ui.no_sae_message(run_id, list(run.token_layers)))
+    st.info(build.pending_note(run.task, "SAE") or sae_ui.no_sae_message(run_id, list(run.token_layers)))
     st.stop()
 
 cols = st.columns([1, 1, 1, 3], vertical_alignment="bottom")

@@ -9,7 +9,7 @@ import functools
 from pathlib import Path
 
 import streamlit as st
-from wif_ui import data
+from wif_ui import build, data
 
 from wif_core.errors import StoreBusy, StoreError, one_line
 from wif_core.heavy import heavy_imports
@@ -69,6 +69,7 @@ def main() -> None:
     if chosen is not None:
         _import_page(folder / PAGES[chosen][0])
     try:
+        build.banner()  # the demo build's progress, while it computes behind the dashboard
         page.run()
     except StoreError as exc:  # a read failed mid-page (a writer took the store): one line, not a traceback
         st.error(one_line(exc))

@@ -76,8 +76,11 @@ def _result(path: str, run_id: str, options_json: str) -> ClusterResult:
 def result(run_id: str, **options: Any) -> ClusterResult:
     """The clusters for these options (computed once, then from the cache); on an error, its one line, and stop."""
     try:
-        with st.spinner("Clustering (once; the result is then cached beside the store) …"):
-            return _result(data.store_path(), run_id, json.dumps(options, sort_keys=True))
+        slot = st.empty()  # the status shows while clustering runs, and goes once it is done
+        with slot.status("Clustering (once; the result is then cached beside the store) …", expanded=False):
+            out = _result(data.store_path(), run_id, json.dumps(options, sort_keys=True))
+        slot.empty()
+        return out
     except WifError as exc:
         st.error(one_line(exc))
         st.stop()

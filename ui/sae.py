@@ -72,9 +72,13 @@ def diff(run_id: str, layer: int, sae: SaeInfo, top: int, by: str) -> tuple[SaeD
     """The ranked feature diff and the codes; on an error, its one line, and the page stops."""
     path = data.store_path()
     try:
-        with st.spinner("Encoding the run's items with the SAE (once; the codes are then cached beside the store) …"):
+        label = "Encoding the run's items with the SAE (once; the codes are then cached beside the store) …"
+        slot = st.empty()  # the status shows while encoding runs, and goes once it is done
+        with slot.status(label, expanded=False):
             codes = _codes(path, run_id, layer, sae.fingerprint)
-            return _diff(path, run_id, layer, fingerprint=sae.fingerprint, top=top, by=by), codes
+            out = _diff(path, run_id, layer, fingerprint=sae.fingerprint, top=top, by=by), codes
+        slot.empty()
+        return out
     except WifError as exc:
         st.error(one_line(exc))
         st.stop()

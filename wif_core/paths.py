@@ -8,7 +8,11 @@ A store is one DuckDB file plus side directories that only ever cost time when m
     S.duckdb.results/      explainer results, JSON, keyed by run, explainer and settings
     S.duckdb.clusters/     cluster results, JSON
     S.duckdb.embeddings/   text embeddings of its items, <run_id>.npy
-    S.duckdb.building      a demo store under construction (renamed to S.duckdb once whole)
+    S.duckdb.building      a demo store under construction (renamed to S.duckdb once its first run is whole)
+    S.duckdb.parts/        a demo build's work in progress: one store per run being made, copied in once whole
+    S.duckdb.build.json    a demo build's status (what it is computing, how far, what is left), which the app shows
+    S.duckdb.build.log     the log of a demo build running behind the dashboard
+    S.duckdb.build.lock    held by the one process building the demo store
 
 Nothing else writes beside a store, and nothing finds its files through the checkout: the
 shipped zoo weights and the app's files are package data of the installed distribution.
@@ -37,6 +41,12 @@ def building(store_path: str | Path) -> Path:
     """Where a store is built before it appears under its own name (``<store>.building``)."""
     path = Path(store_path)
     return path.with_name(f"{path.name}.building")
+
+
+def demo_file(store_path: str | Path, kind: Literal["parts", "build.json", "build.log", "build.lock"]) -> Path:
+    """A demo build's file beside its store: ``<store>.<kind>`` (see the module docstring)."""
+    path = Path(store_path)
+    return path.with_name(f"{path.name}.{kind}")
 
 
 def store_files(store_path: str | Path) -> list[Path]:

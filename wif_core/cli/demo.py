@@ -6,10 +6,11 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from wif_core.cli.common import AddCommon, add_common, cache_dir, emit, positive_int, progress_bar
+from wif_core.cli.common import AddCommon, add_common, cache_dir, emit, positive_int
 from wif_core.paths import DEFAULT_ZOO_DIR, DEMO_DB
 
 LOCALHOST = "127.0.0.1"
@@ -52,28 +53,134 @@ def launch_app(db: str, port: int | None, headless: bool, address: str = LOCALHO
     return subprocess.call(cmd, env=env)  # no exec on this system: a child, which Ctrl-C stops with this one
 
 
+def _build_ready(builder: Any) -> None:
+    """Build what the dashboard needs before it opens, or wait while another process builds it."""
+    from wif_core.demo import read_status
+    from wif_core.progress import step
+
+    told = False
+    while True:
+        with builder.lock(wait=False) as got:
+            if got:
+                builder.build(ready_only=True)
+                return
+        if not builder.pending(ready_only=True):
+            return
+        if not told:
+            doc = read_status(builder.db) or {}
+            step(f"process {doc.get('pid', '?')} is building {builder.db}; waiting for the first run", builder.stream)
+            told = True
+        time.sleep(1.0)
+
+
+def _build_all(builder: Any) -> None:
+    from wif_core.demo import read_status
+    from wif_core.paths import demo_file
+    from wif_core.progress import step
+
+    with builder.lock(wait=False) as got:
+        if got:
+            builder.build()
+            return
+    doc = read_status(builder.db) or {}
+    step(
+        f"process {doc.get('pid', '?')} is building {builder.db}; waiting for it to finish "
+        f"(progress: {demo_file(builder.db, 'build.log')})",
+        builder.stream,
+    )
+    with builder.lock(wait=True):
+        builder.build()
+
+
+def _spawn_background(args: argparse.Namespace, builder: Any) -> Path | None:
+    """Start ``wif demo --no-app`` behind the dashboard to finish the build; returns its log (None: one runs)."""
+    from wif_core.paths import demo_file
+
+    with builder.lock(wait=False) as got:
+        if not got:  # a build is already running behind an earlier dashboard
+            return None
+    log_path = demo_file(builder.db, "build.log")
+    cmd = [sys.executable, "-m", "wif_core.cli.main", "demo", "--no-app", "--db", str(builder.db)]
+    cmd += ["--limit", str(args.limit), "--tasks", args.tasks, "--background-of", str(os.getpid())]
+    if args.sae_samples:
+        cmd += ["--sae-samples", str(args.sae_samples)]
+    if args.cache_dir:
+        cmd += ["--cache-dir", args.cache_dir]
+    if args.model:
+        cmd += ["--model", args.model]
+    with open(log_path, "a") as fh:
+        subprocess.Popen(  # noqa: S603 - wif's own command
+            cmd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    return log_path
+
+
+def _watch_parent(pid: int) -> None:
+    """Stop this background build (as Ctrl-C would: its work so far is kept) once the dashboard it serves is gone."""
+    import _thread
+    import signal
+    import threading
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+
+    def watch() -> None:
+        while os.getppid() == pid:
+            time.sleep(1.0)
+        _thread.interrupt_main()
+
+    threading.Thread(target=watch, daemon=True, name="wif-demo-parent").start()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from wif_core.cli.runs import runs_payload
-    from wif_core.demo import build_demo, upgrade_demo
+    from wif_core.demo import DEMO_TASKS, DemoBuilder, read_status, status_lines
+    from wif_core.errors import InputError
+    from wif_core.progress import step
 
     db = Path(args.db)
-
-    def bars(desc: str, total: int | None, unit: str) -> Any:
-        return progress_bar(args, desc=desc, total=total, unit=unit)
-
-    if not db.exists():
-        built = build_demo(db, args.limit, cache_dir(args), bars)
-        if not args.json:
-            for b in built:
-                print(f"built {b.run_id}: {b.n_items} items")
-    else:
-        upgrade_demo(db, cache_dir(args), bars)
+    if args.status:
+        doc = read_status(db)
+        emit(args, doc, "\n".join(status_lines(doc)))
+        return 0
+    tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    unknown = [t for t in tasks if t not in DEMO_TASKS]
+    if unknown or not tasks:
+        raise InputError(f"--tasks: '{(unknown or [''])[0]}' is not a demo task; give some of {', '.join(DEMO_TASKS)}")
+    builder = DemoBuilder(
+        db,
+        limit=args.limit,
+        model=args.model,
+        cache_dir=cache_dir(args),
+        stream=sys.stderr,
+        tasks=tasks,
+        sae_samples=args.sae_samples,
+    )
+    if args.background_of:
+        _watch_parent(args.background_of)
     if args.no_app:
+        _build_all(builder)
         from wif_core.store import Store
 
         with Store.open(db) as store:
-            emit(args, runs_payload(store), f"demo store ready at {db}")
+            emit(args, runs_payload(store), f"demo store complete at {db}: nothing left to compute")
         return 0
+    _build_ready(builder)
+    left = builder.pending()
+    if left:
+        log_path = _spawn_background(args, builder)
+        where = f"progress on every page and in {log_path}" if log_path else "an earlier `wif demo` is computing it"
+        step(
+            f"the dashboard opens now; {len(left)} steps are still computed behind it ({where}): "
+            + ", ".join(s.name for s in left),
+            sys.stderr,
+        )
     return launch_app(str(db), args.port, args.headless, args.address)
 
 
@@ -83,11 +190,29 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any, common: AddCommon) -> None:
     """Add ``wif demo`` and ``wif app``."""
-    from wif_core.demo import DEMO_LIMIT
+    from wif_core.demo import DEMO_LIMIT, DEMO_TASKS
 
-    p = add_common(sub.add_parser("demo", help=f"build {DEMO_DB} if absent, then open the dashboard"), db=DEMO_DB)
+    p = add_common(
+        sub.add_parser(
+            "demo",
+            help=f"build {DEMO_DB} (or finish it) and open the dashboard as soon as its first run is ready",
+        ),
+        db=DEMO_DB,
+    )
     p.add_argument("--limit", type=positive_int, default=DEMO_LIMIT, help="items per generated task")
-    p.add_argument("--no-app", action="store_true", help="build the store only")
+    p.add_argument("--no-app", action="store_true", help="build the whole store now, in this process, and exit")
+    p.add_argument(
+        "--tasks",
+        default=",".join(DEMO_TASKS),
+        help="the generated tasks to build, comma-separated, the first before the dashboard opens "
+        f"(default {','.join(DEMO_TASKS)})",
+    )
+    p.add_argument(
+        "--sae-samples", type=positive_int, default=None, help="token samples each demo SAE trains on (default 20000)"
+    )
+    p.add_argument("--status", action="store_true", help="print what the demo build is doing and what is left")
+    p.add_argument("--model", default=None, help="the model to build it with (default: the embedded model)")
+    p.add_argument("--background-of", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--headless", action="store_true")
     p.add_argument("--address", default=LOCALHOST, help=ADDRESS_HELP)
