@@ -1,5 +1,8 @@
 """One run as a self-contained HTML report: summary, leakage, explainers, figures, SAE features, clusters.
 
+The module behind ``wif report`` and ``wif_core.report`` (named ``reports`` so that importing it does not
+shadow that verb on the package).
+
 The file needs no server and no network: plotly.js is inlined once in its head and every figure
 is embedded as plotly JSON, so it opens from disk in any browser, offline. Every text that comes
 from the store (item text, tokens, run ids, task and model names) is HTML-escaped.
@@ -440,7 +443,8 @@ def _clusters(store: Store, run: RunInfo, opts: _Options) -> Section:
     title = "Clusters of failures"
     r = _cluster_result(store, run, opts)
     if isinstance(r, str):
-        hint = f"<code>wif cluster --db {esc(store.path)} --run {esc(run.run_id)} --space text</code>"
+        space = "" if run.layers else " --space text"  # without activations, the items' text is the space left
+        hint = f"<code>wif cluster --db {esc(store.path)} --run {esc(run.run_id)}{space}</code>"
         return Section(
             key="clusters", title=title, body=_empty(f"No clusters for this run: {esc(r)}; try {hint}."), filled=False
         )
@@ -488,7 +492,7 @@ def _attribution(store: Store, run: RunInfo, figures: _Figures, opts: _Options) 
         hint = (
             f"store some with <code>wif attribute --db {esc(store.path)} --run {esc(run.run_id)} --failures-only</code>"
             if run.has_lm
-            else f"a {esc(run.kind)} run has no language model wif can run, so nothing to attribute"
+            else f"this {esc(run.kind)} run has no language model wif can run, so there is nothing to attribute"
         )
         return Section(
             key="attribution", title=title, body=_empty(f"No stored attributions of failures: {hint}."), filled=False
