@@ -3,6 +3,7 @@
 import plotly.express as px
 import streamlit as st
 from wif_ui import data
+from wif_ui import report as report_ui
 
 EXPORT = {"toImageButtonOptions": {"format": "png"}}
 COLOURS = {"correct": "#2e7d32", "incorrect": "#c62828", "excluded": "#9e9e9e"}
@@ -37,6 +38,14 @@ st.dataframe(
     },
 )
 st.download_button("Download runs (CSV)", table.to_csv(index=False), file_name="wif_runs.csv", mime="text/csv")
+
+st.subheader("Report")
+st.caption(
+    "One HTML file per run to hand out: summary, leakage, the explainer table with CIs, ROC and AUC-by-layer "
+    "figures, SAE features, cluster cards and attribution heatmaps of a few failures. It opens offline; "
+    "`wif report --run RUN_ID` writes the same file."
+)
+report_ui.report_download(runs)
 
 st.subheader("Split balance")
 st.caption(

@@ -1,15 +1,14 @@
-"""The attribution page's pieces: token heatmaps, deletion curves, segment bars and layer profiles."""
+"""The attribution page's pieces: token heatmaps (from ``wif_core.figures``), deletion curves, segment bars and layer profiles."""
 
 from __future__ import annotations
 
-import html
 import math
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from wif_ui import charts, data
+from wif_ui import data
 
 from wif_core.attribution import (
     METHODS,
@@ -21,127 +20,12 @@ from wif_core.attribution import (
     segment_summary,
 )
 from wif_core.errors import WifError, one_line
+
+# the heatmaps are built in the core, shared with `wif report`
+from wif_core.figures import heatmap_figure as heatmap_figure
+from wif_core.figures import heatmap_html as heatmap_html
+from wif_core.figures import heatmap_page as heatmap_page
 from wif_core.heavy import heavy_imports
-from wif_core.sae.diff import visible
-
-# red pushes toward the wrong answer, blue toward the right one (RdBu reversed: positive is red)
-COLOURS = [[0.0, "#2166ac"], [0.5, "#f7f7f7"], [1.0, "#b2182b"]]
-LINE_CHARS = 70
-
-
-def _parts(row: Attribution) -> list[tuple[str, list[int]]]:
-    """Token indices grouped into the shared text, then the wrong answer's own tokens, then the right one's."""
-    shared = [i for i, g in enumerate(row.segments) if g not in ("wrong", "right")]
-    return [
-        ("", shared),
-        ("wrong answer", [i for i, g in enumerate(row.segments) if g == "wrong"]),
-        ("right answer", [i for i, g in enumerate(row.segments) if g == "right"]),
-    ]
-
-
-def heatmap_html(row: Attribution) -> str:
-    """Escaped HTML: each token shaded by its relevance (hover shows the value and the segment)."""
-    heat = row.heat()
-    blocks = []
-    for title, idx in _parts(row):
-        if not idx:
-            continue
-        spans = []
-        for i in idx:
-            text = html.escape(row.tokens[i]).replace("\n", "⏎<br>")
-            r = row.scores[i]
-            spans.append(
-                f'<span title="{r:+.4f} · {html.escape(row.segments[i])}" style="background: {charts.diverging_rgba(heat[i])}; '
-                f'border-radius: 3px">{text}</span>'
-            )
-        head = f"<b>{title}:</b> " if title else ""
-        blocks.append(f"<div>{head}{''.join(spans)}</div>")
-    return (
-        '<div style="font-family: monospace; font-size: 0.85em; line-height: 1.8; white-space: pre-wrap">'
-        + "".join(blocks)
-        + "</div>"
-    )
-
-
-def heatmap_page(row: Attribution, title: str) -> str:
-    """A standalone HTML file of the heatmap, for the download button."""
-    legend = "red pushes toward the wrong answer, blue toward the right one"
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
-        f"<h3>{html.escape(title)}</h3><p>{legend}; Δ = {row.delta:+.4f}, Σ scores = {row.sum_scores:+.4f}</p>"
-        f"{heatmap_html(row)}</body></html>"
-    )
-
-
-def _layout_lines(row: Attribution) -> list[list[int]]:
-    """Token indices wrapped into lines of about LINE_CHARS characters; each part and newline starts a line."""
-    lines: list[list[int]] = []
-    for _, idx in _parts(row):
-        line: list[int] = []
-        width = 0
-        for i in idx:
-            n = max(1, len(visible(row.tokens[i])))
-            if line and (width + n > LINE_CHARS or row.tokens[line[-1]].endswith("\n")):
-                lines.append(line)
-                line, width = [], 0
-            line.append(i)
-            width += n
-        if line:
-            lines.append(line)
-    return lines
-
-
-def heatmap_figure(row: Attribution, title: str) -> tuple[go.Figure, pd.DataFrame]:
-    """The token heatmap as a plotly figure (exportable as PNG/SVG): one text row per wrapped line."""
-    heat = row.heat()
-    lines = _layout_lines(row)
-    xs, ys, texts, values, hover = [], [], [], [], []
-    for y, line in enumerate(lines):
-        x = 0.0
-        for i in line:
-            w = max(1, len(visible(row.tokens[i])))
-            xs.append(x + w / 2)
-            ys.append(y)
-            texts.append(visible(row.tokens[i]))
-            values.append(heat[i])
-            hover.append(f"{visible(row.tokens[i])}<br>r = {row.scores[i]:+.4f}<br>{row.segments[i]}")
-            x += w
-    fig = go.Figure()
-    widths = [max(1, len(t)) for t in texts]
-    fig.add_bar(
-        x=widths,
-        y=ys,
-        base=[x - w / 2 for x, w in zip(xs, widths, strict=True)],
-        orientation="h",
-        width=0.9,
-        marker={
-            "color": values,
-            "colorscale": COLOURS,
-            "cmin": -1,
-            "cmax": 1,
-            "line": {"width": 0},
-            "colorbar": {"title": "r / max|r|", "thickness": 12},
-        },
-        text=texts,
-        textposition="inside",
-        insidetextanchor="middle",
-        textfont={"family": "monospace", "size": 12},
-        hovertext=hover,
-        hoverinfo="text",
-        showlegend=False,
-    )
-    fig.update_yaxes(autorange="reversed", visible=False)
-    fig.update_xaxes(visible=False, range=[0, LINE_CHARS + 2])
-    fig.update_layout(
-        title={"text": title, "font": {"size": 13}},
-        height=80 + 26 * len(lines),
-        bargap=0,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        plot_bgcolor="white",
-        uniformtext={"minsize": 8, "mode": "show"},
-    )
-    frame = pd.DataFrame({"token": row.tokens, "segment": row.segments, "score": row.scores})
-    return fig, frame
 
 
 def deletion_figure(rows: dict[str, Attribution]) -> tuple[go.Figure, pd.DataFrame]:

@@ -1,28 +1,40 @@
-"""Plotly figures of explainer results, each with the frame it draws (for the CSV download beside it)."""
+"""Drawing figures in the app: the sidebar's export format, and a figure with its data as CSV.
+
+The figures themselves are built in ``wif_core.figures`` (shared with ``wif report``) and
+re-exported here, so the pages draw exactly what a report shows.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from wif_core.explainers.evaluate import PAPER_MODEL_LAYERS, ExplainResult
-from wif_core.metrics.auc import roc_curve
+from wif_core.figures import (
+    CHANCE,
+    DASH,
+    PAPER_COLOUR,
+    diverging_rgba,
+    layer_figure,
+    layer_frame,
+    layout,
+    paper_figure,
+    roc_figure,
+)
 
-DASH = {"input": "solid", "output": "dash", "gold": "dot"}
-CHANCE = {"color": "#9e9e9e", "dash": "dot", "width": 1}
-PAPER_COLOUR = "#ef6c00"
-
-
-def diverging_rgba(value: float, lo: float = 0.0, hi: float = 0.85) -> str:
-    """Red for value > 0 (toward the wrong answer), blue otherwise; opacity from lo to hi as |value| goes 0 → 1."""
-    v = max(-1.0, min(1.0, value))
-    r, g, b = (178, 24, 43) if v > 0 else (33, 102, 172)
-    return f"rgba({r}, {g}, {b}, {lo + (hi - lo) * abs(v):.2f})"
+__all__ = [
+    "CHANCE",
+    "DASH",
+    "PAPER_COLOUR",
+    "diverging_rgba",
+    "export_format",
+    "layer_figure",
+    "layer_frame",
+    "layout",
+    "paper_figure",
+    "roc_figure",
+    "show",
+]
 
 
 def export_format() -> str:
@@ -49,119 +61,3 @@ def show(fig: go.Figure, frame: pd.DataFrame, name: str, fmt: str) -> None:
         key=f"csv_{name}",
         on_click="ignore",
     )
-
-
-def _layout(fig: go.Figure, **kwargs: Any) -> go.Figure:
-    # a run can have a dozen curves: a palette of 24 keeps them apart
-    fig.update_layout(
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        legend={"font": {"size": 11}},
-        colorway=px.colors.qualitative.Dark24,
-        **kwargs,
-    )
-    return fig
-
-
-def roc_figure(results: list[ExplainResult]) -> tuple[go.Figure, pd.DataFrame]:
-    """ROC curves of every result on its test items, line style by tier, and the chance diagonal."""
-    fig, parts = go.Figure(), []
-    for r in results:
-        fpr, tpr, thr = roc_curve(np.asarray(r.y_test), np.asarray(r.scores))
-        name = f"{r.label} · {r.tier} · AUC {r.auc:.3f}"
-        fig.add_scatter(x=fpr, y=tpr, mode="lines", name=name, line={"dash": DASH[r.tier]})
-        parts.append(pd.DataFrame({"label": r.label, "tier": r.tier, "fpr": fpr, "tpr": tpr, "threshold": thr}))
-    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance (AUC 0.5)", line=CHANCE)
-    # a square plot on the left half, the legend (long labels) beside it
-    fig.update_xaxes(
-        title="false-positive rate (correct items flagged)", range=[0, 1], domain=[0, 0.5], constrain="domain"
-    )
-    fig.update_yaxes(title="true-positive rate (failures caught)", range=[0, 1], scaleanchor="x", scaleratio=1)
-    fig = _layout(fig, height=480)
-    fig.update_layout(legend={"x": 0.52, "y": 1, "xanchor": "left", "yanchor": "top"})
-    return fig, pd.concat(parts, ignore_index=True)
-
-
-def layer_frame(results: list[ExplainResult]) -> pd.DataFrame:
-    """One row per result that has a layer: explainer, site, layer and the AUC with its CI."""
-    rows = [
-        {
-            "explainer": r.explainer,
-            "site": r.site,
-            "tier": r.tier,
-            "layer": r.layer,
-            "auc": r.auc,
-            "ci_low": r.ci_low,
-            "ci_high": r.ci_high,
-            "ci_level": r.ci_level,
-            "n_test": r.n_test,
-        }
-        for r in results
-        if r.layer is not None
-    ]
-    columns = ["explainer", "site", "tier", "layer", "auc", "ci_low", "ci_high", "ci_level", "n_test"]
-    return pd.DataFrame(rows, columns=columns).sort_values(["explainer", "site", "layer"], ignore_index=True)
-
-
-def _auc_trace(fig: go.Figure, x: np.ndarray, part: pd.DataFrame, name: str, **kwargs: Any) -> None:
-    fig.add_scatter(
-        x=x,
-        y=part["auc"],
-        name=name,
-        mode="lines+markers",
-        error_y={"type": "data", "array": part["ci_high"] - part["auc"], "arrayminus": part["auc"] - part["ci_low"]},
-        customdata=np.stack([part["layer"], part["ci_low"], part["ci_high"], part["n_test"]], axis=1),
-        hovertemplate="layer %{customdata[0]}: AUC %{y:.3f} [%{customdata[1]:.3f}, %{customdata[2]:.3f}], "
-        "n=%{customdata[3]}<extra>" + name + "</extra>",
-        **kwargs,
-    )
-
-
-def layer_figure(frame: pd.DataFrame) -> go.Figure:
-    """AUC by layer with CI bars, one line per (explainer, site): the paper's Figure 1 for any run."""
-    fig = go.Figure()
-    groups = list(frame.groupby(["explainer", "site"], sort=True))
-    for n, ((explainer, site), part) in enumerate(groups):
-        dodge = (n - (len(groups) - 1) / 2) * 0.06  # side by side, so the CI bars do not hide each other
-        _auc_trace(fig, part["layer"].to_numpy(float) + dodge, part, f"{explainer} · {site}")
-    fig.add_hline(y=0.5, line=CHANCE, annotation_text="chance", annotation_position="bottom left")
-    ticks = sorted(frame["layer"].unique())
-    pad = max(0.5, 0.04 * (ticks[-1] - ticks[0]))  # room beside the outer CI bars for the chance label
-    fig.update_xaxes(
-        title="layer (residual stream after block L)", tickvals=ticks, range=[ticks[0] - pad, ticks[-1] + pad]
-    )
-    level = frame["ci_level"].iloc[0] if len(frame) else 0.999
-    fig.update_yaxes(title=f"test AUC ({level:.1%} CI)", range=[-0.02, 1.02])
-    return _layout(fig, height=400)
-
-
-def paper_figure(rows: pd.DataFrame, paper: dict[str, float], model: str) -> tuple[go.Figure, pd.DataFrame]:
-    """This run's probe-paper AUC by relative depth with CI bars, beside the paper's reported AUCs."""
-    fig = go.Figure()
-    _auc_trace(
-        fig,
-        rows["relative_depth"].to_numpy(float),
-        rows,
-        f"this run: {model}",
-        text=[f"L{x}" for x in rows["layer"]],
-        textposition="middle right",
-    )
-    fig.data[0].mode = "lines+markers+text"
-    ref = pd.DataFrame({"paper_layer": [int(k) for k in paper], "paper_auc": list(paper.values())})
-    ref["relative_depth"] = ref["paper_layer"] / PAPER_MODEL_LAYERS
-    if len(ref):
-        fig.add_scatter(
-            x=ref["relative_depth"],
-            y=ref["paper_auc"],
-            name="paper: Gemma-2 2B",
-            mode="lines+markers+text",
-            marker={"symbol": "diamond", "size": 9, "color": PAPER_COLOUR},
-            line={"dash": "dash", "color": PAPER_COLOUR},
-            text=[f"L{x}" for x in ref["paper_layer"]],
-            textposition="bottom center",
-        )
-    fig.add_hline(y=0.5, line=CHANCE, annotation_text="chance", annotation_position="bottom left")
-    fig.update_xaxes(title="relative depth (layer / number of blocks)", range=[0, 1.08])
-    fig.update_yaxes(title="test AUC", range=[-0.02, 1.02])
-    ours = rows[["layer", "relative_depth", "auc", "ci_low", "ci_high", "n_test"]].assign(source=f"this run: {model}")
-    theirs = ref.rename(columns={"paper_layer": "layer", "paper_auc": "auc"}).assign(source="paper: gemma-2-2b")
-    return _layout(fig, height=420), pd.concat([ours, theirs], ignore_index=True)

@@ -144,7 +144,7 @@ def scatter_figure(frame: pd.DataFrame, colour: str, mode: str, map_method: str)
         )
     fig.update_xaxes(title=f"{map_method.upper()} 1", showticklabels=False)
     fig.update_yaxes(title=f"{map_method.upper()} 2", showticklabels=False)
-    return charts._layout(fig, height=520)
+    return charts.layout(fig, height=520)
 
 
 def card_label(c: ClusterCard, r: ClusterResult) -> str:

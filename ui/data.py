@@ -28,6 +28,10 @@ import streamlit as st
 
 from wif_core.errors import StoreBusy, StoreError, one_line
 from wif_core.paths import DEFAULT_DB
+
+# the leakage tables are built in the core, shared with `wif report`
+from wif_core.splits import FINDING_KINDS as FINDING_KINDS
+from wif_core.splits import findings_table as findings_table
 from wif_core.store import Store
 
 T = TypeVar("T")
@@ -36,16 +40,6 @@ R = TypeVar("R")
 EVAL_SPLITS = ("train", "val", "test")
 SPLITS = (*EVAL_SPLITS, "unused")
 LETTERS = "ABCDEFGHIJ"
-FINDING_KINDS = {
-    "gold_conflict": "copies of one question carry different answer keys, so at least one key is wrong; "
-    "every copy is left out of evaluation.",
-    "both_outcomes": "the same question was answered right in one copy and wrong in another, so its outcome "
-    "says nothing certain; every copy is left out of evaluation.",
-    "cross_split": "copies of one question sit in different splits, so an explainer would be tested on what "
-    "it was trained on; every copy is left out of evaluation.",
-    "repeat": "one question appears more than once with one outcome in one split; the extra copies are left "
-    "out so that no item counts twice.",
-}
 
 
 def ensure_entry() -> None:
@@ -270,24 +264,6 @@ def split_balance(runs: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
     )
     out = out.groupby(["run", "split", "group"], as_index=False, observed=True)["n"].sum()
     return out.assign(run=out["run"].astype(str))
-
-
-def findings_table(findings: pd.DataFrame) -> pd.DataFrame:
-    """Leakage per run and kind: how many groups, a few example item ids, and one group's detail."""
-    rows = []
-    for (run_id, kind), group in findings.groupby(["run_id", "kind"], sort=True):
-        examples = [", ".join(ids) for ids in group["item_ids"].head(3)]
-        rows.append(
-            {
-                "run_id": run_id,
-                "kind": kind,
-                "groups": len(group),
-                "items": sum(map(len, group["item_ids"])),
-                "examples": " | ".join(examples),
-                "detail": group["detail"].iloc[0],
-            }
-        )
-    return pd.DataFrame(rows, columns=["run_id", "kind", "groups", "items", "examples", "detail"])
 
 
 def items_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -199,7 +199,7 @@ def histogram_figure(frame: pd.DataFrame, feature: int) -> go.Figure:
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title=f"feature {feature}: max activation over the item's tokens (0: does not fire)")
     fig.update_yaxes(title="items")
-    return charts._layout(fig, height=320)
+    return charts.layout(fig, height=320)
 
 
 def context_html(ctx: Context) -> str:

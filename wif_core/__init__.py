@@ -12,9 +12,9 @@ The public API, for a notebook as for a script; every name is imported on first 
 
 Verbs (``wif_core.api``): ``open_store``, ``load_model``, ``load_items``, ``collect``,
 ``import_outcomes``, ``runs``, ``delete_run``, ``evaluate``, ``evaluate_all``, ``attribute``, ``cluster``,
-``train_sae``, ``add_sae``, ``zoo_model``, ``zoo_evaluate``. Records: ``TaskItem``, ``RunInfo``,
-``CollectResult``, ``DeletedRun``, ``ExplainResult``, ``Attribution``, ``ClusterResult``, ``TrainConfig``,
-``TrainResult``, ``Accuracy``; ``Store`` and the errors ``WifError``, ``InputError``, ``StoreError``.
+``report``, ``train_sae``, ``add_sae``, ``zoo_model``, ``zoo_evaluate``. Records: ``TaskItem``, ``RunInfo``,
+``CollectResult``, ``DeletedRun``, ``ExplainResult``, ``Attribution``, ``ClusterResult``, ``ReportFile``,
+``TrainConfig``, ``TrainResult``, ``Accuracy``; ``Store`` and the errors ``WifError``, ``InputError``, ``StoreError``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         load_items,
         load_model,
         open_store,
+        report,
         runs,
         train_sae,
         zoo_evaluate,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from wif_core.clusters.run import ClusterResult
     from wif_core.errors import InputError, StoreError, WifError
     from wif_core.explainers.evaluate import ExplainResult
+    from wif_core.reports import ReportFile
     from wif_core.runner import CollectResult
     from wif_core.sae.train import TrainConfig, TrainResult
     from wif_core.store import RunInfo, Store
@@ -66,6 +68,7 @@ _VERBS = [
     "load_items",
     "load_model",
     "open_store",
+    "report",
     "runs",
     "train_sae",
     "zoo_evaluate",
@@ -80,6 +83,7 @@ _LAZY = {
     "DeletedRun": "api",
     "ExplainResult": "explainers.evaluate",
     "InputError": "errors",
+    "ReportFile": "reports",
     "RunInfo": "store",
     "Store": "store",
     "StoreError": "errors",
@@ -99,6 +103,7 @@ __all__ = [
     "DeletedRun",
     "ExplainResult",
     "InputError",
+    "ReportFile",
     "RunInfo",
     "Store",
     "StoreError",
@@ -117,6 +122,7 @@ __all__ = [
     "load_items",
     "load_model",
     "open_store",
+    "report",
     "runs",
     "train_sae",
     "zoo_evaluate",

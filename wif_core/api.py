@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from wif_core.clusters.run import ClusterResult
     from wif_core.explainers.evaluate import ExplainResult
     from wif_core.models.loading import LoadedModel
+    from wif_core.reports import ReportFile
     from wif_core.runner import CollectResult
     from wif_core.sae.train import TrainConfig, TrainResult
     from wif_core.store import RunInfo, Store
@@ -304,6 +305,28 @@ def cluster(
         map_method=map_method,
         cache=ClusterCache.beside(store.path) if cache else ClusterCache(None),
     )
+
+
+def report(
+    store: Store | str | Path,
+    run_id: str,
+    out: str | Path | None = None,
+    *,
+    failures: int = 5,
+    method: str | None = None,
+    compute: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> ReportFile:
+    """Write the run's report: one self-contained HTML file (``out``, default ``report-<run>.html``) that opens
+    offline, with the summary, leakage, explainer table and figures, SAE features, cluster cards and the
+    attribution heatmaps of up to ``failures`` failures.
+
+    Results cached beside the store are used; the default explainer comparison and clustering are computed
+    (and cached) where missing, unless ``compute`` is False. The file appears whole or not at all.
+    """
+    from wif_core.reports import write_report
+
+    return write_report(store, run_id, out, failures=failures, method=method, compute=compute, progress=progress)
 
 
 def train_sae(

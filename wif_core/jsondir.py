@@ -39,12 +39,13 @@ class JsonDir:
 
     kind: SideDir  # which of the store's side directories (wif_core.paths)
 
-    def __init__(self, directory: Path | None) -> None:
+    def __init__(self, directory: Path | None, writable: bool = True) -> None:
         self.directory = directory
+        self.writable = writable  # False: read what is there, write nothing (a report built in the app)
 
     @classmethod
-    def beside(cls, store_path: str | Path) -> Self:
-        return cls(beside(store_path, cls.kind))
+    def beside(cls, store_path: str | Path, writable: bool = True) -> Self:
+        return cls(beside(store_path, cls.kind), writable)
 
     def read(self, key: str) -> Any | None:
         """The parsed document, or None when absent or unreadable."""
@@ -57,7 +58,7 @@ class JsonDir:
 
     def write(self, key: str, document: Any) -> None:
         """Write through a temporary file, so a reader never sees half a document."""
-        if self.directory is None:
+        if self.directory is None or not self.writable:
             return
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

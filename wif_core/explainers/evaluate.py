@@ -121,6 +121,50 @@ class ResultCache(JsonDir):
         self.write(key, asdict(result))
 
 
+def _resolve(
+    data: RunData,
+    name: str,
+    layer: int | None,
+    site: str | None,
+    *,
+    seed: int,
+    level: float,
+    n_resamples: int,
+    **settings: Any,
+) -> tuple[str | None, dict[str, Any], str]:
+    """The site, the full settings and the cache key of one evaluation; a one-line ``InputError`` where
+    the explainer takes no such setting or does not apply to the run."""
+    cls = get_explainer(name)
+    unknown = sorted(set(settings) - set(cls.options))
+    if unknown:  # a misspelt setting would otherwise be ignored, and the result look like its own
+        takes = f"its settings are {', '.join(cls.options)}" if cls.options else "it takes no settings"
+        raise InputError(f"explainer '{name}' has no setting '{unknown[0]}'; {takes}")
+    if cls.uses_layer and site is None:
+        site = cls.sites[0]
+    why_not = cls.applicable(data.facts, layer, site)
+    if why_not:
+        raise InputError(why_not)
+    settings = cls.resolve_settings(data.facts, layer, dict(settings))
+    described = {"layer": layer, "site": site, "seed": seed, **settings}
+    return site, settings, _key(data, name, described, level, n_resamples)
+
+
+def cached(
+    data: RunData,
+    name: str,
+    cache: ResultCache,
+    layer: int | None = None,
+    site: str | None = None,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    **settings: Any,
+) -> ExplainResult | None:
+    """The result ``evaluate`` would return from ``cache`` for these arguments, or None: nothing is fitted."""
+    _, _, key = _resolve(data, name, layer, site, seed=seed, level=level, n_resamples=n_resamples, **settings)
+    return cache.get(key)
+
+
 def evaluate(
     data: RunData,
     name: str,
@@ -134,18 +178,7 @@ def evaluate(
 ) -> ExplainResult:
     """Fit ``name`` on train (tuning on val), score test, and return the AUC with its CI."""
     cls = get_explainer(name)
-    unknown = sorted(set(settings) - set(cls.options))
-    if unknown:  # a misspelt setting would otherwise be ignored, and the result look like its own
-        takes = f"its settings are {', '.join(cls.options)}" if cls.options else "it takes no settings"
-        raise InputError(f"explainer '{name}' has no setting '{unknown[0]}'; {takes}")
-    if cls.uses_layer and site is None:
-        site = cls.sites[0]
-    why_not = cls.applicable(data.facts, layer, site)
-    if why_not:
-        raise InputError(why_not)
-    settings = cls.resolve_settings(data.facts, layer, dict(settings))
-    described = {"layer": layer, "site": site, "seed": seed, **settings}
-    key = _key(data, name, described, level, n_resamples)
+    site, settings, key = _resolve(data, name, layer, site, seed=seed, level=level, n_resamples=n_resamples, **settings)
     if cache is not None and (hit := cache.get(key)) is not None:
         return hit
     train, y_train = data.split("train", cls.tier)

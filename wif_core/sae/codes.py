@@ -247,11 +247,13 @@ def run_codes(
     path: str | Path | None = None,
     cache: bool = True,
     progress: Callable[[int], None] | None = None,
+    save: bool = True,
 ) -> FeatureCodes:
     """The codes of every item of ``run_id`` that has per-token activations at ``layer``.
 
     ``path`` is an SAE directory (default: the store's own SAE for this run and layer). The
-    codes of a store's own SAE are read from, and written to, its ``codes.safetensors``.
+    codes of a store's own SAE are read from, and (unless ``save`` is False) written to, its
+    ``codes.safetensors``.
     """
     from wif_core.sae.load import check_width, load_sae
 
@@ -293,7 +295,7 @@ def run_codes(
         max_norm = sink_threshold(np.concatenate([t.astype(np.float32) for t in tokens])) if tokens else None
     codes = encode_items(sae, ids, tokens, max_norm, progress=progress)
     codes.fingerprint = info.fingerprint
-    if writable:
+    if writable and save:
         try:
             codes.save(cached, run_id=run_id, layer=layer, max_norm=max_norm)
         except OSError as exc:
