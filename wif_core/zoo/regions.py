@@ -1,0 +1,394 @@
+"""Exact deduction for any sequence length: the activation regions of a bias-free ReLU RNN.
+
+With no biases the RNN is piecewise linear and positively homogeneous. Fix which neurons are
+active at every step (a *pattern*) and every hidden state is a linear map of the input,
+``h_t = D_t (W_hh h_{t−1} + W_hi x_t) = H_t x``; the inputs that produce the pattern form a
+polyhedral cone ``{x : A x ≤ 0}`` (one row per neuron and step). Intersected with the order of
+the inputs and with "logit j is the largest", each cone splits into pieces on which the answer
+is fixed, so the accuracy is the Gaussian measure of the correct pieces.
+
+Patterns are enumerated step by step: each neuron's pre-activation hyperplane splits every
+cone, and a side is kept only if a linear programme (HiGHS, through ``scipy.optimize.linprog``)
+finds it a point at positive depth. A cone's measure is exact where the dimension allows:
+n = 2 by angles, n = 3 by spherical polygon area (the cone meets the unit sphere in a convex
+spherical polygon, cut into triangles whose solid angles have a closed form). For n ≥ 4 the
+pieces are not measured exactly: the accuracy is then a randomized quasi-Monte Carlo estimate
+(scrambled Sobol points, replicated for a standard error), stated as such in ``method``.
+
+The region count grows with every step (each of d hyperplanes may cut each cone), so the
+method is cheap for M2,2 and M4,3 and hopeless for M16,10; ``max_regions`` stops it with one
+line that says so.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from wif_core.errors import InputError
+from wif_core.heavy import heavy_imports
+from wif_core.zoo.evaluate import target_rank
+from wif_core.zoo.models import ZooModel, ZooRNN
+
+DEPTH = 1e-9  # a cone is kept when a point lies this far inside every face (|x|∞ ≤ 1)
+FOUR_PI = 4 * math.pi
+
+
+@dataclass(kw_only=True)
+class Region:
+    """One activation pattern's cone: its Gaussian mass and the part of it where the answer is right."""
+
+    pattern: tuple[int, ...]  # per step, the active neurons as a bitmask (neuron i is bit i)
+    mass: float
+    correct_mass: float
+    constraints: int
+
+
+@dataclass(kw_only=True)
+class RegionDeduction:
+    """The accuracy as a sum over activation regions, with what it took."""
+
+    model: str
+    accuracy: float
+    error: float
+    stderr: float  # 0 where every cone is measured exactly (n ≤ 3)
+    method: str
+    exact: bool
+    regions: list[Region]
+    regions_per_step: list[int]
+    lp_calls: int
+    flops: int
+    seconds: float
+    mass_total: float
+    detail: dict[str, float | int | str] = field(default_factory=dict)
+
+    @property
+    def n_regions(self) -> int:
+        return len(self.regions)
+
+
+@dataclass
+class _Cone:
+    rows: list[np.ndarray]  # unit normals a with a·x ≤ 0
+    point: np.ndarray  # a point inside (from the last LP, or inherited)
+    H: np.ndarray  # [d, n]: the hidden state as a linear map of the input
+    pattern: tuple[int, ...]
+
+
+class _Counter:
+    """FLOPs and LP calls, counted as the deduction goes (LP pivots counted as dense: 2·rows·cols each)."""
+
+    def __init__(self) -> None:
+        self.flops = 0
+        self.lp = 0
+
+
+def applicable(model: ZooModel) -> str | None:
+    """None if the region method covers this model (a position-task RNN), else why not."""
+    if not isinstance(model, ZooRNN) or target_rank(model.spec.task, model.spec.n) is None:
+        s = model.spec
+        return f"the region method covers RNNs on 2nd argmax or argmedian; model {s.name} is a {s.arch} on {s.task}"
+    return None
+
+
+def _interior(rows: list[np.ndarray], n: int, count: _Counter) -> np.ndarray | None:
+    """A point at depth ≥ DEPTH inside ``{a·x ≤ 0}`` within the box |x|∞ ≤ 1 (Chebyshev LP), else None."""
+    with heavy_imports():
+        from scipy.optimize import linprog
+
+    A = np.vstack(rows)
+    A_ub = np.hstack([A, np.ones((len(rows), 1))])  # a·x + s ≤ 0: depth s from every (unit-normal) face
+    c = np.zeros(n + 1)
+    c[-1] = -1.0
+    res = linprog(c, A_ub=A_ub, b_ub=np.zeros(len(rows)), bounds=[(-1, 1)] * n + [(0, 1)], method="highs")
+    count.lp += 1
+    count.flops += 2 * len(rows) * (n + 2) * (int(getattr(res, "nit", 0) or 0) + 1)
+    if res.status != 0 or -res.fun < DEPTH:
+        return None
+    return np.asarray(res.x[:n])
+
+
+def _split(cone: _Cone, w: np.ndarray, n: int, count: _Counter) -> list[tuple[_Cone, int]]:
+    """The feasible sides of the hyperplane ``w·x = 0`` within the cone: (child, 1 if w·x ≥ 0 there)."""
+    norm = float(np.linalg.norm(w))
+    if norm < 1e-12:  # the pre-activation is identically zero: the neuron is off, nothing is cut
+        return [(cone, 0)]
+    u = w / norm
+    count.flops += 4 * n
+    out = []
+    for bit, row in ((1, -u), (0, u)):
+        rows = [*cone.rows, row]
+        # the known point strictly on this side proves it feasible; otherwise one LP decides
+        point = cone.point if float(row @ cone.point) < -DEPTH else _interior(rows, n, count)
+        if point is not None:
+            out.append((_Cone(rows, point, cone.H, cone.pattern), bit))
+    return out
+
+
+def enumerate_regions(
+    model: ZooRNN, max_regions: int = 200_000, count: _Counter | None = None
+) -> tuple[list[_Cone], list[int]]:
+    """Every feasible activation pattern's cone after the last step, and the count after each step."""
+    count = count or _Counter()
+    w = {k: v.double().numpy() for k, v in model.weights().items()}
+    W_hi, W_hh = w["W_hi"], w["W_hh"]
+    n, d = model.spec.n, model.spec.hidden
+    start = np.linspace(1.0, 2.0, n) * np.where(np.arange(n) % 2 == 0, 1.0, -1.0) / 2.0  # any point: no faces yet
+    cones = [_Cone([], start, np.zeros((d, n)), ())]
+    per_step = []
+    for t in range(n):
+        nxt = []
+        for cone in cones:
+            pre = W_hh @ cone.H
+            pre[:, t] += W_hi
+            count.flops += 2 * d * d * n + d
+            parts = [(cone, 0)]
+            for i in range(d):
+                parts = [(child, mask | (bit << i)) for c, mask in parts for child, bit in _split(c, pre[i], n, count)]
+            for child, mask in parts:
+                active = np.array([(mask >> i) & 1 for i in range(d)], dtype=float)
+                nxt.append(_Cone(child.rows, child.point, active[:, None] * pre, (*cone.pattern, mask)))
+            if len(nxt) > max_regions:
+                raise InputError(
+                    f"model {model.spec.name}: more than {max_regions:,} activation regions after step {t + 1} of "
+                    f"{n} (counts so far {per_step + [len(nxt)]}); the region method stops scaling here: use "
+                    "--method sampling or importance, or raise max_regions"
+                )
+        cones = nxt
+        per_step.append(len(cones))
+    return cones, per_step
+
+
+def answer_pieces(L: np.ndarray, n: int, rank: int) -> list[list[np.ndarray]]:
+    """For logits ``L x`` (rows per position), the cones (as unit-normal rows) where the pick is right.
+
+    Position j is picked where ``(L_k − L_j)·x ≤ 0`` for every k; it is right where exactly ``rank``
+    inputs exceed x_j: one piece per set S of that many positions above it. Ties go to the first
+    position, as argmax breaks them; they matter only where two logits are identical maps (all
+    neurons off: every logit is 0 and position 0 is picked).
+    """
+    pieces = []
+    eye = np.eye(n)
+    for j in range(L.shape[0]):
+        wins = [L[k] - L[j] for k in range(L.shape[0]) if k != j]
+        if any(float(np.abs(L[k] - L[j]).max()) <= 1e-12 for k in range(j)):
+            continue  # an identical earlier logit wins every tie (argmax takes the first): j is never picked
+        others = [k for k in range(n) if k != j]
+        for above in itertools.combinations(others, rank):
+            order = [eye[j] - eye[s] for s in above] + [eye[s] - eye[j] for s in others if s not in above]
+            rows = [r / nr for r in wins + order if (nr := float(np.linalg.norm(r))) > 1e-12]
+            pieces.append(rows)
+    return pieces
+
+
+# ---- exact measures of cones ---------------------------------------------------------------------------
+
+
+def _mass_2d(A: np.ndarray) -> float:
+    """Gaussian mass of ``{x ∈ ℝ² : A x ≤ 0}``: its angle / 2π, summed over the four quadrants (each piece pointed)."""
+    total = 0.0
+    for q, (s1, s2) in enumerate(((1, 1), (-1, 1), (-1, -1), (1, -1))):
+        rows = np.vstack([A, [[-s1, 0.0], [0.0, -s2]]]) if len(A) else np.array([[-s1, 0.0], [0.0, -s2]])
+        cand = [np.array([s1, 0.0]), np.array([0.0, s2])]
+        for a in rows:
+            perp = np.array([-a[1], a[0]])
+            nr = float(np.linalg.norm(perp))
+            if nr > 1e-300:
+                cand += [perp / nr, -perp / nr]
+        base = q * math.pi / 2
+        angles = [(math.atan2(v[1], v[0]) - base) % (2 * math.pi) for v in cand if float((rows @ v).max()) <= 1e-12]
+        angles = [a if a < 3 * math.pi / 2 else a - 2 * math.pi for a in angles]
+        if len(angles) >= 2:
+            total += max(0.0, max(angles) - min(angles)) / (2 * math.pi)
+    return total
+
+
+def _vertices_3d(A: np.ndarray) -> np.ndarray:
+    """Unit extreme rays of the cone ``{A x ≤ 0}`` in ℝ³ (pairwise plane intersections inside every face)."""
+    i, j = np.triu_indices(len(A), k=1)
+    v = np.cross(A[i], A[j])
+    nr = np.linalg.norm(v, axis=1)
+    v = v[nr > 1e-12] / nr[nr > 1e-12, None]
+    v = np.vstack([v, -v])
+    v = v[(v @ A.T).max(axis=1) <= 1e-11]
+    unique: list[np.ndarray] = []
+    for p in v:
+        if all(float(np.dot(p - q, p - q)) > 1e-18 for q in unique):
+            unique.append(p)
+    return np.array(unique).reshape(-1, 3)
+
+
+def _triangle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> float:
+    """Solid angle of the spherical triangle abc (unit vectors; Van Oosterom and Strackee)."""
+    num = abs(float(np.dot(a, np.cross(b, c))))
+    den = 1.0 + float(a @ b) + float(b @ c) + float(c @ a)
+    return 2.0 * math.atan2(num, den)
+
+
+def _pointed_area(V: np.ndarray) -> float:
+    """Area of the convex spherical polygon with vertices V (all within an open hemisphere)."""
+    c = V.sum(axis=0)
+    c /= np.linalg.norm(c)
+    e1 = V[0] - (V[0] @ c) * c
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(c, e1)
+    order = np.argsort(np.arctan2(V @ e2, V @ e1))
+    V = V[order]
+    return sum(_triangle(c, V[k], V[(k + 1) % len(V)]) for k in range(len(V)))
+
+
+OCTANTS = np.array(list(itertools.product((1.0, -1.0), repeat=3)))
+
+
+def _mass_3d(A: np.ndarray) -> float:
+    """Gaussian mass of ``{x ∈ ℝ³ : A x ≤ 0}``: its spherical area / 4π.
+
+    A pointed cone (extreme rays all within an open hemisphere) is one convex polygon; any other
+    (a half-space, a wedge, an empty cone) is cut by the eight octants into pointed pieces.
+    """
+    if len(A) >= 3:
+        V = _vertices_3d(A)
+        if len(V) >= 3:
+            c = V.sum(axis=0)
+            if np.linalg.norm(c) > 1e-9 and (V @ (c / np.linalg.norm(c))).min() > 1e-9:
+                return _pointed_area(V) / FOUR_PI
+    total = 0.0
+    for signs in OCTANTS:
+        rows = np.vstack([A, -np.diag(signs)]) if len(A) else -np.diag(signs)
+        V = _vertices_3d(rows)
+        if len(V) >= 3:
+            total += _pointed_area(V) / FOUR_PI
+    return total
+
+
+def cone_mass(rows: list[np.ndarray], n: int) -> float:
+    """Exact Gaussian mass of the cone ``{a·x ≤ 0 for every row}`` in ℝⁿ for n ≤ 3."""
+    A = np.vstack(rows) if rows else np.zeros((0, n))
+    if n == 2:
+        return _mass_2d(A)
+    if n == 3:
+        return _mass_3d(A)
+    raise InputError(f"exact cone measures cover n ≤ 3; n = {n} is measured by quasi-Monte Carlo")
+
+
+# ---- the deduction ---------------------------------------------------------------------------------------
+
+
+def deduce_regions(
+    model: ZooModel,
+    max_regions: int = 200_000,
+    qmc_points: int = 2**16,
+    qmc_replicates: int = 8,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> RegionDeduction:
+    """The accuracy of a position-task RNN as the Gaussian measure of its correct activation regions.
+
+    Exact (to floating point) for n ≤ 3. For n ≥ 4 the regions are still enumerated, but the
+    accuracy is a randomized QMC estimate over ``qmc_replicates`` scrambles of ``qmc_points``
+    Sobol points (seeded by ``seed``), with its standard error.
+    """
+    why = applicable(model)
+    if why:
+        raise InputError(why)
+    assert isinstance(model, ZooRNN)
+    start = time.perf_counter()
+    count = _Counter()
+    cones, per_step = enumerate_regions(model, max_regions, count)
+    n, d = model.spec.n, model.spec.hidden
+    rank = target_rank(model.spec.task, n)
+    assert rank is not None
+    W_oh = model.W_oh.detach().double().numpy()
+    if progress:
+        progress(f"{len(cones):,} regions ({count.lp:,} LPs); measuring")
+    if n <= 3:
+        regions = []
+        for cone in cones:
+            L = W_oh @ cone.H
+            count.flops += 2 * W_oh.shape[0] * d * n
+            mass = cone_mass(cone.rows, n)
+            right = 0.0
+            for piece in answer_pieces(L, n, rank):
+                rows = cone.rows + piece
+                right += cone_mass(rows, n)
+                count.flops += _measure_flops(len(rows), n)
+            count.flops += _measure_flops(len(cone.rows), n)
+            regions.append(Region(pattern=cone.pattern, mass=mass, correct_mass=right, constraints=len(cone.rows)))
+        correct = math.fsum(r.correct_mass for r in regions)
+        stderr, method, exact = 0.0, "exact: " + ("angles" if n == 2 else "spherical polygon areas"), True
+    else:
+        regions, correct, stderr = _qmc(model, cones, qmc_points, qmc_replicates, seed, count)
+        method, exact = (
+            f"regions by LP; masses by randomized QMC ({qmc_replicates} × {qmc_points:,} Sobol points)",
+            False,
+        )
+    return RegionDeduction(
+        model=model.spec.name,
+        accuracy=correct,
+        error=1.0 - correct,
+        stderr=stderr,
+        method=method,
+        exact=exact,
+        regions=regions,
+        regions_per_step=per_step,
+        lp_calls=count.lp,
+        flops=count.flops,
+        seconds=time.perf_counter() - start,
+        mass_total=math.fsum(r.mass for r in regions),
+    )
+
+
+def _measure_flops(rows: int, n: int) -> int:
+    """Arithmetic of one exact cone measure: the pairwise intersections checked against every face."""
+    if n == 2:
+        return 4 * (2 * rows + 4) * (rows + 2)
+    pairs = rows * (rows - 1) // 2
+    return pairs * (9 + 2 * 2 * 3 * rows) + 60 * rows
+
+
+def _qmc(
+    model: ZooRNN, cones: list[_Cone], points: int, replicates: int, seed: int, count: _Counter
+) -> tuple[list[Region], float, float]:
+    """Region masses and the accuracy from scrambled Sobol points (n ≥ 4), with the replicates' standard error."""
+    with heavy_imports():
+        from scipy.stats import norm, qmc
+
+    w = {k: v.double().numpy() for k, v in model.weights().items()}
+    n, d = model.spec.n, model.spec.hidden
+    rank = target_rank(model.spec.task, n)
+    assert rank is not None
+    index = {c.pattern: k for k, c in enumerate(cones)}
+    mass = np.zeros(len(cones))
+    right = np.zeros(len(cones))
+    accs = []
+    for r in range(replicates):
+        u = qmc.Sobol(d=n, scramble=True, seed=seed * 1_000 + r).random(points)
+        x = norm.ppf(np.clip(u, 1e-16, 1 - 1e-16))  # [B, n]
+        h = np.zeros((points, d))
+        keys = np.zeros((points, n), dtype=np.int64)
+        for t in range(n):
+            pre = h @ w["W_hh"].T + x[:, t, None] * w["W_hi"]
+            on = pre > 0
+            keys[:, t] = (on * (1 << np.arange(d))).sum(axis=1)
+            h = np.where(on, pre, 0.0)
+        pick = (h @ w["W_oh"].T).argmax(axis=1)
+        chosen = x[np.arange(points), pick]
+        ok = (x > chosen[:, None]).sum(axis=1) == rank
+        count.flops += points * model.flops_per_sample()
+        accs.append(float(ok.mean()))
+        for key, good in zip(map(tuple, keys.tolist()), ok.tolist(), strict=True):
+            k = index.get(key)
+            if k is not None:
+                mass[k] += 1.0 / (points * replicates)
+                right[k] += good / (points * replicates)
+    regions = [
+        Region(pattern=c.pattern, mass=float(mass[k]), correct_mass=float(right[k]), constraints=len(c.rows))
+        for k, c in enumerate(cones)
+    ]
+    stderr = float(np.std(accs, ddof=1) / math.sqrt(replicates)) if replicates > 1 else math.nan
+    return regions, float(np.mean(accs)), stderr
