@@ -392,3 +392,130 @@ def _qmc(
     ]
     stderr = float(np.std(accs, ddof=1) / math.sqrt(replicates)) if replicates > 1 else math.nan
     return regions, float(np.mean(accs)), stderr
+
+
+# ---- one region from its pattern, and a budgeted estimate ---------------------------------------------
+
+
+def cone_of(model: ZooRNN, pattern: tuple[int, ...]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The faces (unit normals, ``a·x ≤ 0``) of one pattern's cone and the logits ``L`` (``logits = L x``) on it."""
+    w = {k: v.double().numpy() for k, v in model.weights().items()}
+    n, d = model.spec.n, model.spec.hidden
+    H = np.zeros((d, n))
+    rows = []
+    for t, mask in enumerate(pattern):
+        pre = w["W_hh"] @ H
+        pre[:, t] += w["W_hi"]
+        active = np.array([(mask >> i) & 1 for i in range(d)], dtype=float)
+        for i in range(d):
+            nr = float(np.linalg.norm(pre[i]))
+            if nr > 1e-12:
+                rows.append((-pre[i] if active[i] else pre[i]) / nr)
+        H = active[:, None] * pre
+    return rows, w["W_oh"] @ H
+
+
+def region_error(
+    model: ZooRNN, pattern: tuple[int, ...], max_flops: float = math.inf
+) -> tuple[float, float, int] | None:
+    """One region's exact (mass, wrong mass, FLOPs) for n ≤ 3, from its pattern alone (no enumeration).
+
+    None, at the cost of building the faces only, when measuring it would take more than ``max_flops``.
+    """
+    n, d = model.spec.n, model.spec.hidden
+    rank = target_rank(model.spec.task, n)
+    assert rank is not None
+    rows, L = cone_of(model, pattern)
+    pieces = answer_pieces(L, n, rank)
+    flops = n * (2 * d * d * n + 4 * d * n) + 2 * L.shape[0] * d * n + _measure_flops(len(rows), n)
+    flops += sum(_measure_flops(len(rows) + len(piece), n) for piece in pieces)
+    if flops > max_flops:
+        return None
+    mass = cone_mass(rows, n)
+    right = math.fsum(cone_mass(rows + piece, n) for piece in pieces)
+    return mass, max(0.0, mass - right), flops
+
+
+def _codes(keys: np.ndarray, d: int) -> np.ndarray:
+    """Patterns ``[B, n]`` as one integer each (n·d ≤ 62 bits)."""
+    return (keys << (d * np.arange(keys.shape[1], dtype=np.int64))).sum(axis=1)
+
+
+def patterns_and_correct(model: ZooRNN, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For inputs ``x [B, n]``: each one's activation pattern (``[B, n]`` bitmasks) and whether it is answered right."""
+    w = {k: v.double().numpy() for k, v in model.weights().items()}
+    n, d = model.spec.n, model.spec.hidden
+    rank = target_rank(model.spec.task, n)
+    h = np.zeros((len(x), d))
+    keys = np.zeros((len(x), n), dtype=np.int64)
+    bits = 1 << np.arange(d, dtype=np.int64)
+    for t in range(n):
+        pre = h @ w["W_hh"].T + x[:, t, None] * w["W_hi"]
+        on = pre > 0
+        keys[:, t] = on.astype(np.int64) @ bits
+        h = np.where(on, pre, 0.0)
+    pick = (h @ w["W_oh"].T).argmax(axis=1)
+    chosen = x[np.arange(len(x)), pick]
+    return keys, (x > chosen[:, None]).sum(axis=1) == rank
+
+
+@dataclass(kw_only=True)
+class Stratified:
+    """What the budgeted estimate did: regions computed exactly, their error mass, samples for the rest."""
+
+    accuracy: float
+    flops: int
+    pilot: int
+    exact_regions: int
+    exact_error: float
+    exact_mass: float
+    rest_samples: int
+    rest_error: float
+
+
+def stratified_estimate(model: ZooRNN, budget: int, seed: int = 0, pilot_share: float = 0.25) -> Stratified:
+    """Exact on the regions that carry the most error, plain sampling for the rest; unbiased.
+
+    A pilot of ``pilot_share`` × budget samples ranks the activation patterns by how many of
+    its samples they got wrong; the heaviest are then measured exactly (their mass and wrong
+    mass, n ≤ 3) until another ``pilot_share`` of the budget's FLOPs is spent; what is left
+    of the budget goes to fresh samples, which estimate the error outside those regions. The
+    regions are picked from the pilot alone, so the fresh samples estimate the rest without
+    bias, and the exact regions add no variance.
+    """
+    n, d = model.spec.n, model.spec.hidden
+    if n * d > 62:
+        raise InputError(f"model {model.spec.name}: stratified regions need n·hidden ≤ 62 (here {n * d})")
+    f = model.flops_per_sample()
+    rng = np.random.default_rng([seed, 19])
+    pilot = max(1, int(budget * pilot_share))
+    keys, ok = patterns_and_correct(model, rng.standard_normal((pilot, n)))
+    codes, counts = np.unique(_codes(keys[~ok], d), return_counts=True)
+    first = {int(c): tuple(int(v) for v in k) for c, k in zip(_codes(keys[~ok], d), keys[~ok], strict=True)}
+    spent, left = pilot * f, budget * pilot_share * f  # FLOPs spent, and left for exact regions
+    exact: list[int] = []
+    err_mass, mass_in = 0.0, 0.0
+    for code in codes[np.lexsort((codes, -counts))]:
+        got = region_error(model, first[int(code)], max_flops=left)
+        if got is None:
+            break
+        mass, err, cost = got
+        exact.append(int(code))
+        err_mass, mass_in, spent, left = err_mass + err, mass_in + mass, spent + cost, left - cost
+    rest = max(budget - pilot - math.ceil((spent - pilot * f) / f), 1)
+    pilot_ok = ok
+    keys, ok = patterns_and_correct(model, rng.standard_normal((rest, n)))
+    outside = ~np.isin(_codes(keys, d), np.array(exact, dtype=np.int64))
+    rest_error = float((~ok & outside).mean())
+    if not exact:  # nothing was picked from the pilot, so its samples are as good as fresh ones
+        rest_error = float((~np.concatenate([pilot_ok, ok])).mean())
+    return Stratified(
+        accuracy=1.0 - err_mass - rest_error,
+        flops=spent + rest * f,
+        pilot=pilot,
+        exact_regions=len(exact),
+        exact_error=err_mass,
+        exact_mass=mass_in,
+        rest_samples=rest,
+        rest_error=rest_error,
+    )
