@@ -140,7 +140,7 @@ def enumerate_regions(
     n, d = model.spec.n, model.spec.hidden
     start = np.linspace(1.0, 2.0, n) * np.where(np.arange(n) % 2 == 0, 1.0, -1.0) / 2.0  # any point: no faces yet
     cones = [_Cone([], start, np.zeros((d, n)), ())]
-    per_step = []
+    per_step: list[int] = []
     for t in range(n):
         nxt = []
         for cone in cones:
