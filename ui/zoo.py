@@ -228,7 +228,8 @@ def relevance_figure(name: str, row: Any) -> tuple[go.Figure, float, float] | No
 @st.cache_data(show_spinner=False)
 def surprise_of(name: str) -> dict[str, Any]:
     """The surprise accounting of a model's deductive estimate (wedges for n = 2, regions for n = 3)."""
-    from wif_core.zoo.surprise import surprise
+    with heavy_imports():
+        from wif_core.zoo.surprise import surprise
 
     return surprise(model(name)).as_dict()
 

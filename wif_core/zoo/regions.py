@@ -322,7 +322,7 @@ def deduce_regions(
         correct = math.fsum(r.correct_mass for r in regions)
         stderr, method, exact = 0.0, "exact: " + ("angles" if n == 2 else "spherical polygon areas"), True
     else:
-        regions, correct, stderr = _qmc(model, cones, qmc_points, qmc_replicates, seed, count)
+        regions, correct, stderr = _qmc(model, cones, count, points=qmc_points, replicates=qmc_replicates, seed=seed)
         method, exact = (
             f"regions by LP; masses by randomized QMC ({qmc_replicates} × {qmc_points:,} Sobol points)",
             False,
@@ -352,7 +352,7 @@ def _measure_flops(rows: int, n: int) -> int:
 
 
 def _qmc(
-    model: ZooRNN, cones: list[_Cone], points: int, replicates: int, seed: int, count: _Counter
+    model: ZooRNN, cones: list[_Cone], count: _Counter, *, points: int, replicates: int, seed: int
 ) -> tuple[list[Region], float, float]:
     """Region masses and the accuracy from scrambled Sobol points (n ≥ 4), with the replicates' standard error."""
     with heavy_imports():
@@ -519,3 +519,18 @@ def stratified_estimate(model: ZooRNN, budget: int, seed: int = 0, pilot_share: 
         rest_samples=rest,
         rest_error=rest_error,
     )
+
+
+def region_growth(model: ZooRNN, max_regions: int) -> tuple[list[int], int, float, bool]:
+    """How the region count grows step by step until ``max_regions``: (counts per step, LPs, seconds, finished).
+
+    The last count is where it stopped (the step that passed ``max_regions``) when not finished.
+    """
+    count = _Counter()
+    start = time.perf_counter()
+    try:
+        _, per_step = enumerate_regions(model, max_regions, count)
+        return per_step, count.lp, time.perf_counter() - start, True
+    except InputError as exc:
+        counts = str(exc).split("counts so far [")[1].split("]")[0]
+        return [int(c) for c in counts.split(", ")], count.lp, time.perf_counter() - start, False
