@@ -51,7 +51,7 @@ cards[3].metric(
     "Deductive",
     "—" if exact is None else f"{exact:.7f}",
     help="Exact accuracy from the weights (Gaussian measure of the wedges where the sign is wrong); "
-    "for two-input models only.",
+    "for two-input models (n = 3: the region deduction under Surprise accounting).",
 )
 for run_id in zoo.zoo_runs(name):
     zoo.run_link(run_id)
@@ -120,6 +120,7 @@ else:
     curve = load_curve(name, zoo.zoo_dir())
     assert curve is not None
     gain = sampling_advantage(curve, "importance")
+    strat = sampling_advantage(curve, "stratified")
     st.caption(
         f"Each estimator's mean squared error against the true accuracy of {curve.copies} weight-noised copies "
         f"(noise {curve.noise:.0%} of each matrix's RMS; truth by {curve.truth_method}), {curve.repeats} estimates "
@@ -129,5 +130,19 @@ else:
             if gain
             else ""
         )
+        + (
+            f" The budgeted region estimate (heaviest error regions exact, sampling for the rest) has {strat:.1f}× "
+            "less MSE than sampling at its largest budget."
+            if strat
+            else ""
+        )
     )
     charts.show(*figure, f"wif_zoo_mse_{name}", fmt)
+
+st.subheader("Surprise accounting")
+st.caption(
+    "ARC's second grade of an explanation: the bits of surprise of the checks it makes on the weights (a sign or a "
+    "comparison 1 bit, a near-equality log₂(width / 2·tolerance)) plus the surprise of the true accuracy given "
+    "the estimate. A good explanation needs far fewer bits than the weights hold."
+)
+zoo.surprise_section(name)

@@ -110,3 +110,23 @@ def test_a_zoo_run_in_the_store_is_linked(tmp_path: Path, monkeypatch: pytest.Mo
     assert not at.exception
     links = [m.value for m in at.markdown if "failures?run=" in m.value]  # page_link under app.py's navigation
     assert len(links) == 1 and f"failures?run={run_id})" in links[0]
+
+
+def test_m22_page_accounts_surprise_term_by_term(no_store: Path) -> None:
+    at = _run(model="2nd_argmax_d2_n2")
+    assert not at.exception
+    cards = {m.label: m.value for m in at.metric}
+    total = float(cards["Total surprise"].split()[0])
+    assert 36 < total < 44 and cards["Bits in the weights"] == "320"  # ARC: about 40 bits
+    terms = next(d.value for d in at.dataframe if "bits" in d.value.columns)
+    assert {"signs", "magnitudes", "coefficient comparisons", "near-equalities", "observation"} <= set(terms["group"])
+
+
+def test_m43_page_deduces_by_regions_behind_a_button(no_store: Path) -> None:
+    at = _run(model="2nd_argmax_d4_n3")
+    assert not at.exception and "Total surprise" not in {m.label for m in at.metric}
+    at.button(key="zoo_surprise").click().run()
+    assert not at.exception
+    cards = {m.label: m.value for m in at.metric}
+    assert cards["Bits in the weights"] == "1,024" and float(cards["Observation"].split()[0]) == 0.0
+    assert any("regions" in c.value and "LPs" in c.value for c in at.caption)

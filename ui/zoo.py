@@ -28,7 +28,14 @@ from wif_core.zoo.models import ZooModel, ZooRNN
 from wif_core.zoo.weights import available, load
 
 LIVE_SAMPLES = 200_000  # models without a measured accuracy (the handcrafted ones) are measured on open
-COLOURS = {"sampling": "#546e7a", "importance": "#ef6c00", "deductive": "#2e7d32"}
+COLOURS = {
+    "sampling": "#546e7a",
+    "importance": "#ef6c00",
+    "deductive": "#2e7d32",
+    "regions": "#1b5e20",
+    "stratified": "#6a1b9a",
+}
+EXACT_REGIONS_MAX_N = 3  # the region method measures cones exactly up to n = 3; past that its regions explode
 
 
 def zoo_dir() -> Path:
@@ -216,3 +223,47 @@ def relevance_figure(name: str, row: Any) -> tuple[go.Figure, float, float] | No
     fig.update_yaxes(title="relevance")
     fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=False)
     return fig, float(delta[0]), float(values.sum())
+
+
+@st.cache_data(show_spinner=False)
+def surprise_of(name: str) -> dict[str, Any]:
+    """The surprise accounting of a model's deductive estimate (wedges for n = 2, regions for n = 3)."""
+    with heavy_imports():
+        from wif_core.zoo.surprise import surprise
+
+    return surprise(model(name)).as_dict()
+
+
+def surprise_section(name: str) -> None:
+    """Surprise accounting on the page: at once for two-input models, behind a button for n = 3 (about a second)."""
+    m = model(name)
+    if not isinstance(m, ZooRNN) or m.spec.task not in ("2nd_argmax", "argmedian"):
+        st.caption("Surprise accounting covers the position-task RNNs.")
+        return
+    if m.spec.n > EXACT_REGIONS_MAX_N:
+        st.caption(
+            f"n = {m.spec.n}: the region method stops scaling here (each of the {m.spec.hidden} neurons' hyperplanes "
+            "cuts every cone at every step; M16,10 passes 20,000 regions by step 4), so no deductive estimate "
+            "to account for: `wif zoo regions` says where it stops."
+        )
+        return
+    if m.spec.n == 3 and not st.button("Deduce by activation regions and account surprise", key="zoo_surprise"):
+        st.caption("The region deduction of an n = 3 model takes about a second: press to run it.")
+        return
+    with st.status("Enumerating activation regions…", expanded=False) as status:
+        s = surprise_of(name)
+        status.update(label=f"Surprise accounting: {s['method']}", state="complete")
+    cols = st.columns(4)
+    cols[0].metric("Total surprise", f"{s['total_bits']:.1f} bits")
+    cols[1].metric("Explanation", f"{s['explanation_bits']:.1f} bits")
+    cols[2].metric("Observation", f"{s['observation_bits']:.2f} bits", help="the true accuracy given the estimate")
+    cols[3].metric("Bits in the weights", f"{s['weight_bits']:,}", help=f"{s['parameters']} float32 weights")
+    frame = pd.DataFrame(s["terms"])[["group", "what", "bits"]]
+    st.dataframe(
+        frame,
+        hide_index=True,
+        height=min(400, 36 * len(frame) + 40),
+        column_config={"bits": st.column_config.NumberColumn(format="%.2f")},
+    )
+    for note in s["notes"]:
+        st.caption(note)

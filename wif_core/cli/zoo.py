@@ -1,4 +1,4 @@
-"""``wif zoo …``: train, list, evaluate, estimate and store the zoo's tiny models.
+"""``wif zoo …``: train, list, evaluate, estimate, deduce by regions, account surprise and store the zoo's tiny models.
 
 ``add_commands(sub, common)`` adds the ``zoo`` command group to the ``wif`` parser; every
 handler returns an exit code and prints one JSON document with ``--json``.
@@ -153,6 +153,43 @@ def _curve(args: argparse.Namespace, model: Any, default_budgets: Any, mse_curve
     return 0
 
 
+def cmd_surprise(args: argparse.Namespace) -> int:
+    from wif_core.zoo.surprise import surprise
+    from wif_core.zoo.weights import load
+
+    if args.target_error is not None and not 0 <= args.target_error < 1:
+        raise InputError(f"--target-error {args.target_error} must be in [0, 1)")
+    s = surprise(load(args.name, _zoo_dir(args)), target_error=args.target_error, max_regions=args.max_regions)
+    lines = [f"{s.model}: {s.method}, estimate {s.estimate:.8f} (true {s.truth:.8f})"]
+    lines += [f"  {group:<24} {bits:8.2f} bits" for group, bits in s.groups.items()]
+    lines.append(
+        f"  {'total':<24} {s.total_bits:8.2f} bits (explanation {s.explanation_bits:.2f} + observation "
+        f"{s.observation_bits:.2f}); the weights hold {s.weight_bits:,} bits ({s.parameters} float32)"
+    )
+    lines += [f"  note: {note}" for note in s.notes]
+    emit(args, s.as_dict(), "\n".join(lines))
+    return 0
+
+
+def cmd_regions(args: argparse.Namespace) -> int:
+    from wif_core.zoo.regions import deduce_regions
+    from wif_core.zoo.weights import load
+
+    d = deduce_regions(load(args.name, _zoo_dir(args)), max_regions=args.max_regions, seed=args.seed)
+    out = {k: v for k, v in asdict(d).items() if k != "regions"}
+    out["n_regions"] = d.n_regions
+    if args.list_regions:
+        out["regions"] = [asdict(r) for r in d.regions]
+    emit(
+        args,
+        out,
+        f"{d.model}: accuracy {d.accuracy:.8f}" + ("" if d.exact else f" ± {d.stderr:.2g}") + f" ({d.method}); "
+        f"{d.n_regions:,} regions (per step {d.regions_per_step}), {d.lp_calls:,} LPs, {d.flops:.3g} FLOPs, "
+        f"{d.seconds:.2f} s; masses sum to {d.mass_total:.12f}",
+    )
+    return 0
+
+
 def cmd_store(args: argparse.Namespace) -> int:
     from wif_core.store import Store
     from wif_core.zoo.runs import cause_recovery, store_run
@@ -178,7 +215,7 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any, common: AddCommon) -> None:
-    """Add ``wif zoo {list,train,eval,estimate,store}`` to the ``wif`` subparsers ``sub``."""
+    """Add ``wif zoo {list,train,eval,estimate,regions,surprise,store}`` to the ``wif`` subparsers ``sub``."""
     from wif_core.zoo import DEFAULT_STEPS, ESTIMATORS, TASKS
 
     zoo = sub.add_parser("zoo", help="tiny algorithmic models (AlgZoo): train, evaluate, estimate, store as runs")
@@ -241,6 +278,24 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("--truth-samples", type=int, default=4_000_000, help="samples for a copy's true accuracy")
     p.add_argument("--out", default=None, help="directory for estimates_NAME.json (default: --zoo-dir)")
     p.set_defaults(func=cmd_estimate)
+
+    p = with_dir(zsub.add_parser("regions", help="exact accuracy by activation regions (LP-pruned; exact for n ≤ 3)"))
+    p.add_argument("name", help="a model name from `wif zoo list` or a .safetensors path (any checkpoint)")
+    p.add_argument("--max-regions", type=int, default=20_000, help="stop with an error past this many regions")
+    p.add_argument("--seed", type=int, default=0, help="QMC scrambling seed (n ≥ 4 only)")
+    p.add_argument("--list-regions", action="store_true", help="with --json: every region's pattern and masses")
+    p.set_defaults(func=cmd_regions)
+
+    p = with_dir(zsub.add_parser("surprise", help="surprise accounting of the deductive estimate, in bits"))
+    p.add_argument("name", help="a model name from `wif zoo list` or a .safetensors path (any checkpoint)")
+    p.add_argument(
+        "--target-error",
+        type=float,
+        default=None,
+        help="n = 2: explain 'error at most this' (default: the model's own exact error)",
+    )
+    p.add_argument("--max-regions", type=int, default=20_000, help="region method: stop past this many regions")
+    p.set_defaults(func=cmd_surprise)
 
     p = with_dir(zsub.add_parser("store", help="run a zoo model on fresh inputs and store it as a run"))
     p.add_argument("name")

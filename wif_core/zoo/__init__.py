@@ -39,6 +39,8 @@ ESTIMATORS: Registry[type[Estimator]] = Registry(
         "sampling": "wif_core.zoo.estimators:Sampling",
         "deductive": "wif_core.zoo.estimators:Deductive",
         "importance": "wif_core.zoo.estimators:NearTieImportance",
+        "regions": "wif_core.zoo.estimators:Regions",
+        "stratified": "wif_core.zoo.estimators:StratifiedRegions",
     },
 )
 DEFAULT_STEPS = 150_000  # training steps of `wif zoo train`: about 4 minutes for M16,10 on one CPU thread

@@ -108,6 +108,7 @@ class Deductive:
 
     name: ClassVar[str] = "deductive"
     summary: ClassVar[str] = "exact Gaussian measure of the wedges where the answer is wrong (n = 2 only)"
+    budgeted: ClassVar[bool] = False
 
     def applicable(self, model: ZooModel) -> str | None:
         if not isinstance(model, ZooRNN) or model.spec.task != "2nd_argmax" or model.spec.n != 2:
@@ -124,6 +125,66 @@ class Deductive:
             seconds=time.perf_counter() - start,
             budget=None,
             detail={"wedges": len(d.wedges)},
+        )
+
+
+class Regions:
+    """The activation-region deduction: exact for n ≤ 3 (the M4,3 family), no samples; budget ignored."""
+
+    name: ClassVar[str] = "regions"
+    summary: ClassVar[str] = "exact Gaussian measure of the correct activation regions (LP-pruned; n ≤ 3)"
+    budgeted: ClassVar[bool] = False
+
+    def applicable(self, model: ZooModel) -> str | None:
+        from wif_core.zoo.regions import applicable
+
+        why = applicable(model)
+        if why is None and model.spec.n > 3:
+            return f"regions is exact for n ≤ 3; {model.spec.name} has n = {model.spec.n} (its regions explode)"
+        return why
+
+    def estimate(self, model: ZooModel, budget: int = 0, seed: int = 0) -> Estimate:
+        from wif_core.zoo.regions import deduce_regions
+
+        why = self.applicable(model)
+        if why:
+            raise InputError(why)
+        d = deduce_regions(model, seed=seed)
+        return Estimate(
+            method=self.name,
+            accuracy=d.accuracy,
+            flops=d.flops,
+            seconds=d.seconds,
+            budget=None,
+            detail={"regions": d.n_regions, "lp_calls": d.lp_calls, "method": d.method},
+        )
+
+
+class StratifiedRegions:
+    """Budgeted regions: the heaviest error regions (ranked by a pilot sample) exactly, sampling for the rest."""
+
+    name: ClassVar[str] = "stratified"
+    summary: ClassVar[str] = "exact on the regions carrying most error, fresh samples for the rest (n ≤ 3; unbiased)"
+
+    def applicable(self, model: ZooModel) -> str | None:
+        return Regions().applicable(model)
+
+    def estimate(self, model: ZooModel, budget: int, seed: int = 0) -> Estimate:
+        from wif_core.zoo.regions import stratified_estimate
+
+        why = self.applicable(model)
+        if why:
+            raise InputError(why)
+        assert isinstance(model, ZooRNN)
+        start = time.perf_counter()
+        s = stratified_estimate(model, budget, seed=seed)
+        return Estimate(
+            method=self.name,
+            accuracy=s.accuracy,
+            flops=s.flops,
+            seconds=time.perf_counter() - start,
+            budget=budget,
+            detail={"exact_regions": s.exact_regions, "exact_error": s.exact_error, "rest_samples": s.rest_samples},
         )
 
 
@@ -230,9 +291,13 @@ def noised_copy(model: ZooRNN, scale: float, seed: int) -> ZooRNN:
 
 
 def true_accuracy(model: ZooRNN, samples: int, seed: int) -> tuple[float, float, str]:
-    """The reference accuracy of a copy: exact where deduction applies, else a large sample (with its std error)."""
+    """The reference accuracy of a copy: exact where deduction applies (n ≤ 3), else a large sample (with its std error)."""
     if Deductive().applicable(model) is None:
         return deduce(model).accuracy, 0.0, "deductive"
+    if Regions().applicable(model) is None:
+        from wif_core.zoo.regions import deduce_regions
+
+        return deduce_regions(model).accuracy, 0.0, "regions (exact)"
     rank = target_rank(model.spec.task, model.spec.n)
     assert rank is not None
     w = model.weights()
@@ -312,7 +377,7 @@ def mse_curve(
         if why:
             skipped[name] = why
             continue
-        grid: list[int | None] = [None] if name == "deductive" else list(budgets)
+        grid: list[int | None] = list(budgets) if getattr(est, "budgeted", True) else [None]
         for budget in grid:
             sq, flops, secs, runs = 0.0, 0.0, 0.0, 0
             for c, copy in enumerate(copies_):
