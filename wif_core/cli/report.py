@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from wif_core.cli.common import AddCommon, emit, positive_int
@@ -34,8 +33,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from wif_core.store import Store
 
     def progress(line: str) -> None:
-        if not args.json and sys.stderr.isatty():
-            print(f"wif report: {line} …", file=sys.stderr)
+        from wif_core.progress import step
+
+        step(f"report: {line}")
 
     with Store.open(args.db) as store:
         written = write_report(

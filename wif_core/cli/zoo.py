@@ -44,12 +44,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(args: argparse.Namespace, total: int) -> Callable[[int, float], None] | None:
-    if args.json or not sys.stderr.isatty():
-        return None
+def _progress(bar: Any) -> Callable[[int, float], None]:
+    """``train``'s (step, loss) callback as updates of ``bar``, over every seed's run (each counts from 1)."""
+    last = [0]
 
     def show(step: int, loss: float) -> None:
-        print(f"\rstep {step}/{total}  loss {loss:.4f}", end="" if step < total else "\n", file=sys.stderr)
+        if step < last[0]:  # the next seed's run
+            last[0] = 0
+        bar.update(step - last[0])
+        last[0] = step
 
     return show
 
@@ -72,7 +75,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         name=args.name,
     )
     cfg.check()
-    model = train_best(cfg, args.seeds, progress=_progress(args, args.steps))
+    with progress_bar(
+        args, f"training {args.task} (d={args.hidden}, n={args.seq})", args.steps * args.seeds, "step"
+    ) as bar:
+        model = train_best(cfg, args.seeds, progress=_progress(bar))
     acc = evaluate(model, args.eval_samples, seed=args.seed + 1)
     model.spec.meta.update(accuracy_fields(acc))
     model.spec.meta["command"] = " ".join(["wif", "zoo", "train", *sys.argv[3:]]) if len(sys.argv) > 3 else ""
