@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, each writing its section of docs/BENCHMARKS.md.
 
 `python -m bench.run [NAME ...]` runs only the named ones (explainers, collection, app, real, sae, clusters, zoo, attribution,
-startup).
+deletion, startup).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import app_render, attribution, clusters, collection, explainers, real_tasks, sae, startup, zoo
+from bench import app_render, attribution, clusters, collection, deletion, explainers, real_tasks, sae, startup, zoo
 
 BENCHES = {
     "explainers": explainers.main,
@@ -20,6 +20,7 @@ BENCHES = {
     "clusters": clusters.main,
     "zoo": zoo.main,
     "attribution": attribution.main,
+    "deletion": deletion.main,
     "startup": startup.main,
 }
 

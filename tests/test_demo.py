@@ -313,3 +313,65 @@ def test_a_bad_task_list_is_one_line(tmp_path):
         code = main(["demo", "--db", str(tmp_path / "d.duckdb"), "--no-app", "--tasks", "gen-coref,piqa"])
     assert code == 2 and "'piqa' is not a demo task" in err.getvalue() and "Traceback" not in err.getvalue()
     assert not (tmp_path / "d.duckdb").exists()
+
+
+# ---- the app while the build runs -------------------------------------------------------------
+
+
+def _status(db: Path, **fields) -> None:
+    doc = {
+        "version": 1,
+        "state": "building",
+        "pid": os.getpid(),
+        "pending": ["collect gen-physical", "attribute gen-coref (every failure)"],
+        "step": {"name": "collect gen-physical", "done": 120, "total": 540, "unit": "item", "elapsed": 30.0},
+        **fields,
+    }
+    demo_file(db, "build.json").write_text(json.dumps(doc))
+
+
+def _texts(at) -> str:
+    parts = [e.value for kind in ("markdown", "info", "warning", "error", "caption") for e in at.get(kind)]
+    parts += [getattr(e, "label", "") or "" for kind in ("expandable", "status") for e in at.get(kind)]
+    parts += [str(getattr(e, "proto", "")) for e in at.get("progress")]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.mark.usefixtures("fresh_st_caches")
+def test_every_page_shows_the_build_in_progress_and_what_is_pending(wif_db: Path) -> None:
+    from page_runner import run_page
+
+    app = str(Path(__file__).resolve().parents[1] / "app.py")
+    _status(wif_db)
+    try:
+        at = run_page(app)
+        assert not at.exception
+        text = _texts(at)
+        assert "Building the demo store: 2 steps left — now collect gen-physical" in text
+        assert "collect gen-physical: 120/540 items (22%), 30 s elapsed, ~1 min 45 s left" in text
+        assert "attribute gen-coref (every failure): the Attribution page" in text
+        _status(wif_db, pid=2**22 + 12345)  # the builder is gone: the app says so and how to finish
+        at = run_page(app)
+        assert "The demo build stopped with 2 steps left" in _texts(at) and "run `wif demo`" in _texts(at)
+        _status(wif_db, state="complete", pending=[], step=None)
+        at = run_page(app)
+        assert "demo build" not in _texts(at).lower()
+    finally:
+        demo_file(wif_db, "build.json").unlink(missing_ok=True)
+
+
+def test_a_page_whose_data_is_pending_says_it_is_being_computed(wif_db: Path, monkeypatch) -> None:
+    from wif_ui import build
+
+    from wif_core.paths import demo_file as df
+
+    monkeypatch.setattr(build.data, "db_path", lambda: str(wif_db))
+    _status(wif_db, step={"name": "attribute gen-coref (every failure)", "done": 3, "total": 10, "unit": "failure"})
+    try:
+        assert "computing this now: attribute gen-coref (every failure): 3/10 failures" in build.pending_note(
+            "gen-coref", "attribute"
+        )
+        assert "will compute this shortly (collect gen-physical)" in build.pending_note("gen-physical", "collect")
+        assert build.pending_note("gen-social", "attribute") is None
+    finally:
+        df(wif_db, "build.json").unlink(missing_ok=True)

@@ -67,23 +67,24 @@ def _draw(doc: dict[str, Any]) -> None:
     pending = list(doc.get("pending") or [])
     if state == "building":
         step = doc.get("step")
-        head = f"Building the demo store: {len(pending)} steps left"
+        head = f"Building the demo store: {len(pending)} step{'' if len(pending) == 1 else 's'} left"
         if step:
             t = _tick(step)
             eta = t.eta
             head += f" — now {t.desc}" + ("" if eta is None else f", ~{duration(eta)} left in this step")
-        with st.status(head, state="running", expanded=False):
-            if step:
-                t = _tick(step)
-                frac = min(1.0, t.done / t.total) if t.total else 0.0
-                st.progress(frac, text=t.line())
-            st.markdown(
-                "What is shown now is complete for what it covers; these steps add to it, and the page "
-                "updates as each lands:\n" + "\n".join(f"- {n}: {_what(n)}" for n in pending)
-            )
+        box = st.status(head, state="running", expanded=False)  # not a `with`: that would mark it complete
+        if step:
+            t = _tick(step)
+            frac = min(1.0, t.done / t.total) if t.total else 0.0
+            box.progress(frac, text=t.line())
+        box.markdown(
+            "What is shown now is complete for what it covers; these steps add to it, and the page "
+            "updates as each lands:\n" + "\n".join(f"- {n}: {_what(n)}" for n in pending)
+        )
     elif state == "stopped" and pending:
         st.warning(
-            f"The demo build stopped with {len(pending)} steps left ({', '.join(pending[:3])}"
+            f"The demo build stopped with {len(pending)} step{'' if len(pending) == 1 else 's'} left "
+            f"({', '.join(pending[:3])}"
             f"{'…' if len(pending) > 3 else ''}); run `wif demo` to finish it. Pages show what is there."
         )
     elif state == "failed":
