@@ -23,7 +23,7 @@ echo "wif demo -> dashboard serving (cold model cache): $(since "$s") s"
 echo "wif demo -> Overview drawn in the browser: $(since "$s") s (screenshot $d/overview.png)"
 until .venv/bin/wif demo --status --json | grep -q '"state": "complete"'; do
   if ! kill -0 $server 2>/dev/null; then echo "the dashboard stopped"; exit 1; fi
-  sleep 2
+  sleep 10
 done
 echo "wif demo -> everything complete (behind the dashboard): $(since "$s") s"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -23,6 +23,9 @@ failed = set(outcomes.loc[~outcomes["correct"].astype(bool), "item_id"])
 
 st.subheader("Which method to trust on this run")
 if records:
+    pending = build.pending_note(data.store(path).run(run_id).task, "attribute")
+    if pending:  # the demo build is still attributing this run's failures: these summaries will grow
+        st.info(f"{pending} The summaries below cover the items stored so far.")
     summary, verdict = attr.trust_table(records, outcomes)
     stored = sorted({r.method for r in records})
     st.markdown(

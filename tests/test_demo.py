@@ -264,8 +264,12 @@ def test_wif_demo_opens_the_dashboard_early_and_finishes_behind_it(tiny_model_di
         port = s.getsockname()[1]
     log = tmp_path / "demo.log"
     with open(log, "w") as fh:
-        server = subprocess.Popen(
-            _cli(db, tiny_model_dir, "--headless", "--port", str(port)), env=_env(), stderr=fh, stdout=fh
+        server = subprocess.Popen(  # SIGINT ignored, as `wif demo &` in a shell script has it
+            _cli(db, tiny_model_dir, "--headless", "--port", str(port)),
+            env=_env(),
+            stderr=fh,
+            stdout=fh,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
     try:
         import urllib.request
@@ -375,3 +379,24 @@ def test_a_page_whose_data_is_pending_says_it_is_being_computed(wif_db: Path, mo
         assert build.pending_note("gen-social", "attribute") is None
     finally:
         df(wif_db, "build.json").unlink(missing_ok=True)
+
+
+def test_an_older_demo_store_has_its_runs_replaced_once_their_successors_are_whole(tiny_model_dir, tmp_path):
+    from wif_core.sae.paths import sae_root
+    from wif_core.store import Store
+
+    db = tmp_path / "demo.duckdb"
+    old = DemoBuilder(db, limit=12, model=str(tiny_model_dir), tasks=("gen-coref",), sae_samples=SAE_SAMPLES)
+    old.steps = [s for s in old.steps if s.kind in ("collect", "zoo")]  # an older demo: runs only
+    old.build()
+    with Store.open(db) as store:
+        (old_run,) = [r for r in store.run_ids() if "gen-coref" in r]
+    new = _builder(db, tiny_model_dir)
+    assert "collect gen-coref" in [s.name for s in new.pending()]  # a 12-item run is not this demo's
+    new.build()
+    with Store.open(db) as store:
+        runs = store.run_ids()
+        assert old_run not in runs and len([r for r in runs if "gen-coref" in r]) == 1
+        assert store.run(next(r for r in runs if "gen-coref" in r)).n_planned == LIMIT
+        assert len([r for r in runs if store.run(r).kind == "zoo"]) == 1  # the zoo run is kept, not made twice
+    assert not (sae_root(db) / old_run).exists()

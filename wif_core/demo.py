@@ -259,6 +259,10 @@ class DemoBuilder:
         the building process gone and says ``stopped``).
         """
         ran: list[Step] = []
+        if self.db.exists():  # a demo store of an older wif: upgraded in place before anything reads it
+            from wif_core.store import Store
+
+            Store.open(self.db, write=True).close()
         todo = self.pending(ready_only)
         self.status.update(
             state="building",

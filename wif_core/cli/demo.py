@@ -120,8 +120,11 @@ def _spawn_background(args: argparse.Namespace, builder: Any) -> Path | None:
 
 
 def _watch_parent(pid: int) -> None:
-    """Stop this background build (as Ctrl-C would: its work so far is kept) once the dashboard it serves is gone."""
-    import _thread
+    """Stop this background build (as Ctrl-C would: its work so far is kept) once the dashboard it serves is gone.
+
+    SIGTERM becomes KeyboardInterrupt, and a watcher thread sends this process SIGTERM when its parent changes
+    (not ``_thread.interrupt_main``: a process started in the background of a shell ignores SIGINT).
+    """
     import signal
     import threading
 
@@ -133,7 +136,7 @@ def _watch_parent(pid: int) -> None:
     def watch() -> None:
         while os.getppid() == pid:
             time.sleep(1.0)
-        _thread.interrupt_main()
+        os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, daemon=True, name="wif-demo-parent").start()
 
