@@ -400,3 +400,22 @@ def test_an_older_demo_store_has_its_runs_replaced_once_their_successors_are_who
         assert store.run(next(r for r in runs if "gen-coref" in r)).n_planned == LIMIT
         assert len([r for r in runs if store.run(r).kind == "zoo"]) == 1  # the zoo run is kept, not made twice
     assert not (sae_root(db) / old_run).exists()
+
+
+def test_progress_lines_off_a_terminal_and_a_resumed_phase_s_estimate():
+    """Off a terminal: a line as a phase starts, at most one per interval, one at its end; a resumed phase's
+    estimate uses only the units it did itself."""
+    from wif_core.progress import Bar
+
+    now = [0.0]
+    out = io.StringIO()
+    with Bar("collect x", 100, "item", stream=out, interval=10.0, clock=lambda: now[0]) as bar:
+        bar.resumed(50)  # done before: no line, and no rate
+        for _ in range(25):
+            now[0] += 1.0
+            bar.update(1)  # 25 s for 25 items
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[wif] collect x: started (100 items)"
+    assert lines[1] == "[wif] collect x: 60/100 items (60%), 10 s elapsed, ~40 s left"  # 10 items in 10 s
+    assert lines[2].startswith("[wif] collect x: 70/100") and len(lines) == 4
+    assert lines[-1] == "[wif] collect x: done, 75 items in 25 s"

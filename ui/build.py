@@ -32,13 +32,7 @@ def status() -> dict[str, Any] | None:
 
 
 def _tick(step: dict[str, Any]) -> Tick:
-    return Tick(
-        desc=str(step.get("name", "")),
-        done=int(step.get("done") or 0),
-        total=step.get("total"),
-        unit=str(step.get("unit") or "unit"),
-        elapsed=float(step.get("elapsed") or 0.0),
-    )
+    return Tick.from_json(step)
 
 
 def _what(name: str) -> str:

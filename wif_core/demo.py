@@ -311,6 +311,7 @@ class DemoBuilder:
                     "unit": t.unit,
                     "elapsed": t.elapsed,
                     "eta": t.eta,
+                    "initial": t.initial,
                 }
             )
             if fail is not None and t.done >= fail and not t.finished:
@@ -347,7 +348,7 @@ class DemoBuilder:
         part = self.parts / f"{task}.duckdb"
         with Store.open(part, write=True) as store:
             with self._bar(s, len(items), "item") as bar:
-                bar.update(_done_in(store, lm.name, task))
+                bar.resumed(_done_in(store, lm.name, task))
                 result = collect(
                     store,
                     lm,
@@ -431,7 +432,7 @@ class DemoBuilder:
             keys = store.attribution_keys(run_id)
         n_done = sum(all((i, m) in keys for m in DEMO_ATTRIBUTION_METHODS) for i in want)
         with self._bar(s, len(want), "failure") as bar:
-            bar.update(n_done)
+            bar.resumed(n_done)
             summary = attribute_run(
                 self.db,
                 run_id,
@@ -569,14 +570,7 @@ def status_lines(doc: dict[str, Any] | None) -> list[str]:
     if step_:
         from wif_core.progress import Tick
 
-        t = Tick(
-            desc=step_["name"],
-            done=step_.get("done", 0),
-            total=step_.get("total"),
-            unit=step_.get("unit") or "unit",
-            elapsed=step_.get("elapsed", 0.0),
-        )
-        lines.append(f"now: {t.line()}")
+        lines.append(f"now: {Tick.from_json(step_).line()}")
     for name in doc.get("pending") or []:
         lines.append(f"left: {name}")
     if doc.get("error"):

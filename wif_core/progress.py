@@ -33,13 +33,27 @@ class Tick:
     unit: str
     elapsed: float
     finished: bool = False
+    initial: int = 0  # units already done when the phase started (a resumed job): not part of its rate
 
     @property
     def eta(self) -> float | None:
-        """Seconds left at the rate so far (None until something is done, or with no total)."""
-        if self.total is None or self.done <= 0 or self.finished:
+        """Seconds left at this phase's own rate so far (None until it has done something, or with no total)."""
+        ran = self.done - self.initial
+        if self.total is None or ran <= 0 or self.finished:
             return None
-        return max(0.0, self.elapsed / self.done * (self.total - self.done))
+        return max(0.0, self.elapsed / ran * (self.total - self.done))
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Tick:
+        """A tick as the demo build's status file stores it (missing fields: nothing done yet)."""
+        return cls(
+            desc=str(doc.get("name") or doc.get("desc") or ""),
+            done=int(doc.get("done") or 0),
+            total=doc.get("total"),
+            unit=str(doc.get("unit") or "unit"),
+            elapsed=float(doc.get("elapsed") or 0.0),
+            initial=int(doc.get("initial") or 0),
+        )
 
     def line(self) -> str:
         """The phase's state as one line (without the prefix)."""
@@ -89,7 +103,7 @@ class Bar:
             isatty = getattr(self.stream, "isatty", None)
             mode = "tty" if callable(isatty) and isatty() else "lines"
         self.mode, self.interval, self.watch, self.clock = mode, interval, watch, clock
-        self.done = 0
+        self.done = self._initial = 0
         self._start = self._last = clock()
         self._tqdm: Any = None
         self._closed = False
@@ -112,7 +126,12 @@ class Bar:
     def tick(self) -> Tick:
         """The phase's state now."""
         return Tick(
-            desc=self.desc, done=self.done, total=self.total, unit=self.unit, elapsed=self.clock() - self._start
+            desc=self.desc,
+            done=self.done,
+            total=self.total,
+            unit=self.unit,
+            elapsed=self.clock() - self._start,
+            initial=self._initial,
         )
 
     def set_total(self, total: int | None) -> None:
@@ -121,6 +140,11 @@ class Bar:
         if self._tqdm is not None:
             self._tqdm.total = total
             self._tqdm.refresh()
+
+    def resumed(self, n: int) -> None:
+        """``n`` units were done before this phase started (a resumed job): counted, but not in its rate."""
+        self._initial += n
+        self.update(n)
 
     def update(self, n: int = 1) -> None:
         """``n`` more units are done; off a terminal, a line when ``interval`` seconds have passed since the last."""
