@@ -96,6 +96,7 @@ class Bar:
         interval: float = INTERVAL_S,
         watch: Callable[[Tick], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        eager: bool = True,
     ) -> None:
         self.desc, self.total, self.unit = desc, total, unit
         self.stream = stream if stream is not None else sys.stderr
@@ -107,6 +108,8 @@ class Bar:
         self._start = self._last = clock()
         self._tqdm: Any = None
         self._closed = False
+        self.eager = eager  # False: the first line waits for the first unit, so a command that fails at once
+        self._announced = False  # prints its one error line alone
 
     def __enter__(self) -> Bar:
         self._start = self._last = self.clock()
@@ -114,11 +117,16 @@ class Bar:
             from tqdm import tqdm
 
             self._tqdm = tqdm(desc=self.desc, total=self.total, unit=self.unit, file=self.stream)
-        elif self.mode == "lines":
-            size = f" ({self.total} {self.unit}s)" if self.total else ""
-            self._print(f"{self.desc}: started{size}")
+        elif self.mode == "lines" and self.eager:
+            self._announce()
         self._notify(finished=False)
         return self
+
+    def _announce(self) -> None:
+        if not self._announced:
+            self._announced = True
+            size = f" ({self.total} {self.unit}s)" if self.total else ""
+            self._print(f"{self.desc}: started{size}")
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self.close(ok=exc_type is None)
@@ -149,6 +157,8 @@ class Bar:
     def update(self, n: int = 1) -> None:
         """``n`` more units are done; off a terminal, a line when ``interval`` seconds have passed since the last."""
         self.done += n
+        if self.mode == "lines":
+            self._announce()
         if self._tqdm is not None:
             self._tqdm.update(n)
         now = self.clock()
@@ -165,7 +175,8 @@ class Bar:
         self._closed = True
         if self._tqdm is not None:
             self._tqdm.close()
-        elif self.mode == "lines":
+        elif self.mode == "lines" and (self._announced or ok):
+            self._announce()
             t = self.tick()
             t.finished = ok
             self._print(t.line() if ok else f"{t.line()} (stopped)")

@@ -64,11 +64,12 @@ def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
 
 def progress_bar(args: argparse.Namespace, desc: str, total: int | None = None, unit: str = "item") -> Any:
     """Progress on stderr (``wif_core.progress.Bar``): a tqdm bar on a terminal, otherwise a line when the
-    phase starts, one at most every 10 s and one when it ends, so a log or a pipe is never silent (``--json``
-    output goes to stdout and is not mixed with it)."""
+    phase's first unit is done, one at most every 10 s and one when it ends, so a log or a pipe is never silent
+    (``--json`` output goes to stdout and is not mixed with it); a command refused before any work prints its
+    one error line alone."""
     from wif_core.progress import Bar
 
-    return Bar(desc, total, unit, stream=sys.stderr)
+    return Bar(desc, total, unit, stream=sys.stderr, eager=False)
 
 
 def cache_dir(args: argparse.Namespace) -> Path | None:
