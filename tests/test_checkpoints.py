@@ -138,14 +138,14 @@ def test_a_run_per_checkpoint_is_stored_in_order_with_the_contracts_entry_and_re
     zoo, db = tmp_path / "zoo", tmp_path / "s.duckdb"
     _run_json(
         capsys,
-        ["zoo", "train", "2nd_argmax", "--hidden", "4", "--seq", "3", "--steps", "40"]
+        ["zoo", "train", "2nd_argmax", "--hidden", "4", "--seq", "3", "--steps", "20"]
         + ["--zoo-dir", str(zoo), "--first-checkpoint", "8192", "--eval-samples", "3000"],
     )
     store_argv = ["zoo", "store", "2nd_argmax_d4_n3", "--checkpoints", "--samples", "200", "--zoo-dir", str(zoo)]
     first = _run_json(capsys, [*store_argv, "--db", str(db)])
     runs = first["runs"]
-    assert [r["checkpoint"]["samples"] for r in runs] == [8192, 16384, 32768, 40960] and not first["skipped"]
-    assert len({r["run_id"] for r in runs}) == 4 and not any(r["resumed"] for r in runs)
+    assert [r["checkpoint"]["samples"] for r in runs] == [8192, 16384, 20480] and not first["skipped"]
+    assert len({r["run_id"] for r in runs}) == 3 and not any(r["resumed"] for r in runs)
     with Store.open(db) as store:
         stored = [store.run(r["run_id"]) for r in runs]
         created = [rid for rid in store.run_ids()]
@@ -155,15 +155,21 @@ def test_a_run_per_checkpoint_is_stored_in_order_with_the_contracts_entry_and_re
         assert set(entry) == CONTRACT and entry == r["checkpoint"]
         assert entry["revision"] is None and Path(entry["path"]).name == f"{entry['samples']}.safetensors"
         assert run.model == "zoo:2nd_argmax_d4_n3" and run.status == "complete"
-    assert [e.config["checkpoint"]["step"] for e in stored] == [8, 16, 32, 40]
-    assert stored[-1].config["checkpoint"]["label"] == "40,960 samples (final)"
+    assert [e.config["checkpoint"]["step"] for e in stored] == [8, 16, 20]
+    assert stored[-1].config["checkpoint"]["label"] == "20,480 samples (final)"
     assert sorted(created) == sorted(r["run_id"] for r in runs)
     assert all(ids == item_ids[0] for ids in item_ids)  # the same inputs for every checkpoint: items pair up
 
-    again = _run_json(capsys, [*store_argv, "--db", str(db)])
+    again = _run_json(capsys, [*store_argv, "--db", str(db), "--cause"])
     assert [r["run_id"] for r in again["runs"]] == [r["run_id"] for r in runs] and all(
         r["resumed"] for r in again["runs"]
     )
+    assert all(r["cause_recovery"][0]["label"] == "known cause: −gap12" for r in again["runs"])
+    one = _run_json(
+        capsys,
+        ["zoo", "store", "2nd_argmax_d4_n3.ckpt/16384", "--samples", "200"] + ["--zoo-dir", str(zoo), "--db", str(db)],
+    )  # one checkpoint on its own: the same run as in the series
+    assert one["run_id"] == runs[1]["run_id"] and one["resumed"] and one["checkpoint"] == runs[1]["checkpoint"]
     err = _one_line_error(
         capsys, ["zoo", "store", "nothing_here", "--checkpoints", "--zoo-dir", str(zoo)] + ["--db", str(db)]
     )

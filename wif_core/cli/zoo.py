@@ -223,9 +223,17 @@ def cmd_regions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cause_lines(rows: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"  {c['label']:<28} {c['tier']:<6} AUC {c['auc']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]  "
+        f"Spearman with gap12 {c['spearman_gap12']:+.3f}"
+        for c in rows
+    ]
+
+
 def _store_checkpoints(args: argparse.Namespace) -> int:
     from wif_core.store import Store
-    from wif_core.zoo.runs import store_checkpoints
+    from wif_core.zoo.runs import cause_recovery, store_checkpoints
     from wif_core.zoo.weights import checkpoints
 
     n = len(checkpoints(args.name, _zoo_dir(args)))  # none: one line before the store is opened
@@ -234,12 +242,20 @@ def _store_checkpoints(args: argparse.Namespace) -> int:
             runs, skipped = store_checkpoints(
                 store, args.name, args.samples, zoo_dir=_zoo_dir(args), seed=args.seed, progress=bar.update
             )
-    out = {"runs": [asdict(r) for r in runs], "skipped": [asdict(s) for s in skipped]}
-    lines = [
-        f"{r.checkpoint['label'] if r.checkpoint else '':<26} run {r.run_id}: accuracy {r.accuracy:.4f}"
-        + (" (already stored)" if r.resumed else "")
-        for r in runs
-    ]
+        causes = [
+            [asdict(c) for c in cause_recovery(store, r.run_id, seed=args.seed)] if args.cause else [] for r in runs
+        ]
+    out = {
+        "runs": [{**asdict(r), "cause_recovery": c} for r, c in zip(runs, causes, strict=True)],
+        "skipped": [asdict(s) for s in skipped],
+    }
+    lines = []
+    for r, c in zip(runs, causes, strict=True):
+        label = r.checkpoint["label"] if r.checkpoint else ""
+        lines.append(
+            f"{label:<26} run {r.run_id}: accuracy {r.accuracy:.4f}" + (" (already stored)" if r.resumed else "")
+        )
+        lines += _cause_lines(c)
     lines += [f"{s.label:<26} skipped: {s.reason}" for s in skipped]
     lines.append(
         f"{len(runs)} checkpoint runs of {args.name} in {args.db}" + (f", {len(skipped)} skipped" if skipped else "")
@@ -250,28 +266,32 @@ def _store_checkpoints(args: argparse.Namespace) -> int:
 
 def cmd_store(args: argparse.Namespace) -> int:
     from wif_core.store import Store
-    from wif_core.zoo.runs import cause_recovery, store_run
-    from wif_core.zoo.weights import load
+    from wif_core.zoo.runs import cause_recovery, checkpoint_entry, store_run
+    from wif_core.zoo.weights import load, model_path
 
     if args.checkpoints:
-        if args.cause:
-            raise InputError("--cause reports on one run; store the checkpoints without it, then ask per run")
         return _store_checkpoints(args)
     model = load(args.name, _zoo_dir(args))
+    # one checkpoint (NAME.ckpt/SAMPLES) is stored as --checkpoints stores it: the same run
+    entry = checkpoint_entry(model, model_path(args.name, _zoo_dir(args))) if "checkpoint" in model.spec.meta else None
     with Store.open(args.db, write=True) as store:
         with progress_bar(args, f"zoo run {args.name}", args.samples, "input") as bar:
-            r = store_run(store, model, args.samples, seed=args.seed, split_seed=args.seed, progress=bar.update)
+            r = store_run(
+                store,
+                model,
+                args.samples,
+                seed=args.seed,
+                split_seed=args.seed,
+                progress=bar.update,
+                checkpoint=entry,
+            )
         rows = [asdict(c) for c in cause_recovery(store, r.run_id, seed=args.seed)] if args.cause else []
     out = {**asdict(r), "cause_recovery": rows}
     text = [
         f"run {r.run_id}: {r.n_items} items of {r.model}, accuracy {r.accuracy:.4f}, {r.n_in_splits} in the "
         f"balanced splits" + (" (already stored)" if r.resumed else "")
     ]
-    for c in rows:
-        text.append(
-            f"  {c['label']:<28} {c['tier']:<6} AUC {c['auc']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]  "
-            f"Spearman with gap12 {c['spearman_gap12']:+.3f}"
-        )
+    text += _cause_lines(rows)
     emit(args, out, "\n".join(text))
     return 0
 
@@ -371,7 +391,9 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("name", help="a model name, a .safetensors path, or a checkpoint (NAME.ckpt/SAMPLES)")
     p.add_argument("--samples", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cause", action="store_true", help="then report which explainer recovers the top-2 gap")
+    p.add_argument(
+        "--cause", action="store_true", help="then report which explainer recovers the top-2 gap (of each checkpoint)"
+    )
     p.add_argument(
         "--checkpoints",
         action="store_true",
