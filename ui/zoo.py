@@ -45,7 +45,8 @@ def zoo_dir() -> Path:
 
 @st.cache_data(show_spinner=False)
 def models() -> list[str]:
-    return available(zoo_dir())
+    """Every model, each trained one followed by its checkpoints (``NAME.ckpt/SAMPLES``, by samples seen)."""
+    return available(zoo_dir(), with_checkpoints=True)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -179,12 +180,20 @@ def curve_figure(name: str) -> tuple[go.Figure, pd.DataFrame] | None:
 
 
 def zoo_runs(name: str) -> list[str]:
-    """Runs of this model in the app's store, if a store is there (the page works without one)."""
+    """Runs of this model in the app's store, if a store is there (the page works without one): of a checkpoint,
+    the runs of that checkpoint; of a model, its runs that are no checkpoint's."""
+    spec = model(name).spec
+    mine = spec.meta.get("checkpoint", {}).get("samples") if isinstance(spec.meta.get("checkpoint"), dict) else None
     try:
         store = data.store(data.db_path())
-        return [r for r in store.run_ids() if store.run(r).model == f"zoo:{name}"]
+        runs = [store.run(r) for r in store.run_ids()]
     except (WifError, OSError):
         return []
+    return [
+        r.run_id
+        for r in runs
+        if r.model == f"zoo:{spec.name}" and (r.config.get("checkpoint") or {}).get("samples") == mine
+    ]
 
 
 def run_link(run_id: str) -> None:

@@ -86,6 +86,7 @@ def collect(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     progress: Progress | None = None,
     max_length: int | None = None,
+    checkpoint: dict[str, Any] | None = None,
 ) -> CollectResult:
     """Score ``task`` with ``model``, capturing activations, into ``store`` (opened for writing); resumable.
 
@@ -94,7 +95,8 @@ def collect(
     Asking for the same collection of the same items again resumes it and returns the same run; items that
     differ (an edited source) make a new run beside the old one (``CollectResult.older_runs``). An item longer
     than ``max_length`` tokens (default: the model's ``max_position_embeddings``) is cut from the left of its
-    context, never inside an answer; ``CollectResult.n_truncated`` counts them.
+    context, never inside an answer; ``CollectResult.n_truncated`` counts them. ``checkpoint`` marks the run as
+    one of a model's checkpoints (``wif_core.runner.checkpoint_entry``), in its config.
     """
     from wif_core.models.loading import parse_layers
     from wif_core.runner import SplitOptions
@@ -128,6 +130,7 @@ def collect(
         token_layers=list(token_list),
         sample=sample,
         max_length=max_length,
+        checkpoint=checkpoint,
     )
 
 

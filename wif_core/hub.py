@@ -49,11 +49,12 @@ def unreachable(timeout: float = PROBE_SECONDS) -> str | None:
     return None
 
 
-def in_cache(repo_id: str, filename: str = "config.json") -> bool:
-    """Whether the local hub cache holds ``filename`` of the model ``repo_id`` (so loading it offline may work)."""
+def in_cache(repo_id: str, filename: str = "config.json", revision: str | None = None) -> bool:
+    """Whether the local hub cache holds ``filename`` of the model ``repo_id`` (at ``revision``: a branch or tag
+    the cache has a ref of, or a commit it has a snapshot of), so loading it offline may work."""
     from huggingface_hub import try_to_load_from_cache
 
-    return isinstance(try_to_load_from_cache(repo_id, filename), str)
+    return isinstance(try_to_load_from_cache(repo_id, filename, revision=revision), str)
 
 
 @contextmanager

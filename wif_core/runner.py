@@ -23,6 +23,7 @@ from typing import Any
 
 from wif_core import splits as splitting
 from wif_core.errors import InputError
+from wif_core.models.loading import EMBEDDED, check_model_spec, split_revision
 from wif_core.models.scoring import DEFAULT_MAX_TOKENS, SITES, Scoring, check_max_length, score_items
 from wif_core.store import OutcomeRow, RunInfo, Store
 from wif_core.tasks.base import TaskItem, choices_problem, get_task, items_digest
@@ -75,6 +76,65 @@ def _slug(text: str) -> str:
 def make_run_id(model: str, task: str, config: dict[str, Any]) -> str:
     digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
     return f"{_slug(model)}--{task}--{digest}"
+
+
+# ---- checkpoints: one run per checkpoint of a model -------------------------------------------------------------
+
+
+def _step_of(label: str) -> int | None:
+    """The training step a checkpoint's name ends in (``checkpoint-1200``, ``step_1200``, ``step1000``), or None;
+    a commit hash (hex digits with a letter) names no step."""
+    found = re.search(r"(\d+)$", label)
+    if found is None or (re.fullmatch(r"[0-9a-f]+", label) and re.search(r"[a-f]", label)):
+        return None
+    return int(found.group(1))
+
+
+def checkpoint_entry(spec: str) -> dict[str, Any]:
+    """The run config's ``checkpoint`` entry of a model spec: a local checkpoint directory (its name is the label),
+    or a hub id at a revision (the revision is); ``step`` from a trailing number of the label when it has one."""
+    _, revision = split_revision(spec)
+    if revision is not None:
+        return {"label": revision, "step": _step_of(revision), "samples": None, "revision": revision, "path": None}
+    path = Path(spec).resolve()
+    return {"label": path.name, "step": _step_of(path.name), "samples": None, "revision": None, "path": str(path)}
+
+
+def checkpoint_specs(specs: Sequence[str]) -> list[tuple[str, dict[str, Any] | None]]:
+    """Each model spec with the ``checkpoint`` entry its runs carry, all checked before any model loads.
+
+    One spec is a checkpoint only when it names a hub revision (a lone directory keeps the run id it always had).
+    Several specs are checkpoints of one model: all local directories, or all revisions of one hub id.
+    """
+    if not specs:
+        raise InputError("--model is empty; give a model, or several checkpoints as --model DIR1,DIR2")
+    for spec in specs:
+        check_model_spec(spec)
+    if len(specs) == 1:
+        return [(specs[0], checkpoint_entry(specs[0]) if split_revision(specs[0])[1] is not None else None)]
+    repeated = sorted({s for s in specs if specs.count(s) > 1})
+    if repeated:
+        raise InputError(f"--model names {repeated[0]} twice; give each checkpoint once")
+    dirs = [s for s in specs if Path(s).is_dir()]
+    hubs = [s for s in specs if s not in dirs]
+    kinds = "several local checkpoint directories, or several revisions of one hub id (org/name@rev1,org/name@rev2)"
+    if EMBEDDED in specs:
+        raise InputError(f"--model: the embedded '{EMBEDDED}' has no checkpoints; several models must be {kinds}")
+    if dirs and hubs:
+        raise InputError(
+            f"--model mixes local directories ({dirs[0]}) and hub ids ({hubs[0]}); several models are taken as "
+            f"checkpoints of one model: give {kinds}"
+        )
+    if hubs:
+        split = [split_revision(s) for s in hubs]
+        bare = [s for s, (_, rev) in zip(hubs, split, strict=True) if rev is None]
+        repos = sorted({repo for repo, _ in split})
+        if bare or len(repos) > 1:
+            raise InputError(
+                f"--model: {bare[0] if bare else ' and '.join(repos)}: several hub models are taken as checkpoints "
+                f"of one model; give {kinds}, or collect each model with its own `wif collect`"
+            )
+    return [(s, checkpoint_entry(s)) for s in specs]
 
 
 def check_items(items: Sequence[TaskItem], task: str, n: int) -> None:
@@ -181,11 +241,14 @@ def collect(
     token_layers: Sequence[int] = (),
     sample: int | None = None,
     max_length: int | None = None,
+    checkpoint: dict[str, Any] | None = None,
 ) -> CollectResult:
     """Score ``items`` with ``lm`` (a LoadedModel), storing outcomes and activations; resumable.
 
     ``max_length`` caps the tokens of any one scored sequence (default: the model's ``max_position_embeddings``);
     longer items are cut from the left of their context, and the result counts them (``n_truncated``).
+    ``checkpoint`` (``label``, ``step``, ``samples``, ``revision``, ``path``; see ``checkpoint_entry``) marks the
+    run as one of a model's checkpoints, in its config; a run without it keeps the id it always had.
     """
     spec = get_task(task)  # a named language-model task: what its runs are comes from its spec, once
     split_options = split_options or SplitOptions(seed=seed)
@@ -212,6 +275,8 @@ def collect(
         config["sample"] = sample
     if max_length is not None:  # only when asked: a run of the model's own context keeps its id
         config["max_length"] = max_length
+    if checkpoint is not None:  # likewise: only a checkpoint's run carries the entry
+        config["checkpoint"] = dict(checkpoint)
     config["items"] = items_digest(items)  # what is scored: an edited source is another run
     run_id, older = _run_of(store, lm.name, task, config)
     run = RunInfo(

@@ -26,6 +26,14 @@ def _fractions(text: str) -> list[float]:
     return parts
 
 
+def model_specs(values: list[str]) -> list[str]:
+    """``--model`` values (repeated, or comma-separated) as one list of specs; an existing path is never split."""
+    out: list[str] = []
+    for value in values:
+        out += [value] if Path(value).exists() else [v.strip() for v in value.split(",") if v.strip()]
+    return out
+
+
 def collect_payload(result: Any) -> dict[str, Any]:
     """What ``wif collect`` prints of one collection."""
     return {
@@ -37,6 +45,7 @@ def collect_payload(result: Any) -> dict[str, Any]:
         "n_truncated": result.n_truncated,
         "leakage": findings_summary(result.findings),
         "older_runs": list(result.older_runs),
+        "checkpoint": result.run.config.get("checkpoint"),
     }
 
 
@@ -51,21 +60,40 @@ def _older_runs_text(result: Any, args: argparse.Namespace) -> str:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from wif_core.api import collect, load_items
-    from wif_core.models.loading import check_model_spec, load_model
-    from wif_core.runner import SplitOptions, check_collection
-    from wif_core.store import Store
+    from wif_core.api import load_items
+    from wif_core.runner import SplitOptions, check_collection, checkpoint_specs
     from wif_core.tasks.base import get_task
 
     # what can be checked without the model first: a bad file is one line at once, not after the model loaded
     get_task(args.task)
     check_max_length_value(args.max_length)
-    check_model_spec(args.model)
+    models = checkpoint_specs(model_specs(args.model))
     items = load_items(args.task, args.source, limit=args.limit, seed=args.seed, sample=args.sample)
     check_collection(items, args.task, SplitOptions(k=args.k, fractions=tuple(args.fractions), seed=args.seed))
-    lm = load_model(args.model, cache_dir(args))
+    if len(models) == 1:
+        out, text = _collect_one(args, models[0][0], models[0][1], items)
+        emit(args, out, text)
+        return 0
+    runs, lines = [], []
+    for n, (spec, checkpoint) in enumerate(models, 1):  # one model in memory at a time
+        out, text = _collect_one(args, spec, checkpoint, items, f" [{n}/{len(models)}]")
+        runs.append(out)
+        lines.append(f"{checkpoint['label'] if checkpoint else spec}: {text}")
+    emit(args, {"runs": runs}, "\n".join([*lines, f"{len(runs)} checkpoint runs of {args.task} in {args.db}"]))
+    return 0
+
+
+def _collect_one(
+    args: argparse.Namespace, spec: str, checkpoint: dict[str, Any] | None, items: Any, tag: str = ""
+) -> tuple[dict[str, Any], str]:
+    """Load ``spec`` and collect ``items`` with it (a run marked ``checkpoint`` when given): the payload and line."""
+    from wif_core.api import collect
+    from wif_core.models.loading import load_model
+    from wif_core.store import Store
+
+    lm = load_model(spec, cache_dir(args))
     with Store.open(args.db, write=True) as store:
-        with progress_bar(args, f"collect {args.task}", len(items), "item") as bar:
+        with progress_bar(args, f"collect {args.task}{tag}", len(items), "item") as bar:
             result = collect(
                 store,
                 lm,
@@ -83,6 +111,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
                 max_tokens=args.max_tokens,
                 progress=bar.update,
                 max_length=args.max_length,
+                checkpoint=checkpoint,
             )
     out = collect_payload(result)
     cut = ""
@@ -95,8 +124,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         f"run {out['run_id']}: {out['n_scored']} scored, {out['n_resumed']} already done; {cut}"
         f"leakage: {out['leakage'] or 'none'}"
     )
-    emit(args, out, text + (_older_runs_text(result, args) if result.older_runs else ""))
-    return 0
+    return out, text + (_older_runs_text(result, args) if result.older_runs else "")
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -119,7 +147,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 def add_commands(sub: Any, common: AddCommon) -> None:
     """Add ``wif collect`` and ``wif import``."""
     p = common(sub.add_parser("collect", help="score a task with a model, capturing activations"))
-    p.add_argument("--model", required=True, help="'smollm2-135m' (embedded), a local directory, or a hub id")
+    p.add_argument(
+        "--model",
+        required=True,
+        action="append",
+        help="'smollm2-135m' (embedded), a local directory, a hub id, or a hub id at a revision (org/name@REV); "
+        "several checkpoints of one model (DIR1,DIR2 or repeated --model: directories, or revisions of one hub "
+        "id) give one run each, marked with its checkpoint",
+    )
     p.add_argument("--task", required=True, help="piqa, boolq, winogrande, siqa, gen-physical, …")
     p.add_argument("--source", default="hf", help="'hf', 'hf:ORG/NAME[:CONFIG]', 'generated', or a file/dir")
     p.add_argument("--limit", type=positive_int, default=None, help="the first N items")

@@ -60,8 +60,8 @@ def _progress(bar: Any) -> Callable[[int, float], None]:
 def cmd_train(args: argparse.Namespace) -> int:
     from wif_core.zoo.analysis import accuracy_fields
     from wif_core.zoo.evaluate import evaluate
-    from wif_core.zoo.train import TrainConfig, train_best
-    from wif_core.zoo.weights import save
+    from wif_core.zoo.train import TrainConfig, checkpoint_steps, train_best
+    from wif_core.zoo.weights import save, save_checkpoints
 
     cfg = TrainConfig(
         args.task,
@@ -75,21 +75,48 @@ def cmd_train(args: argparse.Namespace) -> int:
         name=args.name,
     )
     cfg.check()
+    if args.eval_samples < 1:
+        raise InputError(f"--eval-samples {args.eval_samples} must be at least 1")
+    keep = not args.no_checkpoints
+    if keep:
+        checkpoint_steps(cfg.steps, cfg.batch, args.first_checkpoint)  # a bad --first-checkpoint: before training
+    snaps: list[Any] = []
     with progress_bar(
         args, f"training {args.task} (d={args.hidden}, n={args.seq})", args.steps * args.seeds, "step"
     ) as bar:
-        model = train_best(cfg, args.seeds, progress=_progress(bar))
+        model = train_best(
+            cfg,
+            args.seeds,
+            progress=_progress(bar),
+            on_checkpoint=snaps.append if keep else None,
+            first_checkpoint=args.first_checkpoint,
+        )
     acc = evaluate(model, args.eval_samples, seed=args.seed + 1)
     model.spec.meta.update(accuracy_fields(acc))
     model.spec.meta["command"] = " ".join(["wif", "zoo", "train", *sys.argv[3:]]) if len(sys.argv) > 3 else ""
     path = save(model, _out_dir(args) / f"{model.spec.name}.safetensors")
-    out = {"name": model.spec.name, "path": str(path), **model.spec.meta, "eval": asdict(acc)}
+    out = {"name": model.spec.name, "path": str(path), **model.spec.meta, "eval": asdict(acc), "checkpoints": []}
+    if keep:
+        for snap in snaps:  # each checkpoint's accuracy on the same fresh samples as the final model's
+            snap.spec.meta.update(accuracy_fields(evaluate(snap, args.eval_samples, seed=args.seed + 1)))
+        ckpt_dir = path.with_name(path.stem + ".ckpt")
+        files = save_checkpoints(snaps, ckpt_dir)
+        out["checkpoints"] = [
+            {
+                **s.spec.meta["checkpoint"],
+                "accuracy": s.spec.meta["accuracy"],
+                "rmse": s.spec.meta["rmse"],
+                "path": str(f),
+            }
+            for s, f in zip(snaps, files, strict=True)
+        ]
     score = f"accuracy {acc.accuracy:.4f}" if acc.accuracy is not None else f"RMSE {acc.rmse:.4f}"
+    saved = f"; {len(snaps)} checkpoints in {ckpt_dir}" if keep else ""
     emit(
         args,
         out,
         f"trained {model.spec.name} ({model.spec.meta['steps']} steps, "
-        f"{model.spec.meta['train_seconds_all_seeds']} s): {score} on {acc.n:,} fresh samples; saved to {path}",
+        f"{model.spec.meta['train_seconds_all_seeds']} s): {score} on {acc.n:,} fresh samples; saved to {path}{saved}",
     )
     return 0
 
@@ -196,33 +223,82 @@ def cmd_regions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cause_lines(rows: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"  {c['label']:<28} {c['tier']:<6} AUC {c['auc']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]  "
+        f"Spearman with gap12 {c['spearman_gap12']:+.3f}"
+        for c in rows
+    ]
+
+
+def _store_checkpoints(args: argparse.Namespace) -> int:
+    from wif_core.store import Store
+    from wif_core.zoo.runs import cause_recovery, store_checkpoints
+    from wif_core.zoo.weights import checkpoints
+
+    n = len(checkpoints(args.name, _zoo_dir(args)))  # none: one line before the store is opened
+    with Store.open(args.db, write=True) as store:
+        with progress_bar(args, f"zoo runs of {n} checkpoints of {args.name}", n * args.samples, "input") as bar:
+            runs, skipped = store_checkpoints(
+                store, args.name, args.samples, zoo_dir=_zoo_dir(args), seed=args.seed, progress=bar.update
+            )
+        causes = [
+            [asdict(c) for c in cause_recovery(store, r.run_id, seed=args.seed)] if args.cause else [] for r in runs
+        ]
+    out = {
+        "runs": [{**asdict(r), "cause_recovery": c} for r, c in zip(runs, causes, strict=True)],
+        "skipped": [asdict(s) for s in skipped],
+    }
+    lines = []
+    for r, c in zip(runs, causes, strict=True):
+        label = r.checkpoint["label"] if r.checkpoint else ""
+        lines.append(
+            f"{label:<26} run {r.run_id}: accuracy {r.accuracy:.4f}" + (" (already stored)" if r.resumed else "")
+        )
+        lines += _cause_lines(c)
+    lines += [f"{s.label:<26} skipped: {s.reason}" for s in skipped]
+    lines.append(
+        f"{len(runs)} checkpoint runs of {args.name} in {args.db}" + (f", {len(skipped)} skipped" if skipped else "")
+    )
+    emit(args, out, "\n".join(lines))
+    return 0
+
+
 def cmd_store(args: argparse.Namespace) -> int:
     from wif_core.store import Store
-    from wif_core.zoo.runs import cause_recovery, store_run
-    from wif_core.zoo.weights import load
+    from wif_core.zoo.runs import cause_recovery, checkpoint_entry, store_run
+    from wif_core.zoo.weights import load, model_path
 
+    if args.checkpoints:
+        return _store_checkpoints(args)
     model = load(args.name, _zoo_dir(args))
+    # one checkpoint (NAME.ckpt/SAMPLES) is stored as --checkpoints stores it: the same run
+    entry = checkpoint_entry(model, model_path(args.name, _zoo_dir(args))) if "checkpoint" in model.spec.meta else None
     with Store.open(args.db, write=True) as store:
         with progress_bar(args, f"zoo run {args.name}", args.samples, "input") as bar:
-            r = store_run(store, model, args.samples, seed=args.seed, split_seed=args.seed, progress=bar.update)
+            r = store_run(
+                store,
+                model,
+                args.samples,
+                seed=args.seed,
+                split_seed=args.seed,
+                progress=bar.update,
+                checkpoint=entry,
+            )
         rows = [asdict(c) for c in cause_recovery(store, r.run_id, seed=args.seed)] if args.cause else []
     out = {**asdict(r), "cause_recovery": rows}
     text = [
         f"run {r.run_id}: {r.n_items} items of {r.model}, accuracy {r.accuracy:.4f}, {r.n_in_splits} in the "
         f"balanced splits" + (" (already stored)" if r.resumed else "")
     ]
-    for c in rows:
-        text.append(
-            f"  {c['label']:<28} {c['tier']:<6} AUC {c['auc']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]  "
-            f"Spearman with gap12 {c['spearman_gap12']:+.3f}"
-        )
+    text += _cause_lines(rows)
     emit(args, out, "\n".join(text))
     return 0
 
 
 def add_commands(sub: Any, common: AddCommon) -> None:
     """Add ``wif zoo {list,train,eval,estimate,regions,surprise,store}`` to the ``wif`` subparsers ``sub``."""
-    from wif_core.zoo import DEFAULT_STEPS, ESTIMATORS, TASKS
+    from wif_core.zoo import DEFAULT_STEPS, ESTIMATORS, FIRST_CHECKPOINT, TASKS
 
     zoo = sub.add_parser("zoo", help="tiny algorithmic models (AlgZoo): train, evaluate, estimate, store as runs")
     zsub = zoo.add_subparsers(dest="zoo_command", required=True)
@@ -257,6 +333,14 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("--name", default=None, help="model name (default TASK_dHIDDEN_nSEQ)")
     p.add_argument("--out", default=None, help="directory to save into (default: --zoo-dir)")
     p.add_argument("--eval-samples", type=int, default=1_000_000)
+    p.add_argument(
+        "--first-checkpoint",
+        type=int,
+        default=FIRST_CHECKPOINT,
+        help="samples seen at the first checkpoint, a power of two; then one at each power of two and at the end "
+        f"(default 2^{FIRST_CHECKPOINT.bit_length() - 1}); saved in --out/NAME.ckpt/SAMPLES.safetensors",
+    )
+    p.add_argument("--no-checkpoints", action="store_true", help="save the final model only")
     p.set_defaults(func=cmd_train)
 
     p = with_dir(zsub.add_parser("eval", help="accuracy on fresh samples with a Clopper–Pearson CI"))
@@ -304,8 +388,15 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.set_defaults(func=cmd_surprise)
 
     p = with_dir(zsub.add_parser("store", help="run a zoo model on fresh inputs and store it as a run"))
-    p.add_argument("name")
+    p.add_argument("name", help="a model name, a .safetensors path, or a checkpoint (NAME.ckpt/SAMPLES)")
     p.add_argument("--samples", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cause", action="store_true", help="then report which explainer recovers the top-2 gap")
+    p.add_argument(
+        "--cause", action="store_true", help="then report which explainer recovers the top-2 gap (of each checkpoint)"
+    )
+    p.add_argument(
+        "--checkpoints",
+        action="store_true",
+        help="one run per checkpoint of the model, in order of samples seen (resumable: stored ones are kept)",
+    )
     p.set_defaults(func=cmd_store)

@@ -106,9 +106,26 @@ def _load_embedded(cache_dir: Path) -> LoadedModel:
     return _finish(model, tokenizer, EMBEDDED)
 
 
+def split_revision(spec: str) -> tuple[str, str | None]:
+    """A hub id with a revision, ``org/name@revision`` (a branch, tag or commit, e.g. ``step1000``), as
+    ``("org/name", "revision")``; any other spec (an existing path, the embedded name, a bare id) as ``(spec, None)``.
+
+    The first ``@`` splits: a revision may hold ``/`` (``refs/pr/1``), a hub id may not hold ``@``.
+    """
+    if "@" not in spec or Path(spec).exists():
+        return spec, None
+    repo, _, revision = spec.partition("@")
+    if repo.count("/") != 1 or not all(repo.split("/")) or not revision.strip():
+        raise InputError(
+            f"model '{spec}': a hub id with a revision is written org/name@revision (a branch, tag or commit, "
+            "e.g. EleutherAI/pythia-70m@step1000)"
+        )
+    return repo, revision
+
+
 def check_model_spec(spec: str) -> None:
     """Refuse, without loading anything, a ``spec`` that names no model: a file, a directory without a model,
-    or neither the embedded name, a directory nor a hub id (``org/name``)."""
+    or neither the embedded name, a directory nor a hub id (``org/name``, or ``org/name@revision``)."""
     if spec == EMBEDDED:
         return
     path = Path(spec)
@@ -116,7 +133,7 @@ def check_model_spec(spec: str) -> None:
         raise InputError(f"model '{spec}' is a file; give a model directory, a hub id or '{EMBEDDED}'")
     if path.is_dir():
         _check_model_dir(path)
-    elif spec.count("/") != 1:
+    elif split_revision(spec)[0].count("/") != 1:
         raise InputError(
             f"unknown model '{spec}'; use '{EMBEDDED}', a local model directory, or a hub id like org/name"
         )
@@ -130,48 +147,72 @@ def _check_model_dir(path: Path) -> None:
             "(config.json, the tokenizer's files and *.safetensors weights)"
         )
     if not any(path.glob("*.safetensors")):
+        pickles = sorted(p.name for p in (*path.glob("*.bin"), *path.glob("*.pt"), *path.glob("*.pth")))
+        why = (
+            f"; it holds {', '.join(pickles[:3])}: pickled weights, which wif refuses to load (.bin is a pickle)"
+            if pickles
+            else " (wif loads no pickled weights, such as .bin)"
+        )
         raise InputError(
-            f"model directory {path} has no *.safetensors weights (wif loads no pickled weights); "
+            f"model directory {path} has no *.safetensors weights{why}; "
             "save the model with save_pretrained(..., safe_serialization=True)"
         )
 
 
-def _from_pretrained(spec: str, local_only: bool) -> LoadedModel:
+def _from_pretrained(spec: str, local_only: bool, revision: str | None = None) -> LoadedModel:
+    """``spec`` (a directory or a hub id, at ``revision`` when given) through ``from_pretrained``, safetensors only."""
     with heavy_imports():
         import torch
+        from huggingface_hub.errors import RevisionNotFoundError
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    name = spec if revision is None else f"{spec}@{revision}"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=False, local_files_only=local_only)
+        tokenizer = AutoTokenizer.from_pretrained(
+            spec, trust_remote_code=False, local_files_only=local_only, revision=revision
+        )
         model = AutoModelForCausalLM.from_pretrained(
-            spec, trust_remote_code=False, use_safetensors=True, dtype=torch.float32, local_files_only=local_only
+            spec,
+            trust_remote_code=False,
+            use_safetensors=True,
+            dtype=torch.float32,
+            local_files_only=local_only,
+            revision=revision,
         )
     except (OSError, ValueError) as exc:  # the hub's errors are OSErrors; a bad config is a ValueError
-        raise InputError(f"cannot load model '{spec}': {hub.whole_line(exc)}") from None
-    return _finish(model, tokenizer, spec)
+        if isinstance(exc.__cause__, RevisionNotFoundError):
+            raise InputError(
+                f"model '{spec}' has no revision '{revision}' (no branch, tag or commit of that name); see "
+                f"https://huggingface.co/{spec} for its revisions"
+            ) from None
+        raise InputError(f"cannot load model '{name}': {hub.whole_line(exc)}") from None
+    return _finish(model, tokenizer, name)
 
 
 def load_model(spec: str, cache_dir: Path | None = None) -> LoadedModel:
-    """Load ``spec``: the embedded name, a local directory, or a Hugging Face hub id.
+    """Load ``spec``: the embedded name, a local directory, or a Hugging Face hub id (``org/name@revision``
+    for a branch, tag or commit: its ``name`` keeps the revision).
 
     A hub id is fetched only when the hub answers a quick probe (``wif_core.hub``); otherwise it is read
-    from the local Hugging Face cache, and a model not there fails at once with one line.
+    from the local Hugging Face cache, and a model (or revision) not there fails at once with one line.
     """
     if spec == EMBEDDED:
         return _load_embedded(cache_dir or default_cache_dir())
     check_model_spec(spec)
     if Path(spec).is_dir():
         return _from_pretrained(spec, local_only=True)
+    repo, revision = split_revision(spec)
     reason = hub.unreachable()
     if reason is None:
-        return _from_pretrained(spec, local_only=False)
-    missing = hub.not_available(f"model '{spec}'", reason, f"give a local model directory or the embedded '{EMBEDDED}'")
-    if not hub.in_cache(spec):
+        return _from_pretrained(repo, local_only=False, revision=revision)
+    what = f"model '{repo}'" + ("" if revision is None else f" at revision '{revision}'")
+    missing = hub.not_available(what, reason, f"give a local model directory or the embedded '{EMBEDDED}'")
+    if not hub.in_cache(repo, revision=revision):
         raise missing
     log.info("%s; loading model %s from the local cache", reason, spec)
     try:
         with hub.cache_only():
-            return _from_pretrained(spec, local_only=True)
+            return _from_pretrained(repo, local_only=True, revision=revision)
     except InputError:
         raise missing from None
 

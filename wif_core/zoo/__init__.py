@@ -44,6 +44,7 @@ ESTIMATORS: Registry[type[Estimator]] = Registry(
     },
 )
 DEFAULT_STEPS = 150_000  # training steps of `wif zoo train`: about 4 minutes for M16,10 on one CPU thread
+FIRST_CHECKPOINT = 2**20  # samples seen at a training run's first checkpoint (AlgZoo's); then every power of two
 
 _LAZY = {
     **dict.fromkeys(["Deduction", "deduce"], "deductive"),
@@ -62,6 +63,7 @@ __getattr__ = lazy_exports(__name__, _LAZY)
 __all__ = [
     "DEFAULT_STEPS",
     "ESTIMATORS",
+    "FIRST_CHECKPOINT",
     "TASKS",
     "ZOO_DIR",
     "Accuracy",

@@ -5,6 +5,9 @@ imported runs are, so wif's explainers, clusters and attribution run on a zoo ru
 item carries its ground-truth factors (the gaps between the top three inputs, where the maximum
 sits), which is what makes the zoo a test bench: does an explainer's failure score track the cause
 we know?
+
+A model's checkpoints (``wif zoo train`` keeps them) become one run each (``store_checkpoints``), their
+config's ``checkpoint`` entry (label, step, samples, path) ordering them for the compare view.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +38,11 @@ WRITE_BATCH = 2000
 FACTORS = ("gap12", "gap23", "max_pos", "second_pos")
 
 
-@dataclass
+class OneOutcomeError(InputError):
+    """A model got (almost) every sample right, or wrong: its run would have no balanced splits."""
+
+
+@dataclass(kw_only=True)
 class ZooRunResult:
     run_id: str
     model: str
@@ -44,6 +52,7 @@ class ZooRunResult:
     n_in_splits: int
     resumed: bool = False
     findings: dict[str, int] = field(default_factory=dict)
+    checkpoint: dict[str, Any] | None = None  # the run config's checkpoint entry, for a run of a checkpoint
 
 
 def _context(x: np.ndarray, inputs: str) -> str:
@@ -66,8 +75,13 @@ def store_run(
     split_seed: int = 0,
     k: int | None = None,
     progress: Callable[[int], None] | None = None,
+    checkpoint: dict[str, Any] | None = None,
 ) -> ZooRunResult:
-    """Run ``model`` on ``samples`` fresh inputs and write them as a run (same arguments: the same run, kept)."""
+    """Run ``model`` on ``samples`` fresh inputs and write them as a run (same arguments: the same run, kept).
+
+    ``checkpoint`` (``label``, ``step``, ``samples``, ``revision``, ``path``) goes into the run's config as its
+    ``checkpoint`` entry; a run without it is no checkpoint and keeps the id it always had.
+    """
     spec = model.spec
     task = get_task(spec.task)
     if task.output == "scalar":
@@ -84,6 +98,8 @@ def store_run(
         "kind": "zoo",
         "weights": _fingerprint(model),
     }
+    if checkpoint is not None:
+        config["checkpoint"] = checkpoint
     run_id = make_run_id(model_name, task_name, config)
     if run_id in store.run_ids() and store.run(run_id).status == "complete":
         frame = store.items(run_id)
@@ -96,6 +112,7 @@ def store_run(
             accuracy=float(frame["correct"].mean()),
             n_in_splits=in_splits,
             resumed=True,
+            checkpoint=checkpoint,
         )
 
     gen = torch.Generator().manual_seed(seed)
@@ -107,7 +124,7 @@ def store_run(
     pred = logits.argmax(dim=1)
     n_wrong = int((pred != y).sum())
     if min(n_wrong, samples - n_wrong) < 2:
-        raise InputError(
+        raise OneOutcomeError(
             f"model {spec.name} got {samples - n_wrong} of {samples} samples right: a run needs both outcomes for "
             "its balanced splits; raise --samples"
         )
@@ -206,7 +223,69 @@ def store_run(
         accuracy=float((pred_np == y_np).mean()),
         n_in_splits=in_splits,
         findings=counts,
+        checkpoint=checkpoint,
     )
+
+
+@dataclass(kw_only=True)
+class SkippedCheckpoint:
+    """A checkpoint that could not become a run (e.g. every sample right: no failures to explain), and why."""
+
+    label: str
+    path: str
+    reason: str
+
+
+def checkpoint_entry(model: ZooModel, path: Path) -> dict[str, Any]:
+    """The shared contract's ``checkpoint`` entry of a checkpoint file (``spec.meta["checkpoint"]`` as saved)."""
+    meta = model.spec.meta.get("checkpoint")
+    if not isinstance(meta, dict) or not isinstance(meta.get("samples"), int):
+        raise InputError(
+            f"{path}: metadata field 'checkpoint' is missing; it is not a checkpoint saved by `wif zoo train`"
+        )
+    return {
+        "label": str(meta.get("label") or f"{meta['samples']:,} samples"),
+        "step": meta.get("step"),
+        "samples": meta["samples"],
+        "revision": None,
+        "path": str(path.resolve()),
+    }
+
+
+def store_checkpoints(
+    store: Store,
+    name: str,
+    samples: int,
+    *,
+    zoo_dir: Path | None = None,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[ZooRunResult], list[SkippedCheckpoint]]:
+    """Store one run per checkpoint of the model ``name``, in order of samples seen, on the same ``samples`` inputs.
+
+    Resumable: a checkpoint whose run is already complete is kept as it is (``resumed``). ``progress`` counts
+    inputs, ``samples`` per checkpoint. A checkpoint that cannot make a run (all or all-but-one inputs right or
+    wrong) is skipped and returned with its reason, so one saturated checkpoint does not stop the rest.
+    """
+    from wif_core.zoo.weights import checkpoints, load
+
+    files = checkpoints(name, zoo_dir)
+    done: list[ZooRunResult] = []
+    skipped: list[SkippedCheckpoint] = []
+    for path in files:
+        model = load(str(path))
+        entry = checkpoint_entry(model, path)
+        try:
+            r = store_run(store, model, samples, seed=seed, split_seed=seed, progress=progress, checkpoint=entry)
+        except OneOutcomeError as exc:
+            skipped.append(SkippedCheckpoint(label=entry["label"], path=str(path), reason=str(exc)))
+            if progress:
+                progress(samples)
+            continue
+        if r.resumed and progress:
+            progress(samples)
+        done.append(r)
+    return done, skipped
 
 
 def _fingerprint(model: ZooModel) -> str:

@@ -4,6 +4,10 @@ Only safetensors is read (never a pickle). The shipped models are package data
 (``wif_core/zoo/shipped/<name>.safetensors``, ``ZOO_DIR``); models a user trains live in a zoo
 directory of their own (``wif zoo train`` saves to ``data/zoo`` unless told otherwise). A name
 resolves in the given zoo directory first, then among the shipped models; a path is read as is.
+
+Checkpoints of a trained model (``wif zoo train`` keeps one at each power of two of samples seen) sit
+beside it, ``<zoo-dir>/<name>.ckpt/<samples>.safetensors``, in the same format, their header also holding
+``samples``, ``step`` and the training ``seed``; ``<name>.ckpt/<samples>`` is a name that loads like any other.
 """
 
 from __future__ import annotations
@@ -23,14 +27,51 @@ from wif_core.zoo.models import ZooModel, ZooRNN, ZooSpec, build, handcrafted_2n
 ZOO_DIR = shipped_zoo_dir()  # the shipped models (read-only package data)
 HANDCRAFTED = {"handcrafted_2nd_argmax_n2": 2, "handcrafted_2nd_argmax_n10": 10}
 _SPEC_KEY = "wif_zoo_spec"
+CHECKPOINT_SUFFIX = ".ckpt"
+_CHECKPOINT_KEYS = ("samples", "step", "seed")
 
 
 def save(model: ZooModel, path: Path) -> Path:
-    """Write the model's weights and spec (with its provenance in ``spec.meta``) as one safetensors file."""
+    """Write the model's weights and spec (with its provenance in ``spec.meta``) as one safetensors file.
+
+    A checkpoint (``spec.meta["checkpoint"]``) also gets its ``samples``, ``step`` and ``seed`` as header fields.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().clone() for k, v in model.weights().items()}
-    save_file(tensors, str(path), metadata={_SPEC_KEY: json.dumps(asdict(model.spec))})
+    header = {_SPEC_KEY: json.dumps(asdict(model.spec))}
+    ckpt = model.spec.meta.get("checkpoint")
+    if isinstance(ckpt, dict):
+        header.update({k: str(ckpt[k]) for k in _CHECKPOINT_KEYS if k in ckpt})
+    save_file(tensors, str(path), metadata=header)
     return path
+
+
+def checkpoint_dir(name: str, zoo_dir: Path | None = None) -> Path:
+    """Where the checkpoints of the model ``name`` (or of the model file ``name``) live (not checked)."""
+    path = model_path(name, zoo_dir)
+    return path.with_name(path.stem + CHECKPOINT_SUFFIX)
+
+
+def save_checkpoints(checkpoints: list[ZooModel], directory: Path) -> list[Path]:
+    """Write each checkpoint as ``directory/<samples>.safetensors``, replacing what an earlier training left."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("*.safetensors"):
+        old.unlink()
+    return [save(m, directory / f"{m.spec.meta['checkpoint']['samples']}.safetensors") for m in checkpoints]
+
+
+def checkpoints(name: str, zoo_dir: Path | None = None) -> list[Path]:
+    """The checkpoint files of the model ``name`` (a name, a model file or its ``.ckpt`` directory), in order of
+    samples seen; refuses a model without any."""
+    given = Path(name)
+    directory = given if given.is_dir() else checkpoint_dir(name, zoo_dir)
+    files = sorted((p for p in directory.glob("*.safetensors") if p.stem.isdigit()), key=lambda p: int(p.stem))
+    if not files:
+        raise InputError(
+            f"model '{name}' has no checkpoints ({directory} holds no <samples>.safetensors files); train it "
+            "with `wif zoo train` (which keeps one at each power of two of samples seen)"
+        )
+    return files
 
 
 def search_dirs(zoo_dir: Path | None = None) -> list[Path]:
@@ -53,10 +94,20 @@ def model_path(name: str, zoo_dir: Path | None = None) -> Path:
     return zoo_file(f"{name}.safetensors", zoo_dir)
 
 
-def available(zoo_dir: Path | None = None) -> list[str]:
-    """Names of the saved models in ``zoo_dir`` and the shipped ones, then the handcrafted ones (built, not stored)."""
+def available(zoo_dir: Path | None = None, with_checkpoints: bool = False) -> list[str]:
+    """Names of the saved models in ``zoo_dir`` and the shipped ones, then the handcrafted ones (built, not stored).
+
+    ``with_checkpoints`` lists each model's checkpoints after it (``<name>.ckpt/<samples>``, by samples seen).
+    """
     saved = sorted({p.stem for d in search_dirs(zoo_dir) if d.exists() for p in d.glob("*.safetensors")})
-    return saved + [h for h in HANDCRAFTED if h not in saved]
+    names = []
+    for name in saved:
+        names.append(name)
+        if with_checkpoints:
+            directory = zoo_file(f"{name}{CHECKPOINT_SUFFIX}", zoo_dir)
+            stems = sorted(int(p.stem) for p in directory.glob("*.safetensors") if p.stem.isdigit())
+            names += [f"{name}{CHECKPOINT_SUFFIX}/{n}" for n in stems]
+    return names + [h for h in HANDCRAFTED if h not in saved]
 
 
 def load(name: str, zoo_dir: Path | None = None) -> ZooModel:
