@@ -3,6 +3,8 @@
 import streamlit as st
 from wif_ui import charts, data, models
 
+from wif_core.attribution import METHODS
+
 data.ensure_entry()
 st.title("Compare models")
 runs = data.runs()
@@ -19,7 +21,7 @@ picked = models.run_picker(runs)
 if len(picked) < 2:
     st.info(models.no_second_run(runs) if runs["task"].value_counts().max() < 2 else "Pick two or more runs above.")
     st.stop()
-method = st.query_params.get("method") or None
+method = data.from_url("method", list(METHODS), None, what="attribution method")
 result = models.comparison(picked, method)
 if isinstance(result, str):
     st.info(f"These runs cannot be compared: {result}")

@@ -172,10 +172,15 @@ def failure_links(c: Comparison, failed: str, other: str, keys: Sequence[str]) -
     """The items ``failed`` got wrong and ``other`` right: id, both margins, and a link into the failure browser."""
     rows = c.items.set_index("key").loc[list(keys)] if keys else c.items.iloc[:0].set_index("key")
     ids = rows[f"{failed}:item_id"].astype(str)
+    items = data.items(failed)
+    text = dict(
+        zip(items["item_id"].astype(str), items["context"].map(lambda t: " ".join(str(t).split())[:200]), strict=True)
+    )
     return pd.DataFrame(
         {
             "item": ids.to_numpy(),
             "open": [f"failures?{urlencode({'run': failed, 'item': i})}" for i in ids],
+            "context": [text.get(i, "") for i in ids],
             f"margin ({failed})": rows[f"{failed}:margin"].to_numpy(),
             f"margin ({other})": rows[f"{other}:margin"].to_numpy(),
             f"item in {other}": rows[f"{other}:item_id"].astype(str).to_numpy(),
