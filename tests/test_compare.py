@@ -358,3 +358,28 @@ def test_cli_refuses_a_single_run(db: Path, capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit) as exit_:
         main(["compare-runs", "--db", str(db), "--runs", RUN_A])
     assert exit_.value.code == 2 and "give two or more as A,B" in capsys.readouterr().err
+
+
+def test_real_zoo_runs_pair_with_their_margins_and_attributions(tmp_path: Path) -> None:
+    """Two zoo models trained for different numbers of steps, run on the same seeded inputs: they pair on
+    every item, their margins (from the stored log-softmax) equal the stored logit gaps, and their exact
+    position attributions give segment shares side by side."""
+    import torch
+
+    from wif_core.zoo.runs import store_run
+    from wif_core.zoo.train import TrainConfig, train
+
+    with Store.open(tmp_path / "zoo.duckdb", write=True) as store:
+        ids = []
+        for steps in (150, 600):
+            torch.manual_seed(0)
+            model = train(TrainConfig("2nd_argmax", 4, 3, steps=steps, batch=256, name=f"cmp_{steps}"))
+            ids.append(store_run(store, model, 400, seed=1).run_id)
+        c = cmp.compare_runs(store, ids)
+        stored = {r: store.items(r).set_index("key")["margin"] for r in ids}
+    assert c.n_shared == 400 and all(r.margin_source == "ll_sum" for r in c.runs)
+    for r in ids:
+        keyed = c.items.set_index("key")[f"{r}:margin"]
+        assert keyed.to_numpy() == pytest.approx(stored[r].loc[keyed.index].to_numpy(), abs=1e-5)
+    assert c.pairs[0].n_margins == 400 and c.pairs[0].margin_pearson is not None
+    assert c.segments is not None and c.segments.n > 0 and {row["run_id"] for row in c.segments.table} == set(ids)
