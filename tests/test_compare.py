@@ -187,9 +187,23 @@ def test_a_run_without_scores_has_no_margins_and_says_so(tmp_path: Path) -> None
                 for i, it in enumerate(items)
             ]
             store.write_outcomes(run_id, rows)
-        c = cmp.compare_runs(store, ["scored", "bare", "per-byte"])
+        partial = RunInfo(
+            run_id="partial", model="p", task="gen-physical", source="x", n_choices=2, family="two_choice"
+        )
+        partial.scoring = None
+        store.create_run(partial, items)
+        store.write_outcomes(
+            "partial",
+            [
+                OutcomeRow(item_id=it.item_id, pred=0, correct=True, ll_sum=[-1.0, None if i < 4 else -3.0])
+                for i, it in enumerate(items)
+            ],
+        )
+        c = cmp.compare_runs(store, ["scored", "bare", "per-byte", "partial"])
     sources = {r.run_id: r.margin_source for r in c.runs}
-    assert sources == {"scored": "ll_sum", "bare": "none", "per-byte": "none"}
+    assert sources == {"scored": "ll_sum", "bare": "none", "per-byte": "none", "partial": "ll_sum on 8 of 12 items"}
+    partial_pair = next(p for p in c.pairs if (p.a, p.b) == ("scored", "partial"))
+    assert partial_pair.n_margins == 8
     assert c.pairs[0].margin_pearson is None and c.pairs[0].n_margins == 0
     margins = c.items["scored:margin"].to_numpy()
     gold = np.array([it.gold for it in items])

@@ -25,7 +25,7 @@ OUTCOME_PAIRS = {  # (A right, B right) → label and colour of the scatter's po
 @st.cache_data(show_spinner=False, max_entries=64)
 def _comparison(path: str, run_ids: tuple[str, ...], method: str | None, explainers: bool) -> Comparison | str:
     try:
-        return compare_runs(data.store(path), list(run_ids), method=method, explainers=explainers)
+        return compare_runs(data.store(path), list(run_ids), method=method, explainers=explainers, items=data.items)
     except WifError as exc:
         return one_line(exc)
 
@@ -40,7 +40,7 @@ def _transfer(path: str, source: str, target: str) -> list[TransferResult] | str
 
 @st.cache_data(show_spinner=False)
 def _default(path: str) -> list[str]:
-    return default_selection(data.store(path))
+    return default_selection(data.store(path), items=data.items)
 
 
 def comparison(run_ids: Sequence[str], method: str | None = None, explainers: bool = False) -> Comparison | str:
@@ -57,15 +57,12 @@ def run_picker(runs: pd.DataFrame) -> list[str]:
     """A multiselect of runs kept in ``?runs=A,B``; unknown ids in the URL get one warning and are dropped."""
     labels = {r.run_id: data.run_label(r) for r in runs.itertuples()}
     if "models_pick" not in st.session_state:
-        default = data._read(_default, data.store_path())
         wanted = [w for w in (st.query_params.get("runs") or "").split(",") if w]
-        if wanted:
-            unknown = [w for w in wanted if w not in labels]
-            if unknown and ",".join(wanted) != st.session_state.get("_url_runs"):
-                st.warning(f"No run {data.shown(unknown[0])} in this store; it is left out.")
-            known = list(dict.fromkeys(w for w in wanted if w in labels))
-            default = known if len(known) >= 2 else default
-        st.session_state["models_pick"] = default
+        unknown = [w for w in wanted if w not in labels]
+        if unknown and ",".join(wanted) != st.session_state.get("_url_runs"):
+            st.warning(f"No run {data.shown(unknown[0])} in this store; it is left out.")
+        known = list(dict.fromkeys(w for w in wanted if w in labels))
+        st.session_state["models_pick"] = known if len(known) >= 2 else data._read(_default, data.store_path())
     picked = st.multiselect(
         "Runs to compare", list(labels), format_func=labels.__getitem__, key="models_pick", placeholder="two or more"
     )
@@ -172,15 +169,11 @@ def failure_links(c: Comparison, failed: str, other: str, keys: Sequence[str]) -
     """The items ``failed`` got wrong and ``other`` right: id, both margins, and a link into the failure browser."""
     rows = c.items.set_index("key").loc[list(keys)] if keys else c.items.iloc[:0].set_index("key")
     ids = rows[f"{failed}:item_id"].astype(str)
-    items = data.items(failed)
-    text = dict(
-        zip(items["item_id"].astype(str), items["context"].map(lambda t: " ".join(str(t).split())[:200]), strict=True)
-    )
     return pd.DataFrame(
         {
             "item": ids.to_numpy(),
             "open": [f"failures?{urlencode({'run': failed, 'item': i})}" for i in ids],
-            "context": [text.get(i, "") for i in ids],
+            "context": rows["context"].map(lambda t: " ".join(str(t).split())[:200]).to_numpy(),
             f"margin ({failed})": rows[f"{failed}:margin"].to_numpy(),
             f"margin ({other})": rows[f"{other}:margin"].to_numpy(),
             f"item in {other}": rows[f"{other}:item_id"].astype(str).to_numpy(),

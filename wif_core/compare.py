@@ -65,7 +65,7 @@ class RunAccuracy:
     ci_low: float
     ci_high: float
     ci_level: float
-    margin_source: str  # 'll_sum', 'stored' or 'none': where this run's margins come from
+    margin_source: str  # 'll_sum', 'stored', 'll_sum on K of N items' or 'none': where this run's margins come from
     checkpoint: dict[str, Any] | None = None
     n_repeats: int = 0  # items of this run whose key repeats an earlier item's (each key counts once)
 
@@ -173,7 +173,9 @@ class Comparison:
     runs: list[RunAccuracy]
     n_shared: int
     pairs: list[PairComparison]
-    items: pd.DataFrame = field(repr=False)  # one row per shared key: key, then <run>:item_id/correct/margin
+    items: pd.DataFrame = field(
+        repr=False
+    )  # per shared key: key, <run>:item_id/correct/margin, the first run's context
     segments: SegmentShares | None = None
     segments_note: str | None = None
     transfer: list[TransferResult] = field(default_factory=list)
@@ -224,12 +226,17 @@ def _margins(frame: pd.DataFrame, run: RunInfo) -> tuple[np.ndarray, str]:
     if run.scoring in MARGIN_SCORINGS and frame["margin"].notna().any():
         stored = pd.to_numeric(frame["margin"], errors="coerce").to_numpy(dtype=float)
         return np.where(np.isfinite(out), out, stored), "stored"
-    return np.full(len(frame), np.nan), "none"
+    if complete:  # an imported file that left some choices unscored: margins where every choice has a score
+        return out, f"ll_sum on {complete} of {len(frame)} items"
+    return out, "none"
 
 
-def _run_items(store: Store, run: RunInfo) -> tuple[pd.DataFrame, str, int]:
+ItemsReader = Callable[[str], pd.DataFrame]  # run id → ``Store.items(run_id)`` (a caller's cached reader)
+
+
+def _run_items(read: ItemsReader, run: RunInfo) -> tuple[pd.DataFrame, str, int]:
     """A run's scored items, one per key (the first), with ``failed`` and the margin."""
-    frame = store.items(run.run_id)
+    frame = read(run.run_id)
     margin, source = _margins(frame, run)
     frame = frame.assign(margin_delta=margin, failed=(~frame["correct"].astype(bool)).astype(int))
     first = frame.drop_duplicates("key", keep="first")
@@ -482,8 +489,9 @@ def _doc_key(store: Store, kind: str, run_ids: Sequence[str], extra: dict[str, A
     payload = {
         "v": COMPARE_VERSION,
         "kind": kind,
-        "runs": [[r.run_id, r.n_planned, r.split_config, r.config] for r in runs],
-        "n": [len(store.done_item_ids(r)) for r in run_ids],
+        "runs": [[r.run_id, r.n_planned, r.split_config, r.config, r.status] for r in runs],
+        # a complete run holds its planned items; only one still being written needs counting
+        "n": [r.n_planned if r.status == "complete" else len(store.done_item_ids(r.run_id)) for r in runs],
         **extra,
     }
     return "cmp-" + hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
@@ -580,7 +588,7 @@ def explainer_transfer(
         cls = get_explainer(name)
         if cls.tier != "input":
             raise InputError(f"explainer {name} is {cls.tier}-tier; transfer takes input-tier explainers")
-        if cls.uses_layer and run_a.d_model != run_b.d_model:
+        if cls.uses_layer and run_a.d_model and run_b.d_model and run_a.d_model != run_b.d_model:
             note = (
                 f"{name} reads activations of width {run_a.d_model} at test time; {target} has width "
                 f"{run_b.d_model}: it cannot transfer across models of different widths"
@@ -751,6 +759,7 @@ def compare_runs(
     n_resamples: int = DEFAULT_RESAMPLES,
     cache: bool = True,
     progress: Callable[[str], None] | None = None,
+    items: ItemsReader | None = None,
 ) -> Comparison:
     """Compare two or more runs of one task on the items they all share (see the module docstring).
 
@@ -758,12 +767,14 @@ def compare_runs(
     first). ``transfer`` fits the explainer transfer for every ordered pair of runs; ``explainers`` the
     best input-tier explainer of every checkpoint of a series. Both are cached beside the store. A bad
     request (fewer than two runs, an unknown run, runs of different tasks or that share no items) is
-    one ``InputError``/``StoreError`` line.
+    one ``InputError``/``StoreError`` line. ``items`` reads a run's items (default ``store.items``; the app
+    passes its cached reader).
     """
     runs = _check_runs(store, run_ids)
+    read = items or store.items
     frames, sources, repeats = {}, {}, {}
     for r in runs:
-        frames[r.run_id], sources[r.run_id], repeats[r.run_id] = _run_items(store, r)
+        frames[r.run_id], sources[r.run_id], repeats[r.run_id] = _run_items(read, r)
     keys = _shared(frames, runs)
     shared = pd.DataFrame({"key": keys})
     for r in runs:
@@ -771,6 +782,7 @@ def compare_runs(
         shared[f"{r.run_id}:item_id"] = f["item_id"].to_numpy()
         shared[f"{r.run_id}:correct"] = f["correct"].astype(bool).to_numpy()
         shared[f"{r.run_id}:margin"] = f["margin_delta"].to_numpy(dtype=float)
+    shared["context"] = frames[runs[0].run_id].loc[keys, "context"].to_numpy()  # the same question in every run
     accs = []
     for r in runs:
         k = int(shared[f"{r.run_id}:correct"].sum())
@@ -833,10 +845,11 @@ def compare_runs(
     )
 
 
-def default_selection(store: Store) -> list[str]:
+def default_selection(store: Store, items: ItemsReader | None = None) -> list[str]:
     """The runs a page compares first: on the first task (in store order) with two or more scored runs, its
     checkpoint series when it has one of two or more checkpoints, else the two runs sharing the most items;
-    an empty list when no task has two scored runs."""
+    an empty list when no task has two scored runs. ``items`` as for ``compare_runs``."""
+    read = items or store.items
     runs = store.runs()
     scored = runs[runs["n_items"] > 0]
     for _, group in scored.groupby("task", sort=False):
@@ -846,7 +859,7 @@ def default_selection(store: Store) -> list[str]:
         points = [r.run_id for r in checkpoint_order(infos) if checkpoint_of(r) is not None]
         if len(points) >= 2:
             return points
-        keys = {r.run_id: set(store.items(r.run_id)["key"]) for r in infos}
+        keys = {r.run_id: set(read(r.run_id)["key"]) for r in infos}
         ids = list(keys)
         best = max(
             ((a, b) for i, a in enumerate(ids) for b in ids[i + 1 :]), key=lambda p: len(keys[p[0]] & keys[p[1]])
