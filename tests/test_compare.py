@@ -27,7 +27,7 @@ from compare_factory import (
     margin_b,
 )
 from scipy.stats import binomtest, pearsonr, spearmanr
-from sklearn.metrics import cohen_kappa_score
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from wif_core import compare as cmp
 from wif_core.cli import main
@@ -224,7 +224,10 @@ def test_explainer_transfer_tiers_and_widths(db: Path) -> None:
     assert probe.tier == "input" and probe.layer == 4 and probe.site == "last"  # the signal layer, chosen on val
     assert probe.n_test == len(unseen) and probe.auc is not None and probe.own_auc is not None
     assert probe.ci_low is not None and probe.ci_low <= probe.auc <= (probe.ci_high or 0)
-    assert by["source-outcome"].tier == "gold"
+    gold_row = by["source-outcome"]
+    a_failed = dict(zip(a["key"], ~a["correct"].astype(bool), strict=True))
+    oracle = roc_auc_score(~unseen["correct"].astype(bool), [float(a_failed[k]) for k in unseen["key"]])
+    assert gold_row.tier == "gold" and gold_row.n_test == len(unseen) and gold_row.auc == pytest.approx(oracle)
     note = {r.explainer: r for r in wide}["probe-paper"].note or ""
     assert "width 8" in note and "width 12" in note and "cannot transfer across models of different widths" in note
     assert {r.explainer: r for r in wide}["text"].auc is not None  # text-only explainers transfer at any width
