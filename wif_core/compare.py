@@ -581,7 +581,10 @@ def explainer_transfer(
     }
     rows: list[TransferResult] = []
     if len(ids) < 2 or y.min() == y.max():
-        note = f"{target} has {len(ids)} test items of one outcome that {source} did not fit on: no AUC"
+        note = (
+            f"{target} has {len(ids)} test items that {source} did not fit on, without both outcomes among them: "
+            "no AUC (collect more items)"
+        )
         return [TransferResult(**base, explainer=n, label=n, tier="input", note=note) for n in names]
     results = ResultCache.beside(store.path) if cache else ResultCache(None)
     for name in names:
