@@ -31,7 +31,7 @@ D = 8
 LAYERS = [2, 4]
 RUN_A, RUN_B, WIDE, DISJOINT, PIQA = "model-a--gen-physical", "model-b--gen-physical", "wide", "disjoint", "piqa-run"
 CK_SAMPLES = {"ck-2": 2**21, "ck-1": 2**20, "ck-3": 2**22}  # written in this (shuffled) order
-HOSTILE_TEXT = '<script>alert(1)</script> [click here](https://example.com/steal) **bold**'
+HOSTILE_TEXT = "<script>alert(1)</script> [click here](https://example.com/steal) **bold**"
 
 
 def correct_a(i: int) -> bool:
