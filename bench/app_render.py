@@ -14,7 +14,7 @@ from bench.common import machine, page_render_seconds, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "demo.duckdb"
-PAGES = ("overview", "failures", "compare", "reproduce", "sae", "clusters", "attribution", "zoo")
+PAGES = ("overview", "failures", "compare", "models", "reproduce", "sae", "clusters", "attribution", "zoo")
 
 
 def main(reps: int = 3) -> dict:

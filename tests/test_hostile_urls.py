@@ -18,10 +18,10 @@ from store_factory import COLLECTED_RUN
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["overview", "failures", "compare", "reproduce", "sae", "clusters", "zoo", "attribution"]
+PAGES = ["overview", "failures", "compare", "models", "reproduce", "sae", "clusters", "zoo", "attribution"]
 KEYS = [  # every ?key= a page reads (grep query_params / from_url / explain.choice in ui/ and pages/)
     *("run", "item", "feature", "model", "ex", "layer", "site", "by", "top", "hist_split", "space", "mode"),
-    *("algorithm", "k", "map", "agg_method", "profile_k", "method_a", "method_b"),
+    *("algorithm", "k", "map", "agg_method", "profile_k", "method_a", "method_b", "runs", "method"),
 ]
 LINK = "[click here](https://example.com/steal)"
 LONG = "W" * 20_000

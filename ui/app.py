@@ -19,6 +19,7 @@ PAGES = (  # (script, title, icon, url path)
     ("overview.py", "Overview", ":material/dashboard:", "overview"),
     ("failures.py", "Failure browser", ":material/search:", "failures"),
     ("compare.py", "Compare explainers", ":material/compare_arrows:", "compare"),
+    ("models.py", "Compare models", ":material/difference:", "models"),
     ("reproduce.py", "Paper reproduction", ":material/science:", "reproduce"),
     ("sae.py", "SAE features", ":material/scatter_plot:", "sae"),
     ("clusters.py", "Clusters", ":material/bubble_chart:", "clusters"),

@@ -12,9 +12,10 @@ The public API, for a notebook as for a script; every name is imported on first 
 
 Verbs (``wif_core.api``): ``open_store``, ``load_model``, ``load_items``, ``collect``,
 ``import_outcomes``, ``runs``, ``delete_run``, ``evaluate``, ``evaluate_all``, ``attribute``, ``cluster``,
-``report``, ``train_sae``, ``add_sae``, ``zoo_model``, ``zoo_evaluate``. Records: ``TaskItem``, ``RunInfo``,
-``CollectResult``, ``DeletedRun``, ``ExplainResult``, ``Attribution``, ``ClusterResult``, ``ReportFile``,
-``TrainConfig``, ``TrainResult``, ``Accuracy``; ``Store`` and the errors ``WifError``, ``InputError``, ``StoreError``.
+``compare_runs``, ``report``, ``train_sae``, ``add_sae``, ``zoo_model``, ``zoo_evaluate``. Records:
+``TaskItem``, ``RunInfo``, ``CollectResult``, ``Comparison``, ``DeletedRun``, ``ExplainResult``,
+``Attribution``, ``ClusterResult``, ``ReportFile``, ``TrainConfig``, ``TrainResult``, ``Accuracy``;
+``Store`` and the errors ``WifError``, ``InputError``, ``StoreError``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
         attribute,
         cluster,
         collect,
+        compare_runs,
         delete_run,
         evaluate,
         evaluate_all,
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     )
     from wif_core.attribution.record import Attribution
     from wif_core.clusters.run import ClusterResult
+    from wif_core.compare import Comparison
     from wif_core.errors import InputError, StoreError, WifError
     from wif_core.explainers.evaluate import ExplainResult
     from wif_core.reports import ReportFile
@@ -61,6 +64,7 @@ _VERBS = [
     "attribute",
     "cluster",
     "collect",
+    "compare_runs",
     "delete_run",
     "evaluate",
     "evaluate_all",
@@ -80,6 +84,7 @@ _LAZY = {
     "Attribution": "attribution.record",
     "ClusterResult": "clusters.run",
     "CollectResult": "runner",
+    "Comparison": "compare",
     "DeletedRun": "api",
     "ExplainResult": "explainers.evaluate",
     "InputError": "errors",
@@ -100,6 +105,7 @@ __all__ = [
     "Attribution",
     "ClusterResult",
     "CollectResult",
+    "Comparison",
     "DeletedRun",
     "ExplainResult",
     "InputError",
@@ -115,6 +121,7 @@ __all__ = [
     "attribute",
     "cluster",
     "collect",
+    "compare_runs",
     "delete_run",
     "evaluate",
     "evaluate_all",

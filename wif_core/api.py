@@ -25,6 +25,7 @@ from wif_core.paths import DEFAULT_DB
 if TYPE_CHECKING:
     from wif_core.attribution.record import Attribution
     from wif_core.clusters.run import ClusterResult
+    from wif_core.compare import Comparison
     from wif_core.explainers.evaluate import ExplainResult
     from wif_core.models.loading import LoadedModel
     from wif_core.reports import ReportFile
@@ -307,6 +308,38 @@ def cluster(
         method=method,
         map_method=map_method,
         cache=ClusterCache.beside(store.path) if cache else ClusterCache(None),
+    )
+
+
+def compare_runs(
+    store: Store,
+    run_ids: Sequence[str],
+    *,
+    method: str | None = None,
+    transfer: bool = False,
+    explainers: bool = False,
+    seed: int = 0,
+    level: float = 0.999,
+    cache: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> Comparison:
+    """Two or more runs of one task side by side on the items they share (matched by normalised content):
+    accuracy with Wilson CIs, the 2×2 table with the exact McNemar test, κ of errors, margin correlations,
+    the items failed by one run only, segment shares of stored attributions (``method``), and optionally
+    the explainer transfer between runs (``transfer``) and, for checkpoint runs, the best input-tier
+    explainer per checkpoint (``explainers``); see ``wif_core.compare``."""
+    from wif_core.compare import compare_runs as _compare
+
+    return _compare(
+        store,
+        run_ids,
+        method=method,
+        transfer=transfer,
+        explainers=explainers,
+        seed=seed,
+        level=level,
+        cache=cache,
+        progress=progress,
     )
 
 
