@@ -151,7 +151,7 @@ def test_an_uninterrupted_build_runs_every_step_once_and_says_so(reference, tiny
     assert doc["state"] == "complete" and doc["pending"] == [] and not demo_file(db, "parts").exists()
     assert status_lines(doc) == ["state: complete"]
     again = _builder(db, tiny_model_dir)
-    assert again.pending() == [] and again.build() == [] and again._lm is None  # nothing twice, no model load
+    assert again.pending() == [] and again.build() == [] and again._lms == {}  # nothing twice, no model load
 
 
 @pytest.mark.parametrize(
@@ -419,3 +419,29 @@ def test_progress_lines_off_a_terminal_and_a_resumed_phase_s_estimate():
     assert lines[1] == "[wif] collect x: 60/100 items (60%), 10 s elapsed, ~40 s left"  # 10 items in 10 s
     assert lines[2].startswith("[wif] collect x: 70/100") and len(lines) == 4
     assert lines[-1] == "[wif] collect x: done, 75 items in 25 s"
+
+
+def test_a_second_model_on_the_first_tasks_fills_the_compare_models_page(tiny_llama, tiny_tokenizer, tmp_path):
+    """`--compare-with`: the second model's runs of the first two tasks (with results and first attributions)
+    come after the first model's, and the Compare models page's default pairs the two models on one task."""
+    from wif_core.compare import compare_runs, default_selection
+    from wif_core.store import Store
+
+    dirs = []
+    for name in ("model-a", "model-b"):
+        d = tmp_path / name
+        tiny_llama.save_pretrained(d, safe_serialization=True)
+        tiny_tokenizer.save_pretrained(d)
+        dirs.append(str(d))
+    db = tmp_path / "demo.duckdb"
+    b = DemoBuilder(db, limit=LIMIT, model=dirs[0], tasks=TASKS, sae_samples=SAE_SAMPLES, others=(dirs[1],))
+    names = [s.name for s in b.steps]
+    assert names.index(f"collect gen-physical with {dirs[1]}") < names.index("attribute gen-coref (every failure)")
+    assert names.index("attribute gen-physical (first 8 failures)") < names.index(f"collect gen-coref with {dirs[1]}")
+    b.build()
+    with Store.open(db) as store:
+        pair = default_selection(store)
+        assert {store.run(r).model for r in pair} == set(dirs) and len({store.run(r).task for r in pair}) == 1
+        result = compare_runs(store, pair)
+    assert result is not None
+    assert b.pending() == []

