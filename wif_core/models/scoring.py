@@ -260,6 +260,29 @@ def block_mask(seg: torch.Tensor) -> torch.Tensor:
     return (causal & (same | sees_shared))[:, None]
 
 
+def attention_arg(model: Any, mask: torch.Tensor, pos: torch.Tensor, dtype: torch.dtype) -> Any:
+    """The ``attention_mask`` to hand the model's body for a packed block ``mask`` ``[B, 1, L, L]``.
+
+    transformers passes a 4-D mask through unchanged to every layer, so a model with sliding-window layers
+    (Gemma 3, Mistral-style ``layer_types``) would let them see past their window. Such a model gets a dict
+    per layer type, the sliding one also limited to keys less than ``sliding_window`` positions behind the
+    query, measured in position ids: within one segment (and the shared part it sees) these are the positions
+    the sequence has when run alone, so the window cuts exactly where it would. Eager attention adds the mask
+    to the scores, so it gets a float mask (0 or the dtype's minimum) instead of a boolean one.
+    """
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    eager = getattr(cfg, "_attn_implementation", None) == "eager"
+
+    def form(m: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(m.shape, dtype=dtype).masked_fill(~m, torch.finfo(dtype).min) if eager else m
+
+    window = getattr(cfg, "sliding_window", None)
+    if window and "sliding_attention" in set(getattr(cfg, "layer_types", None) or ()):
+        near = (pos[:, :, None] - pos[:, None, :]) < int(window)
+        return {"full_attention": form(mask), "sliding_attention": form(mask & near[:, None])}
+    return form(mask)
+
+
 def decoder_blocks(model: Any) -> Any:
     """The ModuleList of transformer blocks of a causal LM."""
     body = getattr(model, model.base_model_prefix, model)
@@ -361,7 +384,8 @@ def score_batch(
         seg[b, :n] = torch.tensor(r.seg)
     body = getattr(model, model.base_model_prefix)
     with capture(model, sorted(set(layers) | set(token_layers))) as got:
-        hidden = body(input_ids=ids, attention_mask=block_mask(seg), position_ids=pos, use_cache=False)[0]
+        mask = attention_arg(model, block_mask(seg), pos, model.dtype)
+        hidden = body(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)[0]
 
     flat_b, flat_i, flat_t = [], [], []
     for b, r in enumerate(rows):
