@@ -260,15 +260,28 @@ def block_mask(seg: torch.Tensor) -> torch.Tensor:
     return (causal & (same | sees_shared))[:, None]
 
 
+def layer_masks(model: Any, mask: torch.Tensor, pos: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    """Boolean packed masks per attention layer type, or None when every layer attends globally.
+
+    transformers passes a 4-D mask through unchanged to every layer, so a model with sliding-window layers
+    (Gemma 3, or any config with ``layer_types`` and a ``sliding_window``) would let those layers see past
+    their window. Their mask also keeps only keys less than ``sliding_window`` positions behind the query,
+    measured in position ids: within one segment (and the shared part it sees) these are the positions the
+    sequence has when run alone, so the window cuts exactly where it does in a per-sequence forward.
+    """
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    window = getattr(cfg, "sliding_window", None)
+    if not window or "sliding_attention" not in set(getattr(cfg, "layer_types", None) or ()):
+        return None
+    near = (pos[:, :, None] - pos[:, None, :]) < int(window)
+    return {"full_attention": mask, "sliding_attention": mask & near[:, None]}
+
+
 def attention_arg(model: Any, mask: torch.Tensor, pos: torch.Tensor, dtype: torch.dtype) -> Any:
     """The ``attention_mask`` to hand the model's body for a packed block ``mask`` ``[B, 1, L, L]``.
 
-    transformers passes a 4-D mask through unchanged to every layer, so a model with sliding-window layers
-    (Gemma 3, Mistral-style ``layer_types``) would let them see past their window. Such a model gets a dict
-    per layer type, the sliding one also limited to keys less than ``sliding_window`` positions behind the
-    query, measured in position ids: within one segment (and the shared part it sees) these are the positions
-    the sequence has when run alone, so the window cuts exactly where it would. Eager attention adds the mask
-    to the scores, so it gets a float mask (0 or the dtype's minimum) instead of a boolean one.
+    A dict per layer type where the model has sliding-window layers (``layer_masks``), else the mask itself.
+    Eager attention adds the mask to the scores, so it gets float masks (0 or the dtype's minimum).
     """
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     eager = getattr(cfg, "_attn_implementation", None) == "eager"
@@ -276,11 +289,8 @@ def attention_arg(model: Any, mask: torch.Tensor, pos: torch.Tensor, dtype: torc
     def form(m: torch.Tensor) -> torch.Tensor:
         return torch.zeros(m.shape, dtype=dtype).masked_fill(~m, torch.finfo(dtype).min) if eager else m
 
-    window = getattr(cfg, "sliding_window", None)
-    if window and "sliding_attention" in set(getattr(cfg, "layer_types", None) or ()):
-        near = (pos[:, :, None] - pos[:, None, :]) < int(window)
-        return {"full_attention": form(mask), "sliding_attention": form(mask & near[:, None])}
-    return form(mask)
+    per_type = layer_masks(model, mask, pos)
+    return form(mask) if per_type is None else {kind: form(m) for kind, m in per_type.items()}
 
 
 def decoder_blocks(model: Any) -> Any:
