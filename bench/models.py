@@ -1,9 +1,10 @@
 """Both embedded models side by side: gemma3-270m's collection throughput against its own matmul roofline and a
 naive per-choice loop (SmolLM2 measured in the same run), and both models' accuracy on the real items in ../shared.
 
-``python -m bench.run models`` measures the real items on a seeded sample of ``N_REAL`` items per task (two shared
-cores cannot score all 3 × 4000 items twice within a session); ``python -m bench.models --real 4000`` scores all of
-them (hours on 2 cores), into the resumable store ``data/models.duckdb``.
+``python -m bench.run models`` measures the throughput; ``python -m bench.run models-real`` the real items, on a
+seeded sample of ``N_REAL`` items per task (two shared cores cannot score all 3 × 4000 items twice within a
+session); ``python -m bench.models --real 4000`` scores all of them (hours on 2 cores), into the resumable store
+``data/models.duckdb``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from wif_core.store import Store
 DB = Path(__file__).resolve().parents[1] / "data" / "models.duckdb"
 MODELS = (EMBEDDED, "gemma3-270m")
 TASKS = ("piqa", "boolq", "winogrande")
-N_REAL = 200
+N_REAL = 100
 SEED = 0
 LEVEL = 0.95
 
@@ -125,56 +126,26 @@ def _fmt_acc(acc: float, ci: tuple[float, float]) -> str:
     return f"{acc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def main(n_items: int = 32, n_naive: int = 8, n_real: int = N_REAL) -> dict:
+def speed_main(n_items: int = 24, n_naive: int = 6) -> dict:
+    """Throughput of both embedded models, measured side by side in one run (section ``models``)."""
     torch.set_num_threads(2)
+    load_before = os.getloadavg()[0]
     flops = matmul_flops()
     speed = [_throughput(name, flops, n_items, n_naive) for name in MODELS]
-    real: dict[str, dict] = {}
-    real_s = 0.0
-    if SHARED_BENCH.exists():
-        t = time.perf_counter()
-        run_ids = ensure_real_runs(n_real)
-        real_s = time.perf_counter() - t
-        with Store.open(DB) as store:
-            for task in TASKS:
-                real[task] = paired_outcomes(store, run_ids[(task, MODELS[0])], run_ids[(task, MODELS[1])])
-    speed_rows = "\n".join(
+    rows = "\n".join(
         f"| {s['model']} | {s['params'] / 1e6:.1f}M ({s['embedding_params'] / 1e6:.1f}M embedding) | {s['load_s']:.1f} s "
         f"| {s['bound_tokens_s']:.0f} / {s['bound_blocks_tokens_s']:.0f} | {s['tokens_s']:.0f} "
         f"({s['tokens_s'] / s['bound_tokens_s']:.0%} / {s['tokens_s'] / s['bound_blocks_tokens_s']:.0%}) "
         f"| {s['items_s']:.2f} | {s['naive_items_s']:.2f} | **{s['items_s'] / s['naive_items_s']:.2f}×** |"
         for s in speed
     )
-    real_rows = "\n".join(
-        f"| {task} | {r['n']} | {_fmt_acc(r['acc_a'], r['ci_a'])} | {_fmt_acc(r['acc_b'], r['ci_b'])} "
-        f"| {r['both_wrong']} | {r['a_only_wrong']} | {r['b_only_wrong']} | {r['both_right']} |"
-        for task, r in real.items()
-    )
-    scope = (
-        f"all {n_real} items of each task"
-        if n_real >= 4000
-        else f"a seeded sample (seed {SEED}, `wif collect --sample {n_real}`) of {n_real} of the 4000 items of each task"
-    )
-    real_text = (
-        f"""Both embedded models on real items from ../shared (PIQA, BoolQ, WinoGrande: train + val + test files);
-measured here: **{scope}** ({real_s:.0f} s of collection in this run; 0 when the store already held the runs).
-All 4000 items of each: `python -m bench.models --real 4000` (hours on 2 cores). Accuracy with its exact
-(Clopper–Pearson) {LEVEL:.0%} interval; items matched by their normalised key. The 2 × 2 table's cells are the
-counts of items; the paired tests (exact McNemar p, Cohen's κ of errors) come from `wif compare-runs`
-(issue 14, item 2), not yet merged on this branch: run it on the runs in `data/models.duckdb`.
-
-| task | n | {MODELS[0]} accuracy | {MODELS[1]} accuracy | failed by both (shared failures) | {MODELS[0]} only | {MODELS[1]} only | both right |
-| --- | --- | --- | --- | --- | --- | --- | --- |
-{real_rows}"""
-        if real
-        else "(../shared/benchmarks absent: the real-items comparison was not measured)"
-    )
     write_section(
         "models",
         f"""
-## Both embedded models (issue 14)
+## Both embedded models: throughput (issue 14)
 
-Machine: {machine()}; load average before the run {os.getloadavg()[0]:.1f} (2 cores shared with other work).
+Machine: {machine()}; load average {load_before:.1f} before the run and {os.getloadavg()[0]:.1f} after it (2 cores
+shared with other work, so absolute rates are low; the two models ran back to back under the same load).
 Command: `python -m bench.run models`. Activation capture at 5 layers spread over depth, sites choice/last/mean,
 {speed[0]["n_items"]} real items (half BoolQ, half PIQA test items from ../shared) with store writes, batches of
 ≤ {DEFAULT_MAX_TOKENS} padded tokens; the naive loop (one forward pass per choice and one for the listing prompt)
@@ -182,20 +153,60 @@ on {speed[0]["n_naive"]} of the same items. Dense fp32 matmul measured in the sa
 The roofline is FLOP/s ÷ (2 × parameters), given two ways: with every parameter (the method of the collection
 section) and with the blocks' parameters only — {MODELS[1]}'s 262k-token embedding is
 {speed[1]["embedding_params"] / speed[1]["params"]:.0%} of its parameters, a lookup per token, and the LM head runs
-only at positions that predict scored tokens. Load time is the cached
-converted copy (the first load converts the GGUF once: see the README).
+only at positions that predict scored tokens. Load time is the cached converted copy (the first load converts
+the GGUF once: see the README).
 
 | model | parameters | load | bound, tokens/s (all / blocks) | collection, tokens/s (of the bound) | items/s | naive items/s | packed ÷ naive |
 | --- | --- | --- | --- | --- | --- | --- | --- |
-{speed_rows}
-
-{real_text}
+{rows}
 """,
     )
-    return {"speed": speed, "real": real}
+    return {"speed": speed}
+
+
+def real_main(n_real: int = N_REAL) -> dict:
+    """Both models' accuracy on real items and their shared failures (section ``models-real``)."""
+    if not SHARED_BENCH.exists():
+        return {"skipped": "../shared/benchmarks absent"}
+    torch.set_num_threads(2)
+    load_before = os.getloadavg()[0]
+    t = time.perf_counter()
+    run_ids = ensure_real_runs(n_real)
+    real_s = time.perf_counter() - t
+    with Store.open(DB) as store:
+        real = {task: paired_outcomes(store, run_ids[(task, MODELS[0])], run_ids[(task, MODELS[1])]) for task in TASKS}
+    rows = "\n".join(
+        f"| {task} | {r['n']} | {_fmt_acc(r['acc_a'], r['ci_a'])} | {_fmt_acc(r['acc_b'], r['ci_b'])} "
+        f"| {r['both_wrong']} | {r['a_only_wrong']} | {r['b_only_wrong']} | {r['both_right']} |"
+        for task, r in real.items()
+    )
+    scope = (
+        f"all {n_real} items of each task"
+        if n_real >= 4000
+        else f"a seeded sample (`wif collect --sample {n_real} --seed {SEED}`) of {n_real} of the 4000 items of each task"
+    )
+    write_section(
+        "models-real",
+        f"""
+## Both embedded models on the real items (issue 14)
+
+Machine: {machine()}; load average {load_before:.1f} before the run. Command: `python -m bench.run models-real`.
+Real items from ../shared (PIQA, BoolQ, WinoGrande; their train + val + test files, 4000 items each); measured
+here: **{scope}** ({real_s:.0f} s of collection in this run; 0 when `data/models.duckdb` already held the runs).
+All 4000 items of each: `python -m bench.models --real 4000` (hours on 2 cores; the store resumes).
+Accuracy with its exact (Clopper–Pearson) {LEVEL:.0%} interval; items matched by their normalised key. The
+2 × 2 table's cells are counts of items. The paired tests (exact McNemar p, Cohen's κ of the errors) belong to
+`wif compare-runs` (issue 14, item 2), which is not on this branch: run it on these runs in `data/models.duckdb`.
+
+| task | n | {MODELS[0]} accuracy | {MODELS[1]} accuracy | failed by both (shared failures) | {MODELS[0]} only | {MODELS[1]} only | both right |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+{rows}
+""",
+    )
+    return {"real": real, "seconds": real_s}
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--real", type=int, default=N_REAL, help="items per task for the real-items comparison")
-    print(json.dumps(main(n_real=parser.parse_args().real), indent=1, default=str))
+    print(json.dumps(real_main(n_real=parser.parse_args().real), indent=1, default=str))

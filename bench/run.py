@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, each writing its section of docs/BENCHMARKS.md.
 
-`python -m bench.run [NAME ...]` runs only the named ones (explainers, collection, app, real, sae, clusters, zoo, attribution,
-deletion, startup, models).
+`python -m bench.run [NAME ...]` runs only the named ones (explainers, collection, app, real, sae, clusters, zoo,
+attribution, deletion, startup, models, models-real).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ BENCHES = {
     "attribution": attribution.main,
     "deletion": deletion.main,
     "startup": startup.main,
-    "models": models.main,
+    "models": models.speed_main,
+    "models-real": models.real_main,
 }
 
 
