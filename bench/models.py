@@ -2,7 +2,7 @@
 naive per-choice loop (SmolLM2 measured in the same run), and both models' accuracy on the real items in ../shared.
 
 ``python -m bench.run models`` measures the throughput; ``python -m bench.run models-real`` the real items, on a
-seeded sample of ``N_REAL`` items per task (two shared cores cannot score all 3 × 4000 items twice within a
+seeded sample of ``SAMPLES`` items per task (two shared cores cannot score all 3 × 4000 items twice within a
 session); ``python -m bench.models --real 4000`` scores all of them (hours on 2 cores), into the resumable store
 ``data/models.duckdb``.
 """
@@ -26,14 +26,17 @@ from wif_core.store import Store
 
 DB = Path(__file__).resolve().parents[1] / "data" / "models.duckdb"
 MODELS = (EMBEDDED, "gemma3-270m")
-TASKS = ("piqa", "boolq", "winogrande")
-N_REAL = 100
+# items per task measured by default: BoolQ's passages make its items ~4x longer, so fewer of them
+SAMPLES = {"piqa": 100, "winogrande": 100, "boolq": 50}
 SEED = 0
 LEVEL = 0.95
 
 
-def _throughput(name: str, flops: float, n_items: int, n_naive: int) -> dict:
-    """Load time (cached copy), packed collection vs the naive loop, and the roofline of one embedded model."""
+def _throughput(name: str, n_items: int, n_naive: int) -> dict:
+    """Load time (cached copy), packed collection vs the naive loop, and the roofline of one embedded model.
+
+    The matmul rate is measured just before this model's collection, since the shared machine's load drifts.
+    """
     t = time.perf_counter()
     lm = load_model(name)
     load_s = time.perf_counter() - t
@@ -43,6 +46,7 @@ def _throughput(name: str, flops: float, n_items: int, n_naive: int) -> dict:
     items = _items(n_items)
     for _ in score_items(lm.model, lm.tokenizer, items[:4], layers):  # warm-up
         pass
+    flops = matmul_flops()
     items_s, tokens_s, tokens = _collect_rate(lm, items, layers, DEFAULT_MAX_TOKENS)
     naive = items[: n_naive // 2] + items[len(items) // 2 : len(items) // 2 + n_naive // 2]
     t = time.perf_counter()
@@ -51,6 +55,7 @@ def _throughput(name: str, flops: float, n_items: int, n_naive: int) -> dict:
     naive_items_s = len(naive) / (time.perf_counter() - t)
     return {
         "model": name,
+        "flops": flops,
         "load_s": load_s,
         "params": params,
         "embedding_params": embedding,
@@ -73,25 +78,25 @@ def _run_id(store: Store, task: str, model: str, n: int) -> str | None:
     return None if done.empty else str(done.run_id.iloc[0])
 
 
-def ensure_real_runs(n: int) -> dict[tuple[str, str], str]:
-    """Run ids of both models on a seeded sample of ``n`` items of each task, collecting what is missing."""
+def ensure_real_runs(task: str, n: int) -> dict[str, str]:
+    """Run ids of both models on a seeded sample of ``n`` items of ``task``, collecting what is missing
+    (an interrupted collection resumes where it stopped)."""
     DB.parent.mkdir(parents=True, exist_ok=True)
     out = {}
-    for task in TASKS:
-        for model in MODELS:
-            rid = None
-            if DB.exists():
-                with Store.open(DB) as store:
-                    rid = _run_id(store, task, model, n)
-            if rid is None:
-                args = ["collect", "--model", model, "--task", task, "--source", str(SHARED_BENCH / task)]
-                args += ["--sample", str(n), "--seed", str(SEED), "--layers", "1", "--db", str(DB), "--json"]
-                if wif(args) != 0:
-                    raise RuntimeError(f"collect failed for {model} on {task}")
-                with Store.open(DB) as store:
-                    rid = _run_id(store, task, model, n)
-            assert rid is not None
-            out[(task, model)] = rid
+    for model in MODELS:
+        rid = None
+        if DB.exists():
+            with Store.open(DB) as store:
+                rid = _run_id(store, task, model, n)
+        if rid is None:
+            args = ["collect", "--model", model, "--task", task, "--source", str(SHARED_BENCH / task)]
+            args += ["--sample", str(n), "--seed", str(SEED), "--layers", "1", "--db", str(DB), "--json"]
+            if wif(args) != 0:
+                raise RuntimeError(f"collect failed for {model} on {task}")
+            with Store.open(DB) as store:
+                rid = _run_id(store, task, model, n)
+        assert rid is not None
+        out[model] = rid
     return out
 
 
@@ -130,11 +135,10 @@ def speed_main(n_items: int = 24, n_naive: int = 6) -> dict:
     """Throughput of both embedded models, measured side by side in one run (section ``models``)."""
     torch.set_num_threads(2)
     load_before = os.getloadavg()[0]
-    flops = matmul_flops()
-    speed = [_throughput(name, flops, n_items, n_naive) for name in MODELS]
+    speed = [_throughput(name, n_items, n_naive) for name in MODELS]
     rows = "\n".join(
         f"| {s['model']} | {s['params'] / 1e6:.1f}M ({s['embedding_params'] / 1e6:.1f}M embedding) | {s['load_s']:.1f} s "
-        f"| {s['bound_tokens_s']:.0f} / {s['bound_blocks_tokens_s']:.0f} | {s['tokens_s']:.0f} "
+        f"| {s['flops'] / 1e9:.1f} | {s['bound_tokens_s']:.0f} / {s['bound_blocks_tokens_s']:.0f} | {s['tokens_s']:.0f} "
         f"({s['tokens_s'] / s['bound_tokens_s']:.0%} / {s['tokens_s'] / s['bound_blocks_tokens_s']:.0%}) "
         f"| {s['items_s']:.2f} | {s['naive_items_s']:.2f} | **{s['items_s'] / s['naive_items_s']:.2f}×** |"
         for s in speed
@@ -145,46 +149,63 @@ def speed_main(n_items: int = 24, n_naive: int = 6) -> dict:
 ## Both embedded models: throughput (issue 14)
 
 Machine: {machine()}; load average {load_before:.1f} before the run and {os.getloadavg()[0]:.1f} after it (2 cores
-shared with other work, so absolute rates are low; the two models ran back to back under the same load).
+shared with other work, so absolute rates are low and drift: each model's roofline comes from a dense fp32 matmul
+measured just before its own collection, and the ratios to it are what compare).
 Command: `python -m bench.run models`. Activation capture at 5 layers spread over depth, sites choice/last/mean,
 {speed[0]["n_items"]} real items (half BoolQ, half PIQA test items from ../shared) with store writes, batches of
 ≤ {DEFAULT_MAX_TOKENS} padded tokens; the naive loop (one forward pass per choice and one for the listing prompt)
-on {speed[0]["n_naive"]} of the same items. Dense fp32 matmul measured in the same run: {flops / 1e9:.1f} GFLOP/s.
+on {speed[0]["n_naive"]} of the same items.
 The roofline is FLOP/s ÷ (2 × parameters), given two ways: with every parameter (the method of the collection
 section) and with the blocks' parameters only — {MODELS[1]}'s 262k-token embedding is
 {speed[1]["embedding_params"] / speed[1]["params"]:.0%} of its parameters, a lookup per token, and the LM head runs
 only at positions that predict scored tokens. Load time is the cached converted copy (the first load converts
 the GGUF once: see the README).
 
-| model | parameters | load | bound, tokens/s (all / blocks) | collection, tokens/s (of the bound) | items/s | naive items/s | packed ÷ naive |
-| --- | --- | --- | --- | --- | --- | --- | --- |
+| model | parameters | load | matmul GFLOP/s | bound, tokens/s (all / blocks) | collection, tokens/s (of the bound) | items/s | naive items/s | packed ÷ naive |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
 {rows}
 """,
     )
     return {"speed": speed}
 
 
-def real_main(n_real: int = N_REAL) -> dict:
-    """Both models' accuracy on real items and their shared failures (section ``models-real``)."""
+def real_main(n_real: int | None = None) -> dict:
+    """Both models' accuracy on real items and their shared failures (section ``models-real``).
+
+    ``n_real`` items of every task, else ``SAMPLES``. The section is rewritten after each task, so an
+    interrupted run still shows the tasks it finished (and says which are missing).
+    """
     if not SHARED_BENCH.exists():
         return {"skipped": "../shared/benchmarks absent"}
     torch.set_num_threads(2)
     load_before = os.getloadavg()[0]
+    sizes = {task: n_real or n for task, n in SAMPLES.items()}
     t = time.perf_counter()
-    run_ids = ensure_real_runs(n_real)
-    real_s = time.perf_counter() - t
-    with Store.open(DB) as store:
-        real = {task: paired_outcomes(store, run_ids[(task, MODELS[0])], run_ids[(task, MODELS[1])]) for task in TASKS}
+    real: dict[str, dict] = {}
+    for task, n in sizes.items():
+        run_ids = ensure_real_runs(task, n)
+        with Store.open(DB) as store:
+            real[task] = paired_outcomes(store, run_ids[MODELS[0]], run_ids[MODELS[1]])
+        _write_real(real, sizes, load_before, time.perf_counter() - t)
+    return {"real": real, "seconds": time.perf_counter() - t}
+
+
+def _write_real(real: dict[str, dict], sizes: dict[str, int], load_before: float, seconds: float) -> None:
     rows = "\n".join(
         f"| {task} | {r['n']} | {_fmt_acc(r['acc_a'], r['ci_a'])} | {_fmt_acc(r['acc_b'], r['ci_b'])} "
         f"| {r['both_wrong']} | {r['a_only_wrong']} | {r['b_only_wrong']} | {r['both_right']} |"
         for task, r in real.items()
     )
+    missing = [task for task in sizes if task not in real]
+    full = all(n >= 4000 for n in sizes.values())
     scope = (
-        f"all {n_real} items of each task"
-        if n_real >= 4000
-        else f"a seeded sample (`wif collect --sample {n_real} --seed {SEED}`) of {n_real} of the 4000 items of each task"
+        "all 4000 items of each task"
+        if full
+        else "a seeded sample (`wif collect --sample N --seed 0`) of "
+        + ", ".join(f"{n} {task}" for task, n in sizes.items())
+        + " items out of 4000 each"
     )
+    note = f" Not measured in this run (interrupted): {', '.join(missing)}." if missing else ""
     write_section(
         "models-real",
         f"""
@@ -192,7 +213,7 @@ def real_main(n_real: int = N_REAL) -> dict:
 
 Machine: {machine()}; load average {load_before:.1f} before the run. Command: `python -m bench.run models-real`.
 Real items from ../shared (PIQA, BoolQ, WinoGrande; their train + val + test files, 4000 items each); measured
-here: **{scope}** ({real_s:.0f} s of collection in this run; 0 when `data/models.duckdb` already held the runs).
+here: **{scope}** ({seconds:.0f} s of collection in this run; less where `data/models.duckdb` already held runs).{note}
 All 4000 items of each: `python -m bench.models --real 4000` (hours on 2 cores; the store resumes).
 Accuracy with its exact (Clopper–Pearson) {LEVEL:.0%} interval; items matched by their normalised key. The
 2 × 2 table's cells are counts of items. The paired tests (exact McNemar p, Cohen's κ of the errors) belong to
@@ -203,10 +224,9 @@ Accuracy with its exact (Clopper–Pearson) {LEVEL:.0%} interval; items matched 
 {rows}
 """,
     )
-    return {"real": real, "seconds": real_s}
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--real", type=int, default=N_REAL, help="items per task for the real-items comparison")
+    parser.add_argument("--real", type=int, default=None, help="items per task (default: SAMPLES)")
     print(json.dumps(real_main(n_real=parser.parse_args().real), indent=1, default=str))
