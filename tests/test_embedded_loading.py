@@ -99,6 +99,11 @@ def test_convert_once_then_read_the_cache(fake_model, tmp_path):
     assert calls == ["tokenizer", "model"]  # read from the cache, not converted again
     for (name, a), b in zip(first.model.state_dict().items(), second.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+    # the cached copy is built without random init: buffers and tied weights must still be the converted model's
+    assert second.model.lm_head.weight is second.model.get_input_embeddings().weight
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        assert torch.equal(first.model(input_ids=ids).logits, second.model(input_ids=ids).logits)
     # a changed package (another part file) gets its own converted copy
     (site / "wif_fake_part1" / "data" / "m.gguf.part1").write_bytes(PARTS[1])  # same bytes, new mtime
     loading.load_model(FAKE, cache)

@@ -191,8 +191,12 @@ def _load_embedded(cache_dir: Path, name: str = EMBEDDED) -> LoadedModel:
     target = cache_dir / f"{name}-{_stamp(parts)}"
     weights = target / "model.safetensors"
     if weights.exists():
+        from transformers.initialization import no_init_weights
+
         config = AutoConfig.from_pretrained(target)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        with no_init_weights():  # every weight is read from the file (strict), so random init is wasted time
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.tie_weights()  # skipped with the init: the file holds a tied matrix once
         load_model(model, weights)
         tokenizer = AutoTokenizer.from_pretrained(target)
         return _finish(model, tokenizer, name)
