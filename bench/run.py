@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, each writing its section of docs/BENCHMARKS.md.
 
-`python -m bench.run [NAME ...]` runs only the named ones (explainers, collection, app, real, sae, clusters, zoo, attribution,
-deletion, startup).
+`python -m bench.run [NAME ...]` runs only the named ones (explainers, collection, app, real, sae, clusters, zoo,
+attribution, deletion, startup, models, models-real).
 """
 
 from __future__ import annotations
@@ -9,7 +9,19 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import app_render, attribution, clusters, collection, deletion, explainers, real_tasks, sae, startup, zoo
+from bench import (
+    app_render,
+    attribution,
+    clusters,
+    collection,
+    deletion,
+    explainers,
+    models,
+    real_tasks,
+    sae,
+    startup,
+    zoo,
+)
 
 BENCHES = {
     "explainers": explainers.main,
@@ -22,6 +34,8 @@ BENCHES = {
     "attribution": attribution.main,
     "deletion": deletion.main,
     "startup": startup.main,
+    "models": models.speed_main,
+    "models-real": models.real_main,
 }
 
 

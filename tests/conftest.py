@@ -70,6 +70,56 @@ def tiny_llama(tiny_tokenizer):
     return model
 
 
+def _tiny_gemma3(tokenizer, attn: str = "sdpa"):
+    """A randomly initialised 4-block Gemma 3 (width 32) whose sliding window (6) is shorter than the items.
+
+    Layers 1, 2 and 4 slide, layer 3 is global; the (1 + w) norm weights are randomised so that every norm
+    matters, and the final logits are soft-capped, so each Gemma-specific step is exercised.
+    """
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        sliding_window=6,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+        max_position_embeddings=512,
+        query_pre_attn_scalar=8,
+        final_logit_softcapping=30.0,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model = Gemma3ForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.normal_(0.0, 0.5)
+            elif param.dim() == 2:
+                param.normal_(0.0, 0.2)  # larger than the default init, so attention is far from uniform
+    model.set_attn_implementation(attn)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3(tiny_tokenizer):
+    """The tiny random Gemma 3 of ``_tiny_gemma3`` with sdpa attention."""
+    return _tiny_gemma3(tiny_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3_eager(tiny_tokenizer):
+    """The same tiny Gemma 3 with eager attention (which adds the mask to the scores)."""
+    return _tiny_gemma3(tiny_tokenizer, "eager")
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_llama, tiny_tokenizer, tmp_path_factory) -> Path:
     """The tiny Llama saved as a local model directory (safetensors), loadable by `wif collect --model DIR`."""
@@ -107,6 +157,18 @@ def embedded():
     from wif_core.models.loading import EMBEDDED, load_model
 
     return load_model(EMBEDDED)
+
+
+@pytest.fixture(scope="session")
+def embedded_gemma3():
+    """The embedded Gemma-3-270M (cached converted copy after the first load; skipped when not installed)."""
+    from wif_core.errors import InputError
+    from wif_core.models.loading import load_model
+
+    try:
+        return load_model("gemma3-270m")
+    except InputError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")

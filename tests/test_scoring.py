@@ -60,25 +60,48 @@ def _items() -> list[TaskItem]:
     ]
 
 
-@pytest.mark.parametrize("max_tokens", [64, 10_000])
-def test_packed_matches_naive(tiny_llama, tiny_tokenizer, max_tokens):
-    items = _items()
+def _check_packed_matches_naive(model, tokenizer, items, max_tokens: int, atol: float = 1e-4) -> None:
     packed = {
-        s.item_id: s
-        for batch in score_items(tiny_llama, tiny_tokenizer, items, LAYERS, max_tokens=max_tokens)
-        for s in batch
+        s.item_id: s for batch in score_items(model, tokenizer, items, LAYERS, max_tokens=max_tokens) for s in batch
     }
     assert set(packed) == {it.item_id for it in items}
     for it in items:
-        ref = score_naive(tiny_llama, tiny_tokenizer, it, LAYERS)
+        ref = score_naive(model, tokenizer, it, LAYERS)
         got = packed[it.item_id]
-        np.testing.assert_allclose(got.ll_sum, ref.ll_sum, atol=1e-4)
+        np.testing.assert_allclose(got.ll_sum, ref.ll_sum, atol=atol)
         assert got.n_tokens == ref.n_tokens
         assert got.pred == ref.pred and got.correct == ref.correct
-        assert got.margin == pytest.approx(ref.margin, abs=1e-4)
+        assert got.margin == pytest.approx(ref.margin, abs=atol)
         for key, vec in ref.acts.items():
-            np.testing.assert_allclose(got.acts[key], vec, atol=1e-4, err_msg=str(key))
+            np.testing.assert_allclose(got.acts[key], vec, atol=atol, err_msg=str(key))
         assert got.acts[(1, "choice")].shape == (len(it.choices), 32)
+
+
+@pytest.mark.parametrize("max_tokens", [64, 10_000])
+def test_packed_matches_naive(tiny_llama, tiny_tokenizer, max_tokens):
+    _check_packed_matches_naive(tiny_llama, tiny_tokenizer, _items(), max_tokens)
+
+
+@pytest.mark.parametrize("max_tokens", [64, 10_000])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_matches_naive_gemma3(tiny_gemma3, tiny_gemma3_eager, tiny_tokenizer, max_tokens, attn):
+    """Gemma 3: sliding and global layers, (1 + w) norms, scaled embeddings, soft-capped logits."""
+    model = tiny_gemma3 if attn == "sdpa" else tiny_gemma3_eager
+    items = _items()
+    window = model.config.sliding_window
+    # the window matters: every item has a choice sequence longer than it
+    assert all(max(len(f) for f in prepare(it, tiny_tokenizer).fulls) > 2 * window for it in items)
+    _check_packed_matches_naive(model, tiny_tokenizer, items, max_tokens)
+
+
+def test_gemma3_without_the_window_in_the_mask_is_caught(tiny_gemma3, tiny_tokenizer, monkeypatch):
+    """The oracle above can fail: a packed mask that ignores the sliding window (as a plain 4-D mask does)
+    scores differently from the per-sequence computation."""
+    import wif_core.models.scoring as scoring
+
+    monkeypatch.setattr(scoring, "attention_arg", lambda model, mask, pos, dtype: mask)
+    with pytest.raises(AssertionError):
+        _check_packed_matches_naive(tiny_gemma3, tiny_tokenizer, _items(), 10_000)
 
 
 def test_margin_sign_is_correctness(tiny_llama, tiny_tokenizer):

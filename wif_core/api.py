@@ -47,7 +47,7 @@ def open_store(path: str | Path = DEFAULT_DB, *, write: bool = False) -> Store:
 
 
 def load_model(spec: str | None = None, *, cache_dir: str | Path | None = None) -> LoadedModel:
-    """A causal LM: the embedded SmolLM2-135M (default), a local directory, or a Hugging Face id."""
+    """A causal LM: the embedded SmolLM2-135M (default) or ``"gemma3-270m"``, a local directory, or a Hugging Face id."""
     from wif_core.models.loading import EMBEDDED
     from wif_core.models.loading import load_model as _load
 

@@ -194,8 +194,8 @@ def attnlrp(model: Any, tokenizer: Any, pair: ContrastPair, rule: lrp.Rule = "at
     emb = embed(model, ids).requires_grad_(True)
     hidden: list[torch.Tensor] = []
     with torch.enable_grad():
-        normed = lrp.llama_forward(model, emb, pos, mask, rule, hidden=hidden)
-        logits = model.lm_head(normed[0, list(pair.pred_idx)])
+        normed = lrp.forward(model, emb, pos, mask, rule, hidden=hidden)
+        logits = lrp.lm_logits(model, normed[0, list(pair.pred_idx)], rule)
         target = logits.gather(-1, torch.tensor(pair.targets)[:, None])[:, 0]
         signs = torch.tensor(pair.signs, dtype=logits.dtype)
         contrast = (target * signs).sum()
@@ -243,7 +243,7 @@ OCCLUSION = Method(
 ATTNLRP = Method(
     name="attnlrp",
     label="AttnLRP",
-    description="LRP with the AttnLRP rules for llama models (Achtibat et al. 2024); its softmax rule is not "
+    description="LRP with the AttnLRP rules for llama and Gemma 3 models (Achtibat et al. 2024); its softmax rule is not "
     "conservative, so the scores sum to part of the logit contrast (config['conservation_error']).",
     compute=attnlrp,
     complete=False,

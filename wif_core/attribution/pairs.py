@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from wif_core.errors import InputError
-from wif_core.models.scoring import _decode_tokens, _token_logprobs, block_mask, prepare
+from wif_core.models.scoring import _decode_tokens, _token_logprobs, attention_arg, block_mask, prepare
 from wif_core.tasks.base import TaskItem
 from wif_core.tasks.templates import item_format, scoring_pairs
 
@@ -283,7 +283,8 @@ def hidden_states(model: Any, pair: ContrastPair, embeds: torch.Tensor) -> torch
     """The final (normed) hidden states ``[B, L, d]`` of the packed contrast for input embeddings."""
     batch = embeds.shape[0]
     _, pos, mask = pair.tensors(batch)
-    out = body_of(model)(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=False)
+    arg = attention_arg(model, mask, pos, embeds.dtype)
+    out = body_of(model)(inputs_embeds=embeds, attention_mask=arg, position_ids=pos, use_cache=False)
     return out[0] if isinstance(out, tuple) else out.last_hidden_state
 
 

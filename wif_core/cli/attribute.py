@@ -127,7 +127,9 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("--item", default=None, help="one item: print its attribution (stored, or computed and stored)")
     p.add_argument("--failures-only", action="store_true", help="only the items the model got wrong")
     p.add_argument("--limit", type=positive_int, default=None, help="the first N items (after --failures-only)")
-    p.add_argument("--model", default=None, help="override the run's model (a local directory or hub id)")
+    p.add_argument(
+        "--model", default=None, help="override the run's model (an embedded name, a local directory or hub id)"
+    )
     p.add_argument("--no-deletion", action="store_true", help="skip the deletion curves (no faithfulness score)")
     p.add_argument("--recompute", action="store_true", help="with --item: compute even if stored")
     p.add_argument("--seed", type=int, default=0, help="seed of the random deletion order")

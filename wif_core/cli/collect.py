@@ -151,7 +151,7 @@ def add_commands(sub: Any, common: AddCommon) -> None:
         "--model",
         required=True,
         action="append",
-        help="'smollm2-135m' (embedded), a local directory, a hub id, or a hub id at a revision (org/name@REV); "
+        help="'smollm2-135m' or 'gemma3-270m' (embedded), a local directory, a hub id, or a hub id at a revision (org/name@REV); "
         "several checkpoints of one model (DIR1,DIR2 or repeated --model: directories, or revisions of one hub "
         "id) give one run each, marked with its checkpoint",
     )

@@ -260,6 +260,39 @@ def block_mask(seg: torch.Tensor) -> torch.Tensor:
     return (causal & (same | sees_shared))[:, None]
 
 
+def layer_masks(model: Any, mask: torch.Tensor, pos: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    """Boolean packed masks per attention layer type, or None when every layer attends globally.
+
+    transformers passes a 4-D mask through unchanged to every layer, so a model with sliding-window layers
+    (Gemma 3, or any config with ``layer_types`` and a ``sliding_window``) would let those layers see past
+    their window. Their mask also keeps only keys less than ``sliding_window`` positions behind the query,
+    measured in position ids: within one segment (and the shared part it sees) these are the positions the
+    sequence has when run alone, so the window cuts exactly where it does in a per-sequence forward.
+    """
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    window = getattr(cfg, "sliding_window", None)
+    if not window or "sliding_attention" not in set(getattr(cfg, "layer_types", None) or ()):
+        return None
+    near = (pos[:, :, None] - pos[:, None, :]) < int(window)
+    return {"full_attention": mask, "sliding_attention": mask & near[:, None]}
+
+
+def attention_arg(model: Any, mask: torch.Tensor, pos: torch.Tensor, dtype: torch.dtype) -> Any:
+    """The ``attention_mask`` to hand the model's body for a packed block ``mask`` ``[B, 1, L, L]``.
+
+    A dict per layer type where the model has sliding-window layers (``layer_masks``), else the mask itself.
+    Eager attention adds the mask to the scores, so it gets float masks (0 or the dtype's minimum).
+    """
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    eager = getattr(cfg, "_attn_implementation", None) == "eager"
+
+    def form(m: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(m.shape, dtype=dtype).masked_fill(~m, torch.finfo(dtype).min) if eager else m
+
+    per_type = layer_masks(model, mask, pos)
+    return form(mask) if per_type is None else {kind: form(m) for kind, m in per_type.items()}
+
+
 def decoder_blocks(model: Any) -> Any:
     """The ModuleList of transformer blocks of a causal LM."""
     body = getattr(model, model.base_model_prefix, model)
@@ -361,7 +394,8 @@ def score_batch(
         seg[b, :n] = torch.tensor(r.seg)
     body = getattr(model, model.base_model_prefix)
     with capture(model, sorted(set(layers) | set(token_layers))) as got:
-        hidden = body(input_ids=ids, attention_mask=block_mask(seg), position_ids=pos, use_cache=False)[0]
+        mask = attention_arg(model, block_mask(seg), pos, model.dtype)
+        hidden = body(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)[0]
 
     flat_b, flat_i, flat_t = [], [], []
     for b, r in enumerate(rows):
