@@ -23,7 +23,7 @@ from typing import Any
 
 from wif_core import splits as splitting
 from wif_core.errors import InputError
-from wif_core.models.loading import EMBEDDED, check_model_spec, split_revision
+from wif_core.models.loading import EMBEDDED_MODELS, check_model_spec, split_revision
 from wif_core.models.scoring import DEFAULT_MAX_TOKENS, SITES, Scoring, check_max_length, score_items
 from wif_core.store import OutcomeRow, RunInfo, Store
 from wif_core.tasks.base import TaskItem, choices_problem, get_task, items_digest
@@ -118,8 +118,9 @@ def checkpoint_specs(specs: Sequence[str]) -> list[tuple[str, dict[str, Any] | N
     dirs = [s for s in specs if Path(s).is_dir()]
     hubs = [s for s in specs if s not in dirs]
     kinds = "several local checkpoint directories, or several revisions of one hub id (org/name@rev1,org/name@rev2)"
-    if EMBEDDED in specs:
-        raise InputError(f"--model: the embedded '{EMBEDDED}' has no checkpoints; several models must be {kinds}")
+    embedded = [s for s in specs if s in EMBEDDED_MODELS]
+    if embedded:
+        raise InputError(f"--model: the embedded '{embedded[0]}' has no checkpoints; several models must be {kinds}")
     if dirs and hubs:
         raise InputError(
             f"--model mixes local directories ({dirs[0]}) and hub ids ({hubs[0]}); several models are taken as "
