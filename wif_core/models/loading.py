@@ -185,14 +185,13 @@ def _load_embedded(cache_dir: Path, name: str = EMBEDDED) -> LoadedModel:
         import torch
         from safetensors.torch import load_model, save_model
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers.initialization import no_init_weights
 
     entry = EMBEDDED_MODELS[name]
     parts = embedded_part_paths(name)
     target = cache_dir / f"{name}-{_stamp(parts)}"
     weights = target / "model.safetensors"
     if weights.exists():
-        from transformers.initialization import no_init_weights
-
         config = AutoConfig.from_pretrained(target)
         with no_init_weights():  # every weight is read from the file (strict), so random init is wasted time
             model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -323,9 +322,7 @@ def load_model(spec: str, cache_dir: Path | None = None) -> LoadedModel:
     if reason is None:
         return _from_pretrained(repo, local_only=False, revision=revision)
     what = f"model '{repo}'" + ("" if revision is None else f" at revision '{revision}'")
-    missing = hub.not_available(
-        what, reason, f"give a local model directory or an embedded model ({_embedded_names()})"
-    )
+    missing = hub.not_available(what, reason, f"give a local model directory or the embedded '{EMBEDDED}'")
     if not hub.in_cache(repo, revision=revision):
         raise missing
     log.info("%s; loading model %s from the local cache", reason, spec)
