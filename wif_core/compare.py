@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from wif_core.errors import InputError, WifError, one_line
+from wif_core.heavy import heavy_imports
 from wif_core.jsondir import JsonDir, jsonable
 from wif_core.metrics.auc import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 from wif_core.store import RunInfo, Store
@@ -299,7 +300,8 @@ def mcnemar_exact(b: int, c: int) -> float:
     there are no discordant pairs)."""
     if b + c == 0:
         return 1.0
-    from scipy.stats import binomtest
+    with heavy_imports():
+        from scipy.stats import binomtest
 
     return float(binomtest(b, b + c, 0.5, alternative="two-sided").pvalue)
 
@@ -311,7 +313,8 @@ def paired_difference(b: int, c: int, n: int, level: float = DEFAULT_LEVEL) -> t
         return math.nan, math.nan, math.nan
     if b + c == 0:
         return 0.0, 0.0, 0.0
-    from scipy.stats import binomtest
+    with heavy_imports():
+        from scipy.stats import binomtest
 
     ci = binomtest(b, b + c, 0.5).proportion_ci(confidence_level=level, method="exact")
     scale = (b + c) / n
@@ -335,7 +338,8 @@ def correlations(x: np.ndarray, y: np.ndarray) -> tuple[float | None, float | No
     n = int(ok.sum())
     if n < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
         return None, None, n
-    from scipy.stats import pearsonr, spearmanr
+    with heavy_imports():
+        from scipy.stats import pearsonr, spearmanr
 
     return float(pearsonr(x[ok], y[ok]).statistic), float(spearmanr(x[ok], y[ok]).statistic), n
 
