@@ -88,15 +88,19 @@ def _rmsnorm(norm: Any, x: torch.Tensor, rule: Rule) -> torch.Tensor:
     return norm.weight * (x * inv)
 
 
-def _attention(
-    attn: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor, *, rule: Rule
+def _attend(
+    attn: Any,
+    qkv: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    rope: tuple[torch.Tensor, torch.Tensor],
+    mask: torch.Tensor,
+    rule: Rule,
 ) -> torch.Tensor:
-    batch, length, _ = x.shape
-    hd = attn.head_dim
-    q = attn.q_proj(x).view(batch, length, -1, hd).transpose(1, 2)
-    k = attn.k_proj(x).view(batch, length, -1, hd).transpose(1, 2)
-    v = attn.v_proj(x).view(batch, length, -1, hd).transpose(1, 2)
-    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    """Rotary embedding, grouped keys and values, masked softmax attention and the output projection of
+    ``[B, heads, L, head_dim]`` queries, keys and values, with ``rule``'s treatment of the softmax (Llama and
+    Gemma 3 share it; they differ before, in their norms of q and k)."""
+    q, k, v = qkv
+    batch, _, length, _ = q.shape
+    q, k = apply_rotary_pos_emb(q, k, *rope)
     k = repeat_kv(k, attn.num_key_value_groups)
     v = repeat_kv(v, attn.num_key_value_groups)
     if rule == "attnlrp":
@@ -110,6 +114,17 @@ def _attention(
         weights, v = _half(weights), _half(v)
     out = torch.matmul(weights, v).transpose(1, 2).reshape(batch, length, -1)
     return attn.o_proj(out)
+
+
+def _attention(
+    attn: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor, *, rule: Rule
+) -> torch.Tensor:
+    batch, length, _ = x.shape
+    hd = attn.head_dim
+    q = attn.q_proj(x).view(batch, length, -1, hd).transpose(1, 2)
+    k = attn.k_proj(x).view(batch, length, -1, hd).transpose(1, 2)
+    v = attn.v_proj(x).view(batch, length, -1, hd).transpose(1, 2)
+    return _attend(attn, (q, k, v), (cos, sin), mask, rule)
 
 
 def _mlp(mlp: Any, x: torch.Tensor, rule: Rule) -> torch.Tensor:
@@ -200,20 +215,7 @@ def _gemma_attention(
     q = _gemma_norm(attn.q_norm, attn.q_proj(x).view(batch, length, -1, hd).transpose(1, 2), rule)
     k = _gemma_norm(attn.k_norm, attn.k_proj(x).view(batch, length, -1, hd).transpose(1, 2), rule)
     v = attn.v_proj(x).view(batch, length, -1, hd).transpose(1, 2)
-    q, k = apply_rotary_pos_emb(q, k, *rope)
-    k = repeat_kv(k, attn.num_key_value_groups)
-    v = repeat_kv(v, attn.num_key_value_groups)
-    if rule == "attnlrp":
-        q, k = _half(q), _half(k)
-    logits = torch.matmul(q, k.transpose(2, 3)) * attn.scaling
-    logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
-    weights = torch.softmax(logits, dim=-1, dtype=torch.float32).to(q.dtype)
-    if rule == "cp":
-        weights = weights.detach()
-    elif rule == "attnlrp":
-        weights, v = _half(weights), _half(v)
-    out = torch.matmul(weights, v).transpose(1, 2).reshape(batch, length, -1)
-    return attn.o_proj(out)
+    return _attend(attn, (q, k, v), rope, mask, rule)
 
 
 def _gemma_mlp(mlp: Any, x: torch.Tensor, rule: Rule) -> torch.Tensor:
