@@ -1,10 +1,10 @@
 """Both embedded models side by side: gemma3-270m's collection throughput against its own matmul roofline and a
 naive per-choice loop (SmolLM2 measured in the same run), and both models' accuracy on the real items in ../shared.
 
-``python -m bench.run models`` measures the throughput; ``python -m bench.run models-real`` the real items, on a
-seeded sample of ``SAMPLES`` items per task (two shared cores cannot score all 3 × 4000 items twice within a
-session); ``python -m bench.models --real 4000`` scores all of them (hours on 2 cores), into the resumable store
-``data/models.duckdb``.
+``python -m bench.run models`` measures the throughput; ``python -m bench.run models-real`` pairs both models (and
+Gemma-2 2B's imported outcomes) on all 4000 items of each real task with ``wif compare-runs``, collecting the runs
+it lacks through ``bench.real_runs`` (hours on 2 cores; the store resumes). ``python -m bench.models --real N
+--tasks piqa,winogrande`` takes a seeded sample of N items, or fewer tasks.
 """
 
 from __future__ import annotations
@@ -13,23 +13,20 @@ import argparse
 import json
 import os
 import time
-from pathlib import Path
+from dataclasses import asdict
 
 import torch
 
+from bench import real_runs
 from bench.collection import _collect_rate, _items
 from bench.common import SHARED_BENCH, machine, matmul_flops, write_section
-from wif_core.cli import main as wif
+from wif_core.compare import PAIR_COLUMNS, compare_runs
+from wif_core.jsondir import jsonable
 from wif_core.models.loading import EMBEDDED, default_layers, load_model
 from wif_core.models.scoring import DEFAULT_MAX_TOKENS, score_items, score_naive
 from wif_core.store import Store
 
-DB = Path(__file__).resolve().parents[1] / "data" / "models.duckdb"
 MODELS = (EMBEDDED, "gemma3-270m")
-# items per task measured by default: BoolQ's passages make its items ~4x longer, so fewer of them
-SAMPLES = {"piqa": 100, "winogrande": 100, "boolq": 50}
-SEED = 0
-LEVEL = 0.95
 
 
 def _throughput(name: str, n_items: int, n_naive: int) -> dict:
@@ -72,65 +69,6 @@ def _throughput(name: str, n_items: int, n_naive: int) -> dict:
     }
 
 
-def _run_id(store: Store, task: str, model: str, n: int) -> str | None:
-    runs = store.runs()
-    done = runs[(runs.task == task) & (runs.model == model) & (runs.status == "complete") & (runs.n_items == n)]
-    return None if done.empty else str(done.run_id.iloc[0])
-
-
-def ensure_real_runs(task: str, n: int) -> dict[str, str]:
-    """Run ids of both models on a seeded sample of ``n`` items of ``task``, collecting what is missing
-    (an interrupted collection resumes where it stopped)."""
-    DB.parent.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for model in MODELS:
-        rid = None
-        if DB.exists():
-            with Store.open(DB) as store:
-                rid = _run_id(store, task, model, n)
-        if rid is None:
-            args = ["collect", "--model", model, "--task", task, "--source", str(SHARED_BENCH / task)]
-            args += ["--sample", str(n), "--seed", str(SEED), "--layers", "1", "--db", str(DB), "--json"]
-            if wif(args) != 0:
-                raise RuntimeError(f"collect failed for {model} on {task}")
-            with Store.open(DB) as store:
-                rid = _run_id(store, task, model, n)
-        assert rid is not None
-        out[model] = rid
-    return out
-
-
-def _accuracy_ci(k: int, n: int) -> tuple[float, float]:
-    """Exact (Clopper–Pearson) interval of an accuracy of ``k`` out of ``n`` at ``LEVEL``."""
-    from scipy.stats import binomtest
-
-    ci = binomtest(k, n).proportion_ci(confidence_level=LEVEL, method="exact")
-    return float(ci.low), float(ci.high)
-
-
-def paired_outcomes(store: Store, run_a: str, run_b: str) -> dict:
-    """Both runs' correctness on the items they share (matched by the normalised item key): the 2 × 2 table."""
-    a = store.items(run_a).set_index("key")["correct"]
-    b = store.items(run_b).set_index("key")["correct"]
-    shared = a.index.intersection(b.index)
-    ca, cb = a.loc[shared].to_numpy(bool), b.loc[shared].to_numpy(bool)
-    return {
-        "n": int(len(shared)),
-        "both_right": int((ca & cb).sum()),
-        "a_only_wrong": int((~ca & cb).sum()),
-        "b_only_wrong": int((ca & ~cb).sum()),
-        "both_wrong": int((~ca & ~cb).sum()),
-        "acc_a": float(ca.mean()),
-        "acc_b": float(cb.mean()),
-        "ci_a": _accuracy_ci(int(ca.sum()), len(ca)),
-        "ci_b": _accuracy_ci(int(cb.sum()), len(cb)),
-    }
-
-
-def _fmt_acc(acc: float, ci: tuple[float, float]) -> str:
-    return f"{acc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
-
-
 def speed_main(n_items: int = 24, n_naive: int = 6) -> dict:
     """Throughput of both embedded models, measured side by side in one run (section ``models``)."""
     torch.set_num_threads(2)
@@ -169,64 +107,95 @@ the GGUF once: see the README).
     return {"speed": speed}
 
 
-def real_main(n_real: int | None = None) -> dict:
-    """Both models' accuracy on real items and their shared failures (section ``models-real``).
+def real_main(n_real: int | None = None, tasks: tuple[str, ...] = real_runs.TASKS) -> dict:
+    """Both models' accuracy on real items, paired by ``wif compare-runs`` (section ``models-real``).
 
-    ``n_real`` items of every task, else ``SAMPLES``. The section is rewritten after each task, so an
-    interrupted run still shows the tasks it finished (and says which are missing).
+    ``n_real`` items of every task (default all 4000: the runs of ``bench.real_runs``, shared with the
+    explainer benchmark); fewer take a seeded sample. Gemma-2 2B's imported outcomes on the same items are the
+    third run. The section is rewritten after each task, so an interrupted run still shows the tasks it finished.
     """
     if not SHARED_BENCH.exists():
         return {"skipped": "../shared/benchmarks absent"}
     torch.set_num_threads(2)
-    load_before = os.getloadavg()[0]
-    sizes = {task: n_real or n for task, n in SAMPLES.items()}
+    n = n_real or real_runs.FULL
+    loads = [os.getloadavg()[0]]
     t = time.perf_counter()
     real: dict[str, dict] = {}
-    for task, n in sizes.items():
-        run_ids = ensure_real_runs(task, n)
-        with Store.open(DB) as store:
-            real[task] = paired_outcomes(store, run_ids[MODELS[0]], run_ids[MODELS[1]])
-        _write_real(real, sizes, load_before, time.perf_counter() - t)
-    return {"real": real, "seconds": time.perf_counter() - t}
-
-
-def _write_real(real: dict[str, dict], sizes: dict[str, int], load_before: float, seconds: float) -> None:
-    rows = "\n".join(
-        f"| {task} | {r['n']} | {_fmt_acc(r['acc_a'], r['ci_a'])} | {_fmt_acc(r['acc_b'], r['ci_b'])} "
-        f"| {r['both_wrong']} | {r['a_only_wrong']} | {r['b_only_wrong']} | {r['both_right']} |"
+    for task in tasks:
+        ids = {m: real_runs.ensure(m, task, n) for m in MODELS}
+        ids[real_runs.IMPORTED] = real_runs.ensure_imported(task)
+        loads.append(os.getloadavg()[0])
+        with Store.open(real_runs.DB) as store:
+            c = compare_runs(store, [ids[MODELS[0]], ids[MODELS[1]], ids[real_runs.IMPORTED]], cache=False)
+        real[task] = {"run_ids": ids, "comparison": c}
+        _write_real(real, n, tasks, loads, time.perf_counter() - t)
+    return {
+        task: {
+            "run_ids": r["run_ids"],
+            "pairs": [
+                jsonable(asdict(p) | {"failed_only_a": None, "failed_only_b": None}) for p in r["comparison"].pairs
+            ],
+        }
         for task, r in real.items()
+    } | {"seconds": time.perf_counter() - t}
+
+
+def _pair_row(task: str, c, p) -> str:
+    names = {r.run_id: r.model for r in c.runs}
+    t = p.table
+    both_right, a_only_right, b_only_right, both_wrong = (t[k] for k in PAIR_COLUMNS)
+    kap = "—" if p.kappa is None else f"{p.kappa:.3f}"
+    rho = "—" if p.margin_spearman is None else f"{p.margin_spearman:.3f} (n {p.n_margins})"
+    return (
+        f"| {task} | {names[p.a]} vs {names[p.b]} | {p.n} | {p.diff:+.3f} [{p.diff_ci_low:+.3f}, {p.diff_ci_high:+.3f}] "
+        f"| {p.mcnemar_p:.2g} | {kap} | {rho} | {both_wrong} | {b_only_right} | {a_only_right} | {both_right} |"
     )
-    missing = [task for task in sizes if task not in real]
-    full = all(n >= 4000 for n in sizes.values())
-    scope = (
-        "all 4000 items of each task"
-        if full
-        else "a seeded sample (`wif collect --sample N --seed 0`) of "
-        + ", ".join(f"{n} {task}" for task, n in sizes.items())
-        + " items out of 4000 each"
-    )
-    note = f" Not measured in this run (interrupted): {', '.join(missing)}." if missing else ""
+
+
+def _write_real(real: dict[str, dict], n: int, tasks: tuple[str, ...], loads: list[float], seconds: float) -> None:
+    acc_rows, pair_rows = [], []
+    for task, r in real.items():
+        c = r["comparison"]
+        acc_rows.append(
+            f"| {task} | {c.n_shared} | "
+            + " | ".join(f"{a.accuracy:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}]" for a in c.runs)
+            + " |"
+        )
+        pair_rows += [_pair_row(task, c, p) for p in c.pairs]
+    missing = [task for task in tasks if task not in real]
+    scope = "all 4000 items of each task" if n >= real_runs.FULL else f"a seeded sample of {n} items of each task"
+    note = f" Not measured yet (interrupted, or left for a later run): {', '.join(missing)}." if missing else ""
+    level = next(iter(real.values()))["comparison"].ci_level
     write_section(
         "models-real",
         f"""
 ## Both embedded models on the real items (issue 14)
 
-Machine: {machine()}; load average {load_before:.1f} before the run. Command: `python -m bench.run models-real`.
-Real items from ../shared (PIQA, BoolQ, WinoGrande; their train + val + test files, 4000 items each); measured
-here: **{scope}** ({seconds:.0f} s of collection in this run; less where `data/models.duckdb` already held runs).{note}
-All 4000 items of each: `python -m bench.models --real 4000` (hours on 2 cores; the store resumes).
-Accuracy with its exact (Clopper–Pearson) {LEVEL:.0%} interval; items matched by their normalised key. The
-2 × 2 table's cells are counts of items. The paired tests (exact McNemar p, Cohen's κ of the errors) belong to
-`wif compare-runs` (issue 14, item 2), which is not on this branch: run it on these runs in `data/models.duckdb`.
+Machine: {machine()}; load average {min(loads):.1f}–{max(loads):.1f} while it ran (sampled between tasks).
+Command: `python -m bench.run models-real` (its runs are `python -m bench.real_runs`, shared with the explainer
+benchmark, in the resumable store `data/real.duckdb`). Real items from ../shared (their train + val + test files,
+4000 items each): **{scope}**; {seconds:.0f} s in this run (less where the store already held runs).{note}
+Gemma-2 2B's outcomes, imported from the same files, are the third run. Items are matched by their normalised
+key; an item whose key repeats counts once, so n can be below 4000 (PIQA repeats 440 keys).
+Accuracy with its {level:.1%} Wilson interval. Paired: the difference of accuracies (row's first model minus
+second) with its exact interval, the exact McNemar p, Cohen's κ of the two models' errors, and the Spearman
+correlation of their margins Δ = log p(gold) − log p(best other) (imported runs carry no margins: —). From
+`wif compare-runs --db data/real.duckdb --runs A,B,C --json`.
 
-| task | n | {MODELS[0]} accuracy | {MODELS[1]} accuracy | failed by both (shared failures) | {MODELS[0]} only | {MODELS[1]} only | both right |
-| --- | --- | --- | --- | --- | --- | --- | --- |
-{rows}
+| task | n shared | {MODELS[0]} | {MODELS[1]} | {real_runs.IMPORTED} (imported) |
+| --- | --- | --- | --- | --- |
+{chr(10).join(acc_rows)}
+
+| task | pair | n | accuracy difference | McNemar p | κ of errors | margins, Spearman | failed by both | failed by the first only | failed by the second only | both right |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+{chr(10).join(pair_rows)}
 """,
     )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--real", type=int, default=None, help="items per task (default: SAMPLES)")
-    print(json.dumps(real_main(n_real=parser.parse_args().real), indent=1, default=str))
+    parser.add_argument("--real", type=int, default=None, help="items per task (default: all 4000)")
+    parser.add_argument("--tasks", default=",".join(real_runs.TASKS))
+    a = parser.parse_args()
+    print(json.dumps(real_main(n_real=a.real, tasks=tuple(a.tasks.split(","))), indent=1, default=str))

@@ -107,8 +107,12 @@ def test_resume_after_kill_mid_write(tmp_path, capsys, tiny_model_dir, items_fil
         assert 0 < partial["outcomes"] < 40 and store.run(run_id).status == "collecting"
         assert partial["activations"] == partial["outcomes"] * 2 * 3  # no row of the killed batch survived
         assert partial["token_activations"] == partial["outcomes"]
-    out = _json(capsys, argv)
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
     assert out["n_resumed"] == partial["outcomes"] and out["n_scored"] == 40 - partial["outcomes"]
+    # the progress of a resumed collection counts what was done before: its last line says all 40
+    assert "collect piqa: done, 40 items in" in captured.err, captured.err
     reference = str(tmp_path / "ref.duckdb")
     _json(capsys, [*argv[:-3], "--db", reference, "--json"])
     with Store.open(db) as store, Store.open(reference) as ref:

@@ -88,6 +88,7 @@ def collect(
     progress: Progress | None = None,
     max_length: int | None = None,
     checkpoint: dict[str, Any] | None = None,
+    resumed: Progress | None = None,
 ) -> CollectResult:
     """Score ``task`` with ``model``, capturing activations, into ``store`` (opened for writing); resumable.
 
@@ -97,7 +98,8 @@ def collect(
     differ (an edited source) make a new run beside the old one (``CollectResult.older_runs``). An item longer
     than ``max_length`` tokens (default: the model's ``max_position_embeddings``) is cut from the left of its
     context, never inside an answer; ``CollectResult.n_truncated`` counts them. ``checkpoint`` marks the run as
-    one of a model's checkpoints (``wif_core.runner.checkpoint_entry``), in its config.
+    one of a model's checkpoints (``wif_core.runner.checkpoint_entry``), in its config. ``progress`` gets the
+    number of items of each scored batch; ``resumed``, once, the number already scored by an interrupted call.
     """
     from wif_core.models.loading import parse_layers
     from wif_core.runner import SplitOptions
@@ -132,6 +134,7 @@ def collect(
         sample=sample,
         max_length=max_length,
         checkpoint=checkpoint,
+        resumed=resumed,
     )
 
 

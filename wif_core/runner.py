@@ -186,6 +186,7 @@ def write_run(
     fresh: bool = False,
     after_outcomes: Callable[[], None] | None = None,
     progress: Progress | None = None,
+    resumed: Progress | None = None,
 ) -> CollectResult:
     """The one write path of every kind of run (collected, imported, zoo): items, outcomes, splits, status.
 
@@ -194,7 +195,8 @@ def write_run(
     their planned order, and yields outcome batches; each batch is written in one transaction, so a killed
     process loses at most the batch it was writing and the same call again resumes after the last one.
     ``after_outcomes`` writes what needs every outcome (the zoo's exact attributions) before the splits are
-    drawn (or ``given_splits``, item → split, kept) and the run is marked complete.
+    drawn (or ``given_splits``, item → split, kept) and the run is marked complete. ``resumed`` is told how many
+    planned items were already scored (a resumed run's progress starts there), ``progress`` of each batch after.
     """
     if given_splits is None:  # refused now, not after every item is scored
         splitting.check_options(split_options.k, split_options.fractions, len(items))
@@ -207,6 +209,8 @@ def write_run(
     done = store.done_item_ids(run.run_id)
     todo = [it for it in planned if it.item_id not in done]
     log.info("run %s: %d items, %d done, %d to score", run.run_id, len(planned), len(done), len(todo))
+    if resumed is not None and len(planned) > len(todo):
+        resumed(len(planned) - len(todo))
     for rows in score(todo):
         store.write_outcomes(run.run_id, rows, stored.act_dtype)
         if progress:
@@ -243,6 +247,7 @@ def collect(
     sample: int | None = None,
     max_length: int | None = None,
     checkpoint: dict[str, Any] | None = None,
+    resumed: Progress | None = None,
 ) -> CollectResult:
     """Score ``items`` with ``lm`` (a LoadedModel), storing outcomes and activations; resumable.
 
@@ -329,7 +334,9 @@ def collect(
             ]
 
     result = write_run(
-        store, run, items, score, split_options=split_options or SplitOptions(seed=seed), progress=progress
+        store, run, items, score, split_options=split_options or SplitOptions(seed=seed),
+        progress=progress,
+        resumed=resumed,
     )
     result.older_runs = older
     result.n_truncated = store.n_truncated(run.run_id)

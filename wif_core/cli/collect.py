@@ -110,6 +110,7 @@ def _collect_one(
                 seed=args.seed,
                 max_tokens=args.max_tokens,
                 progress=bar.update,
+                resumed=bar.resumed,
                 max_length=args.max_length,
                 checkpoint=checkpoint,
             )
