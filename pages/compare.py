@@ -29,9 +29,9 @@ if pair:
     cols = st.columns([1, 3], vertical_alignment="center")
     cols[0].metric("Internals − text (ΔAUC)", f"{pair['diff']:+.3f}", help="Paired on the same test items.")
     cols[1].markdown(
-        f"The best input-tier explainer that reads the model's internals, **{inner.label}** (AUC {inner.auc:.3f}), "
-        f"against the best input-tier baseline that reads only the item's text, **{base.label}** "
-        f"(AUC {base.auc:.3f}): difference {pair['diff']:+.3f}, {pair['ci_level']:.1%} CI "
+        f"The best input-tier explainer that reads the model's internals, **{inner.label}** (test AUC "
+        f"{inner.auc:.3f}), against the best input-tier baseline that reads only the item's text, **{base.label}** "
+        f"(test AUC {base.auc:.3f}), each chosen by its val AUC: difference {pair['diff']:+.3f}, {pair['ci_level']:.1%} CI "
         f"[{pair['ci_low']:+.3f}, {pair['ci_high']:+.3f}], p = {pair['p_value']:.3g} "
         f"(paired bootstrap over {pair['n']} test items)."
     )
@@ -46,14 +46,24 @@ table = explain.results_table(results)
 st.caption(
     "Only **input-tier** rows (shaded) answer the paper's question, whether failure can be read from the "
     "item and the model's internals before it answers; output- and gold-tier rows are baselines and "
-    "diagnostics. Δ vs best and p pair each row with the table's best result on the same test items."
+    "diagnostics. **Selection is on val:** the ✓ row of each tier has the highest val AUC, and its test AUC is "
+    "the one to report; every other row's test AUC is shown for completeness, not chosen (picking the highest "
+    "test AUC among many settings would flatter the winner). Δ vs best and p pair each row with the table's "
+    "val-selected best on the same test items."
 )
 shade = ["background-color: rgba(46, 125, 50, 0.12)" if t == "input" else "" for t in table["tier"]]
 st.dataframe(
     table.style.apply(lambda col: shade, axis=0),
     hide_index=True,
     column_config={
-        **{c: st.column_config.NumberColumn(format="%.3f") for c in ("AUC", "CI low", "CI high", "Δ vs best")},
+        **{
+            c: st.column_config.NumberColumn(format="%.3f")
+            for c in ("val AUC", "AUC", "CI low", "CI high", "Δ vs best")
+        },
+        "selected": st.column_config.CheckboxColumn(
+            "selected (on val)", help="The best of its tier by val AUC: report its test AUC.", width="small"
+        ),
+        "AUC": st.column_config.NumberColumn("test AUC", format="%.3f"),
         "CI level": st.column_config.NumberColumn(format="%.3f", width="small"),
         "p (paired)": st.column_config.NumberColumn(format="%.3g"),
         "fit s": st.column_config.NumberColumn(

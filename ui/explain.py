@@ -161,8 +161,12 @@ def reproduce(run_id: str, layers: list[int]) -> dict[str, Any]:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def results_table(results: list[ev.ExplainResult]) -> pd.DataFrame:
-    """All results, input tier first, each paired against the best of the table (AUC(row) − AUC(best), p)."""
+    """All results, input tier first, each paired against the best of the table (AUC(row) − AUC(best), p).
+
+    "Best" is chosen by val AUC (``ev.best_of``); ``selected`` marks the val-selected result of each tier, whose
+    test AUC is the one to report. Every other row's test AUC is shown too, not selected."""
     best = ev.best_of(results)
+    chosen = {tier: ev.best_of(results, tier) for tier in TIERS}
     rows = []
     for r in sorted(results, key=lambda r: (TIERS.index(r.tier), -r.auc)):  # type: ignore[arg-type]
         c = ev.compare(r, best) if best is not None and r is not best else {"diff": 0.0, "p_value": None}
@@ -171,6 +175,8 @@ def results_table(results: list[ev.ExplainResult]) -> pd.DataFrame:
                 "label": r.label,
                 "tier": r.tier,
                 "role": ROLES[r.tier],
+                "selected": r is chosen.get(r.tier),
+                "val AUC": r.val_auc,
                 "AUC": r.auc,
                 "CI low": r.ci_low,
                 "CI high": r.ci_high,
@@ -185,7 +191,8 @@ def results_table(results: list[ev.ExplainResult]) -> pd.DataFrame:
 
 
 def headline(results: list[ev.ExplainResult]) -> dict[str, Any] | None:
-    """Best input-tier internals explainer vs best input-tier text baseline, paired; None if either is missing."""
+    """Best input-tier internals explainer vs best input-tier text baseline (each chosen on val), paired on test;
+    None if either is missing."""
     inner = ev.best_of(results, tier="input", names=INTERNALS)
     base = ev.best_of(results, tier="input", names=TEXT_BASELINES)
     if inner is None or base is None:

@@ -292,15 +292,18 @@ def _explainers(store: Store, run: RunInfo, figures: _Figures, opts: _Options) -
         return Section(
             key="explainers", title=title, body=_empty(f"No explainer results ({esc(why)}); {hint}."), filled=False
         )
+    from wif_core.explainers.evaluate import best_of
+
     ordered = sorted(results, key=lambda r: (TIERS.index(r.tier), -r.auc))  # type: ignore[arg-type]
+    chosen = {tier: best_of(results, tier) for tier in TIERS}
     rows = [
         (
-            r.label,
+            r.label + (" ✓" if r is chosen[r.tier] else ""),
             r.tier,
             _num(r.auc),
             f"[{_num(r.ci_low)}, {_num(r.ci_high)}]",
             f"{r.n_test} ({r.n_test_failed} failed)",
-            _num(_val_auc(r.explanation)),
+            _num(r.val_auc if r.val_auc is not None else _val_auc(r.explanation)),
             _chosen(r),
         )
         for r in ordered
@@ -310,7 +313,8 @@ def _explainers(store: Store, run: RunInfo, figures: _Figures, opts: _Options) -
         '<p class="note">Each explainer is fitted on train, tuned on val and scored on the held-out test items: '
         f"AUC of P(failure) with a {level:.1%} bootstrap interval and n. Only <b>input</b>-tier rows (shaded) "
         "answer whether failure can be read from the item and the model's internals before it answers; "
-        "output and gold tiers are baselines and diagnostics.</p>"
+        "output and gold tiers are baselines and diagnostics. ✓ marks the best of each tier, <b>chosen by its val "
+        "AUC</b>: report its test AUC (the others' test AUCs are shown, not chosen).</p>"
     )
     body += _table(
         ["explainer", "tier", "test AUC", f"{level:.1%} CI", "n test", "val AUC", "settings (chosen on val)"],

@@ -334,7 +334,11 @@ def collect(
             ]
 
     result = write_run(
-        store, run, items, score, split_options=split_options or SplitOptions(seed=seed),
+        store,
+        run,
+        items,
+        score,
+        split_options=split_options or SplitOptions(seed=seed),
         progress=progress,
         resumed=resumed,
     )

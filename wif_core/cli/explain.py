@@ -18,7 +18,7 @@ def _results_cache(args: argparse.Namespace) -> Any:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from wif_core.explainers.data import RunData
-    from wif_core.explainers.evaluate import best_of, compare, evaluate, evaluate_all, variants
+    from wif_core.explainers.evaluate import SELECTED_ON, best_of, compare, evaluate, evaluate_all, variants
     from wif_core.store import Store
 
     settings = dict(args.set or [])
@@ -36,10 +36,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
         else:
             raise InputError("give --explainer NAME or --all")
     payload = [r.summary() for r in results]
-    best = best_of(results)
+    best = best_of(results)  # chosen on val, over every tier: what `vs_best` pairs against
+    chosen = {tier: best_of(results, tier) for tier in ("input", "output", "gold")}
     for p, r in zip(payload, results, strict=True):
-        if best is not None and r is not best and len(results) > 1:
-            p["vs_best"] = compare(r, best)
+        if len(results) > 1:
+            p["selected"] = r is chosen[r.tier]  # the val-selected best of its tier; the others are shown, not chosen
+            p["selected_on"] = SELECTED_ON
+            if best is not None and r is not best:
+                p["vs_best"] = compare(r, best)
     if args.json:
         emit(args, payload if args.all else payload[0], "")
         return 0
@@ -48,9 +52,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if rows:
             print(f"[{tier} tier]")
         for r in sorted(rows, key=lambda r: -r.auc):
+            mark = "*" if len(results) > 1 and r is chosen[tier] else " "
+            val = "   -  " if r.val_auc is None else f"{r.val_auc:.3f}"
             print(
-                f"  {r.label:<32} AUC {r.auc:.3f}  {r.ci_level:.1%} CI [{r.ci_low:.3f}, {r.ci_high:.3f}]  n={r.n_test}"
+                f" {mark}{r.label:<32} AUC {r.auc:.3f}  {r.ci_level:.1%} CI [{r.ci_low:.3f}, {r.ci_high:.3f}]  "
+                f"n={r.n_test}  val AUC {val}"
             )
+    if len(results) > 1:
+        print(f"* the best of its tier, chosen by val AUC; report its test AUC (selected on {SELECTED_ON})")
     return 0
 
 

@@ -1,5 +1,9 @@
 """Fit an explainer on a run's train split, tune on val, score the test split with an AUC and CI.
 
+"The best" of several results (explainers, layers, sites, settings) is chosen on the **val** split and reported on
+test (``best_of``, ``SELECTED_ON``): every result records its val AUC beside its test AUC, so choosing among some
+30 settings by their test AUC, which would make the winner's margin optimistic, never happens.
+
 Results are cached as JSON files beside the store (``<store>.results/``), keyed by the run,
 the explainer and its settings, the metric settings and the code version, so the app never
 fits the same thing twice.
@@ -25,7 +29,8 @@ from wif_core.metrics import auc_ci, paired_compare
 from wif_core.metrics.auc import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 
 log = logging.getLogger(__name__)
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2  # 2: results carry their val AUC
+SELECTED_ON = "val"  # the split "best" is chosen on; its test AUC is what is reported
 # What the comparison page shows first, and what `wif demo` fits ahead of time.
 DEFAULT_COMPARISON = ("probe-paper", "surface", "text", "confidence", "label-prior")
 
@@ -73,6 +78,9 @@ class ExplainResult:
     n_val: int
     seed: int
     fit_seconds: float
+    # AUC of the fitted explainer on the val split (no interval): what "the best" is chosen by. The val split
+    # also tunes the explainers' own settings (C, k, epochs), so it is optimistic, alike for every setting
+    val_auc: float | None = None
     explanation: dict[str, Any] = field(default_factory=dict)
     item_ids: list[str] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
@@ -190,6 +198,7 @@ def evaluate(
     elapsed = time.perf_counter() - start
     if scores.shape != (len(test),):
         raise RuntimeError(f"{name} returned {scores.shape} scores for {len(test)} test items")
+    val_auc = _val_auc(explainer, val, y_val)
     ci = auc_ci(y_test, scores, level=level, n_resamples=n_resamples, seed=seed)
     result = ExplainResult(
         run_id=data.facts.run_id,
@@ -208,6 +217,7 @@ def evaluate(
         n_val=len(val),
         seed=seed,
         fit_seconds=elapsed,
+        val_auc=val_auc,
         explanation=jsonable(explainer.explain()),
         item_ids=test.item_ids,
         scores=scores.tolist(),
@@ -216,6 +226,16 @@ def evaluate(
     if cache is not None:
         cache.put(key, result)
     return result
+
+
+def _val_auc(explainer: Any, val: Any, y_val: np.ndarray) -> float | None:
+    """The fitted explainer's AUC on the val split (None where val has one outcome or the scores are not finite)."""
+    from sklearn.metrics import roc_auc_score
+
+    scores = np.asarray(explainer.predict_proba(val), dtype=float)
+    if len(np.unique(y_val)) < 2 or scores.shape != (len(y_val),) or not np.isfinite(scores).all():
+        return None
+    return float(roc_auc_score(y_val, scores))
 
 
 def variants(data: RunData, names: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
@@ -274,10 +294,48 @@ def compare(a: ExplainResult, b: ExplainResult, method: str = "bootstrap") -> di
 
 
 def best_of(
-    results: list[ExplainResult], tier: str | None = None, names: tuple[str, ...] | None = None
+    results: list[ExplainResult],
+    tier: str | None = None,
+    names: tuple[str, ...] | None = None,
+    on: str = SELECTED_ON,
 ) -> ExplainResult | None:
+    """The best result of ``tier`` among explainers ``names`` (default: all), chosen by its AUC on ``on``.
+
+    ``on="val"`` (the default, and the protocol): the highest val AUC, ties broken by label so the choice is the
+    same on every run; report that result's test AUC. ``on="test"`` picks by the test AUC itself, which is
+    optimistic: only for showing how much selection on test would have flattered the winner. Results without a
+    val AUC (a val split of one outcome) cannot be chosen on val.
+    """
+    if on not in ("val", "test"):
+        raise InputError(f"best_of: choose on 'val' or 'test', not '{on}'")
     pool = [r for r in results if (tier is None or r.tier == tier) and (names is None or r.explainer in names)]
-    return max(pool, key=lambda r: r.auc, default=None)
+    if on == "val":
+        pool = [r for r in pool if r.val_auc is not None]
+        return min(pool, key=lambda r: (-float(r.val_auc or 0.0), r.label), default=None)
+    return min(pool, key=lambda r: (-r.auc, r.label), default=None)
+
+
+def selection(results: list[ExplainResult]) -> dict[str, Any]:
+    """What was chosen, and how: per tier the val-selected result (label, val AUC, test AUC with CI and n) and,
+    for contrast, the result test AUC would have picked. The JSON of ``wif explain --all`` carries it."""
+    out: dict[str, Any] = {"selected_on": SELECTED_ON, "tiers": {}}
+    for tier in ("input", "output", "gold"):
+        chosen, by_test = best_of(results, tier), best_of(results, tier, on="test")
+        if chosen is None:
+            continue
+        out["tiers"][tier] = {
+            "label": chosen.label,
+            "val_auc": chosen.val_auc,
+            "auc": chosen.auc,
+            "ci_low": chosen.ci_low,
+            "ci_high": chosen.ci_high,
+            "ci_level": chosen.ci_level,
+            "n_test": chosen.n_test,
+            "n_candidates": sum(r.tier == tier for r in results),
+            "test_best_label": None if by_test is None else by_test.label,
+            "test_best_auc": None if by_test is None else by_test.auc,
+        }
+    return out
 
 
 def reproduce(data: RunData, seed: int = 0, cache: ResultCache | None = None) -> dict[str, Any]:
