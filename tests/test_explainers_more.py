@@ -323,3 +323,20 @@ def test_explain_all_includes_them_and_reads_them_back(tmp_path, capsys):
         data = RunData.load(store, "a")
         hit = evaluate(data, "stack", site="last", cache=cache, n_resamples=100)
     assert hit.fit_seconds == next(r["fit_seconds"] for r in first if r["explainer"] == "stack")
+
+
+def test_difficulty_transfer_refuses_too_few_shared_outcomes(shared):
+    from dataclasses import replace
+
+    from wif_core.explainers.transfer import DifficultyTransfer
+
+    train, y_train = shared.split("train", "input", other_train=True)
+    val, y_val = shared.split("val", "input")
+    few = np.zeros(len(train))
+    few[:2] = 1.0  # the other run failed 2 of the shared train items
+    starved = replace(train, _other_train=lambda run_id: few)
+    with pytest.raises(InputError, match="has .* correct and 2 failed of the .* at least 3 of each"):
+        DifficultyTransfer(layer=1, site="last", other_run="b").fit(starved, y_train, val, y_val)
+    few[:3] = 1.0  # three: a 3-fold cross-validation of C
+    fitted = DifficultyTransfer(layer=1, site="last", other_run="b").fit(starved, y_train, val, y_val)
+    assert set(fitted.cv_auc_) == {1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0}

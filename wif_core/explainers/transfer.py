@@ -22,19 +22,20 @@ from sklearn.model_selection import StratifiedKFold
 from wif_core.errors import InputError
 from wif_core.explainers.base import Explainer, RunFacts, View
 from wif_core.explainers.baselines import item_text
-from wif_core.explainers.data import MIN_PER_CLASS
 from wif_core.explainers.linear import C_GRID, FittedLogistic, fit_logistic, top_weights
 from wif_core.explainers.nonlinear import single_threaded
 from wif_core.explainers.probe import site_features
 from wif_core.metrics import roc_auc_score
 
 FOLDS = 5
+MIN_SHARED_PER_CLASS = 3  # of the other run's outcomes on the shared train items: a 3-fold CV of C at least
 TEXT_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 def _cv_logistic(X: Any, y: np.ndarray, grid: tuple[float, ...], *, scale: bool, seed: int) -> tuple[float, dict]:
-    """The C of ``grid`` with the best mean AUC over stratified folds of (X, y), and each C's mean AUC."""
-    folds = StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
+    """The C of ``grid`` with the best mean AUC over stratified folds of (X, y) (``FOLDS``, or as many as the
+    rarer outcome has items), and each C's mean AUC."""
+    folds = StratifiedKFold(n_splits=min(FOLDS, int(np.bincount(y).min())), shuffle=True, random_state=seed)
     by_c: dict[float, list[float]] = {c: [] for c in grid}
     for fit_idx, held_idx in folds.split(np.zeros(len(y)), y):
         fitted = fit_logistic(X[fit_idx], y[fit_idx], X[held_idx], y[held_idx], grid=grid, scale=scale, seed=seed)
@@ -113,10 +114,10 @@ class DifficultyTransfer(Explainer):
         seen = np.isfinite(target)
         y = target[seen].astype(int)
         n_fail = int(y.sum())
-        if min(n_fail, len(y) - n_fail) < MIN_PER_CLASS:
+        if min(n_fail, len(y) - n_fail) < MIN_SHARED_PER_CLASS:
             raise InputError(
                 f"{self.name}: run {other} has {len(y) - n_fail} correct and {n_fail} failed of the "
-                f"{len(y)} train items it shares with this run; at least {MIN_PER_CLASS} of each are needed"
+                f"{len(y)} train items it shares with this run; at least {MIN_SHARED_PER_CLASS} of each are needed"
             )
         X = self._features(train, fit=True)[np.flatnonzero(seen)]
         text = self.layer is None
