@@ -90,7 +90,7 @@ def test_each_explainer_fits_and_shows_its_tier(name: str, wif_db: Path) -> None
 
 def test_only_applicable_explainers_are_offered(wif_db: Path) -> None:
     at = _run(COMPARE, run=COLLECTED_RUN)
-    assert len(_offered(at)) == sum(map(len, _variant_ids(wif_db, COLLECTED_RUN).values())) == 20
+    assert len(_offered(at)) == sum(map(len, _variant_ids(wif_db, COLLECTED_RUN).values())) == 38
     assert all(o.endswith((" · input", " · output", " · gold")) for o in _offered(at))  # tier in every label
 
     # outcomes only: no activations (no probes) and no choice scores (no confidence)

@@ -24,7 +24,17 @@ from wif_core.explainers import evaluate as ev
 from wif_core.explainers.data import RunData
 
 ROLES = {"input": "headline", "output": "baseline", "gold": "diagnostic"}
-INTERNALS = ("probe", "probe-paper", "probe-all-layers", "attention-probe", "sae")
+INTERNALS = (
+    "probe",
+    "probe-paper",
+    "probe-all-layers",
+    "attention-probe",
+    "sae",
+    "mlp-probe",
+    "mlp-probe-all-layers",
+    "gbdt-probe",
+    "knn",
+)
 TEXT_BASELINES = ("surface", "text")
 DEFAULT_NAMES = ev.DEFAULT_COMPARISON
 ALL = "all"

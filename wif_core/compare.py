@@ -518,7 +518,7 @@ def _fit(data: Any, name: str, settings: dict[str, Any], seed: int) -> Any:
     from wif_core.explainers.base import get_explainer
 
     cls = get_explainer(name)
-    train, y_train = data.split("train", cls.tier)
+    train, y_train = data.split("train", cls.tier, other_train=cls.reads_other_train)
     val, y_val = data.split("val", cls.tier)
     return cls(seed=seed, **settings).fit(train, y_train, val, y_val), val, y_val
 

@@ -91,7 +91,11 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("--all", action="store_true", help="every explainer and setting that applies to the run")
     p.add_argument("--layer", type=int, default=None)
     p.add_argument("--site", choices=["last", "mean", "choice", "tokens"], default=None)
-    p.add_argument("--other-run", default=None, help="for cross-model: the run whose outcomes predict")
+    p.add_argument(
+        "--other-run",
+        default=None,
+        help="for cross-model and difficulty-transfer: the other run whose outcomes are read",
+    )
     p.add_argument(
         "--set", action="append", type=key_value, metavar="KEY=VALUE", help="extra explainer setting (repeatable)"
     )

@@ -12,7 +12,10 @@ allows, so the rule is kept by construction rather than by care:
 - ``output``: adds the model's own scores for the choices.
 - ``gold``: adds the answer key (and other runs' outcomes on the same items).
 
-Failure labels are given to ``fit`` only, never inside a view.
+Failure labels are given to ``fit`` only, never inside a view. One exception, kept as narrow
+as it can be: an explainer that declares ``reads_other_train`` is handed a train view that
+also holds other runs' outcomes on the train items (``other_train_failures``); no val or test
+view ever holds them, so such an explainer reads no outcome of an item it is scored on.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class View:
     _choice_scores: np.ndarray | None = None
     _gold: np.ndarray | None = None
     _other: Callable[[str], np.ndarray] | None = None
+    _other_train: Callable[[str], np.ndarray] | None = None
     cache: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -91,6 +95,18 @@ class View:
             raise PermissionError(f"a {self.tier}-tier explainer may not see other runs' outcomes")
         return self._other(run_id)
 
+    def other_train_failures(self, run_id: str) -> np.ndarray:
+        """Another run's outcome on these train items (1 = failed; NaN where that run did not score the item,
+        scored its duplicates both ways, or where the item's content is also a val or test item of this run).
+
+        Only the train view handed to an explainer that declares ``reads_other_train`` holds it.
+        """
+        if self._other_train is None:
+            raise PermissionError(
+                "other runs' outcomes are on the train view of an explainer that declares reads_other_train only"
+            )
+        return self._other_train(run_id)
+
 
 @dataclass(kw_only=True)
 class RunFacts:
@@ -106,6 +122,8 @@ class RunFacts:
     other_runs: list[str]
     store_path: str | None = None  # where the store lives: explainers that read files beside it (SAEs) need it
     scores_missing: int = 0  # evaluated items with some choice unscored (an imported file's nulls)
+    # per other run, how many of this run's train items it scored (matched by item key)
+    shared_train: dict[str, int] = field(default_factory=dict)
 
     def why_no_scores(self) -> str | None:
         """None when the run's choice scores are complete, else why output-tier explainers cannot read them."""
@@ -129,6 +147,8 @@ class Explainer:
     sites: ClassVar[tuple[str, ...]] = ()
     # the settings a user may give (`wif explain --set KEY=VALUE`, keywords of `evaluate`); others are refused
     options: ClassVar[tuple[str, ...]] = ()
+    # an input-tier explainer that learns from other runs' outcomes on the train items (never on val or test)
+    reads_other_train: ClassVar[bool] = False
 
     def __init__(self, layer: int | None = None, site: str | None = None, seed: int = 0, **settings: Any) -> None:
         self.layer = layer
@@ -194,11 +214,17 @@ REGISTRY: Registry[type[Explainer]] = Registry(
         "cluster-attribution": "wif_core.clusters.explainer:AttributionClusterExplainer",
         "confidence": "wif_core.explainers.baselines:Confidence",
         "cross-model": "wif_core.explainers.baselines:CrossModel",
+        "difficulty-transfer": "wif_core.explainers.transfer:DifficultyTransfer",
+        "gbdt-probe": "wif_core.explainers.nonlinear:GbdtProbe",
+        "knn": "wif_core.explainers.nonlinear:Knn",
         "label-prior": "wif_core.explainers.baselines:LabelPrior",
+        "mlp-probe": "wif_core.explainers.nonlinear:MlpProbe",
+        "mlp-probe-all-layers": "wif_core.explainers.nonlinear:MlpAllLayersProbe",
         "probe": "wif_core.explainers.probe:Probe",
         "probe-all-layers": "wif_core.explainers.probe:AllLayersProbe",
         "probe-paper": "wif_core.explainers.probe:PaperProbe",
         "sae": "wif_core.explainers.sae:SaeProbe",
+        "stack": "wif_core.explainers.stack:Stack",
         "surface": "wif_core.explainers.baselines:Surface",
         "text": "wif_core.explainers.baselines:Text",
     },

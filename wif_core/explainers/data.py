@@ -31,6 +31,7 @@ class RunData:
     frame: pd.DataFrame  # one row per evaluated item: item_id, split, failed, gold, ll_sum, key, context, choices
     _acts: dict[tuple[int, str], tuple[dict[str, int], np.ndarray]] = field(default_factory=dict, repr=False)
     _tokens: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    _by_key: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, store: Store, run_id: str, include_excluded: bool = False) -> RunData:
@@ -57,6 +58,10 @@ class RunData:
             store_path=str(store.path),
         )
         data = cls(store, facts, frame)
+        train_keys = set(frame.loc[frame["split"] == "train", "key"])
+        data.facts.shared_train = {
+            r.run_id: sum(k in train_keys for k in data._failed_by_key(r.run_id)) for r in others
+        }
         data.check()
         return data
 
@@ -95,9 +100,30 @@ class RunData:
         failed = dict(zip(other["key"], (~other["correct"].astype(bool)).astype(float), strict=True))
         return np.array([failed.get(k, np.nan) for k in keys])
 
+    def _failed_by_key(self, other_run: str) -> dict[str, float]:
+        if other_run not in self._by_key:
+            self._by_key[other_run] = self.store.failed_by_key(other_run)
+        return self._by_key[other_run]
+
+    def _other_train_failures(self, other_run: str, keys: list[str]) -> np.ndarray:
+        """``other_run``'s outcome on train items by key; NaN where the key is also a val or test item's here, so
+        that no outcome on the content of an item this run is scored on is read."""
+        if other_run not in self.facts.other_runs:
+            raise InputError(
+                f"run {self.facts.run_id}: '{other_run}' is not another run of task {self.facts.task} "
+                f"(other runs: {', '.join(self.facts.other_runs) or 'none'})"
+            )
+        held_out = set(self.frame.loc[self.frame["split"] != "train", "key"])
+        failed = self._failed_by_key(other_run)
+        return np.array([np.nan if k in held_out else failed.get(k, np.nan) for k in keys])
+
     # -- views ----------------------------------------------------------------------------
-    def split(self, name: str, tier: Tier) -> tuple[View, np.ndarray]:
-        """The ``name`` split as a ``tier`` view, and its failure labels (1 = failed)."""
+    def split(self, name: str, tier: Tier, other_train: bool = False) -> tuple[View, np.ndarray]:
+        """The ``name`` split as a ``tier`` view, and its failure labels (1 = failed).
+
+        ``other_train`` (for an explainer that declares ``reads_other_train``) adds other runs' outcomes to the
+        train view only: a val or test view never holds them.
+        """
         part = self.frame[self.frame["split"] == name]
         ids = part["item_id"].tolist()
         keys = part["key"].tolist()
@@ -130,5 +156,8 @@ class RunData:
             _choice_scores=scores,
             _gold=part["gold"].to_numpy(dtype=int) if tier == "gold" else None,
             _other=(lambda run_id: self._other_failures(run_id, keys)) if tier == "gold" else None,
+            _other_train=(
+                (lambda run_id: self._other_train_failures(run_id, keys)) if other_train and name == "train" else None
+            ),
         )
         return view, part["failed"].to_numpy(dtype=int)

@@ -189,7 +189,7 @@ def evaluate(
     site, settings, key = _resolve(data, name, layer, site, seed=seed, level=level, n_resamples=n_resamples, **settings)
     if cache is not None and (hit := cache.get(key)) is not None:
         return hit
-    train, y_train = data.split("train", cls.tier)
+    train, y_train = data.split("train", cls.tier, other_train=cls.reads_other_train)
     val, y_val = data.split("val", cls.tier)
     test, y_test = data.split("test", cls.tier)
     start = time.perf_counter()

@@ -579,6 +579,20 @@ class Store:
             frame[col] = frame[col].map(_scores_cell)
         return frame
 
+    def failed_by_key(self, run_id: str) -> dict[str, float]:
+        """A run's outcome per item key (1.0 = failed), over all its scored items; NaN for a key whose
+        duplicates it scored both ways."""
+        rows = (
+            self._cur()
+            .execute(
+                """SELECT i.key, avg((NOT o.correct)::INT) FROM items i JOIN outcomes o USING (run_id, item_id)
+                   WHERE i.run_id = ? GROUP BY i.key""",
+                [run_id],
+            )
+            .fetchall()
+        )
+        return {k: (float(v) if v in (0.0, 1.0) else float("nan")) for k, v in rows}
+
     def split_counts(self, run_id: str | None = None) -> pd.DataFrame:
         """Scored items per (run_id, split, correct, excluded), with count ``n``: each split's class balance.
 
