@@ -91,7 +91,9 @@ def _section(model: str, task: str, run_id: str, acc: float, ev: dict[str, Any])
     )
 
 
-def main(models: tuple[str, ...] = real_runs.MODELS, tasks: tuple[str, ...] = real_runs.TASKS) -> dict:
+def main(
+    models: tuple[str, ...] = real_runs.MODELS, tasks: tuple[str, ...] = real_runs.TASKS, n: int = real_runs.FULL
+) -> dict:
     if not SHARED_BENCH.exists():
         return {"skipped": "../shared/benchmarks absent"}
     loads = [os.getloadavg()[0]]
@@ -100,7 +102,7 @@ def main(models: tuple[str, ...] = real_runs.MODELS, tasks: tuple[str, ...] = re
     for task in tasks:
         real_runs.ensure_imported(task)
         for model in models:
-            run_id = real_runs.ensure(model, task)
+            run_id = real_runs.ensure(model, task, n)
             with Store.open(real_runs.DB) as store:
                 acc = float(store.runs().set_index("run_id").loc[run_id, "accuracy"])
                 ev = evaluate_run(store, run_id, ResultCache.beside(real_runs.DB))
@@ -121,11 +123,11 @@ def main(models: tuple[str, ...] = real_runs.MODELS, tasks: tuple[str, ...] = re
                 f"| {task} | {model} | {ev['n_items']} | {b.n_test} | `{b.label}` | {_fmt(b)} | "
                 f"{_fmt_margin(ev['vs_paper'])} | {_fmt_margin(ev['vs_text'])} |"
             )
-            _write(models, tasks, sections, summary, out, loads)
+            _write(models, tasks, n, sections, summary, out, loads)
     return out
 
 
-def _write(models, tasks, sections, summary, out, loads) -> None:
+def _write(models, tasks, n, sections, summary, out, loads) -> None:
     margins = [v["vs_paper"] for v in out.values() if v["vs_paper"] is not None]
     above = sum(c["ci_low"] > 0 for c in margins)
     best = max((v["best_input_auc"][0] for v in out.values()), default=float("nan"))
@@ -135,9 +137,9 @@ def _write(models, tasks, sections, summary, out, loads) -> None:
 ## Explainers on real tasks, full size, selected on val (issues 3 and 15)
 
 Machine: {machine()}; load average {min(loads):.1f}–{max(loads):.1f} while it ran (sampled between runs).
-Command: `python -m bench.run real` (`python -m bench.real_tasks --models {",".join(models)} --tasks {",".join(tasks)}`
-for this section). Runs: `bench.real_runs`, every item of each task's files in ../shared (train + val + test, 4000
-each), each embedded model, layers spread over depth, per-token activations at 60% of the depth; balanced splits
+Command: `python -m bench.run real` (`python -m bench.real_tasks --models {",".join(models)} --tasks {",".join(tasks)}
+--n {n}` for this section). Runs: `bench.real_runs`, {"every item" if n >= real_runs.FULL else f"a seeded sample of {n} items"}
+of each task's files in ../shared (train + val + test, 4000 each), each embedded model, layers spread over depth, per-token activations at 60% of the depth; balanced splits
 redrawn on each model's own outcomes (50/25/25). Gemma-2 2B's outcomes are imported for `cross-model`.
 CIs are 99.9% stratified bootstrap (2000 resamples); margins are paired bootstrap differences on the same test
 items. **Selection is on val**: ✓ marks the setting of each tier with the highest val AUC, and its test AUC is
@@ -160,5 +162,6 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--models", default=",".join(real_runs.MODELS))
     p.add_argument("--tasks", default=",".join(real_runs.TASKS))
+    p.add_argument("--n", type=int, default=real_runs.FULL, help="items per task (default: all 4000)")
     a = p.parse_args()
-    print(json.dumps(main(tuple(a.models.split(",")), tuple(a.tasks.split(","))), indent=1, default=str))
+    print(json.dumps(main(tuple(a.models.split(",")), tuple(a.tasks.split(",")), a.n), indent=1, default=str))

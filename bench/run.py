@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, each writing its section of docs/BENCHMARKS.md.
 
 `python -m bench.run [NAME ...]` runs only the named ones (explainers, collection, app, real, sae, clusters, zoo,
-attribution, deletion, startup, models, models-real).
+attribution, deletion, startup, models, models-real, zoo-cause).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ BENCHES = {
     "sae": sae.main,
     "clusters": clusters.main,
     "zoo": zoo.main,
+    "zoo-cause": zoo.cause_main,
     "attribution": attribution.main,
     "deletion": deletion.main,
     "startup": startup.main,

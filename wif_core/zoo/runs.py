@@ -304,6 +304,12 @@ DEFAULT_EXPLAINERS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("probe", {"site": "last"}),  # at the last step (layer n); filled in below
     ("probe-all-layers", {"site": "last"}),
     ("attention-probe", {"layer": 1, "site": "tokens"}),
+    # non-linear readers of the hidden state: at the last step, and over the whole trajectory (every step's state)
+    ("mlp-probe", {"site": "last"}),
+    ("mlp-probe-all-layers", {"site": "last"}),
+    ("gbdt-probe", {"site": "last"}),
+    ("knn", {"site": "last"}),
+    ("stack", {"site": "last"}),
     ("surface", {}),
     ("text", {}),
     ("confidence", {}),
@@ -367,7 +373,7 @@ def cause_recovery(
     n_layers = max(data.facts.layers)
     for name, settings in explainers:
         s = dict(settings)
-        if name == "probe" and "layer" not in s:
+        if name in ("probe", "mlp-probe", "gbdt-probe", "knn") and "layer" not in s:
             s["layer"] = n_layers
         try:
             r = evaluate(data, name, s.pop("layer", None), s.pop("site", None), seed=seed, cache=cache, **s)
