@@ -92,42 +92,46 @@ def _section(model: str, task: str, run_id: str, acc: float, ev: dict[str, Any])
 
 
 def main(
-    models: tuple[str, ...] = real_runs.MODELS, tasks: tuple[str, ...] = real_runs.TASKS, n: int = real_runs.FULL
+    models: tuple[str, ...] = real_runs.MODELS,
+    tasks: tuple[str, ...] = real_runs.TASKS,
+    n: int = real_runs.FULL,
+    pairs: list[tuple[str, str, int]] | None = None,
 ) -> dict:
+    """Every (model, task) of ``models`` × ``tasks`` on ``n`` items each, or exactly the ``pairs`` (model, task, n)."""
     if not SHARED_BENCH.exists():
         return {"skipped": "../shared/benchmarks absent"}
+    todo = pairs or [(model, task, n) for task in tasks for model in models]
     loads = [os.getloadavg()[0]]
     out: dict[str, Any] = {}
     sections, summary = [], []
-    for task in tasks:
+    for model, task, size in todo:
         real_runs.ensure_imported(task)
-        for model in models:
-            run_id = real_runs.ensure(model, task, n)
-            with Store.open(real_runs.DB) as store:
-                acc = float(store.runs().set_index("run_id").loc[run_id, "accuracy"])
-                ev = evaluate_run(store, run_id, ResultCache.beside(real_runs.DB))
-            loads.append(os.getloadavg()[0])
-            b = ev["best_input"]
-            out[f"{model}/{task}"] = {
-                "run": run_id,
-                "accuracy": acc,
-                "n_test": b.n_test,
-                "selected_on": "val",
-                "best_input": b.label,
-                "best_input_auc": [b.auc, b.ci_low, b.ci_high],
-                "vs_paper": ev["vs_paper"],
-                "vs_text": ev["vs_text"],
-            }
-            sections.append(_section(model, task, run_id, acc, ev))
-            summary.append(
-                f"| {task} | {model} | {ev['n_items']} | {b.n_test} | `{b.label}` | {_fmt(b)} | "
-                f"{_fmt_margin(ev['vs_paper'])} | {_fmt_margin(ev['vs_text'])} |"
-            )
-            _write(models, tasks, n, sections, summary, out, loads)
+        run_id = real_runs.ensure(model, task, size)
+        with Store.open(real_runs.DB) as store:
+            acc = float(store.runs().set_index("run_id").loc[run_id, "accuracy"])
+            ev = evaluate_run(store, run_id, ResultCache.beside(real_runs.DB))
+        loads.append(os.getloadavg()[0])
+        b = ev["best_input"]
+        out[f"{model}/{task}"] = {
+            "run": run_id,
+            "accuracy": acc,
+            "n_test": b.n_test,
+            "selected_on": "val",
+            "best_input": b.label,
+            "best_input_auc": [b.auc, b.ci_low, b.ci_high],
+            "vs_paper": ev["vs_paper"],
+            "vs_text": ev["vs_text"],
+        }
+        sections.append(_section(model, task, run_id, acc, ev))
+        summary.append(
+            f"| {task} | {model} | {size} | {ev['n_items']} | {b.n_test} | `{b.label}` | {_fmt(b)} | "
+            f"{_fmt_margin(ev['vs_paper'])} | {_fmt_margin(ev['vs_text'])} |"
+        )
+        _write(todo, sections, summary, out, loads)
     return out
 
 
-def _write(models, tasks, n, sections, summary, out, loads) -> None:
+def _write(todo, sections, summary, out, loads) -> None:
     margins = [v["vs_paper"] for v in out.values() if v["vs_paper"] is not None]
     above = sum(c["ci_low"] > 0 for c in margins)
     best = max((v["best_input_auc"][0] for v in out.values()), default=float("nan"))
@@ -137,17 +141,17 @@ def _write(models, tasks, n, sections, summary, out, loads) -> None:
 ## Explainers on real tasks, full size, selected on val (issues 3 and 15)
 
 Machine: {machine()}; load average {min(loads):.1f}–{max(loads):.1f} while it ran (sampled between runs).
-Command: `python -m bench.run real` (`python -m bench.real_tasks --models {",".join(models)} --tasks {",".join(tasks)}
---n {n}` for this section). Runs: `bench.real_runs`, {"every item" if n >= real_runs.FULL else f"a seeded sample of {n} items"}
-of each task's files in ../shared (train + val + test, 4000 each), each embedded model, layers spread over depth, per-token activations at 60% of the depth; balanced splits
+Command: `python -m bench.run real` (every model on all 4000 items of every task); this section:
+`python -m bench.real_tasks --pairs {",".join(f"{m}:{t}:{k}" for m, t, k in todo)}`. Runs: `bench.real_runs`, all
+items of a task's files in ../shared (train + val + test, 4000 each) or a seeded sample (column 3), layers spread over depth, per-token activations at 60% of the depth; balanced splits
 redrawn on each model's own outcomes (50/25/25). Gemma-2 2B's outcomes are imported for `cross-model`.
 CIs are 99.9% stratified bootstrap (2000 resamples); margins are paired bootstrap differences on the same test
 items. **Selection is on val**: ✓ marks the setting of each tier with the highest val AUC, and its test AUC is
 what is reported; margins pair the val-selected input-tier setting with the val-selected `probe-paper` layer and
 the val-selected text baseline (`surface`, `text`).
 
-| task | model | items in splits | n test | val-selected input tier | test AUC [99.9% CI] | − best `probe-paper` | − best text baseline |
-| --- | --- | --- | --- | --- | --- | --- | --- |
+| task | model | items collected | in the balanced splits | n test | val-selected input tier | test AUC [99.9% CI] | − best `probe-paper` | − best text baseline |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
 {chr(10).join(summary)}
 
 Goal (issue 15): a margin over `probe-paper` with its 99.9% CI above zero on at least 3 (model, task) runs — here
@@ -163,5 +167,10 @@ if __name__ == "__main__":
     p.add_argument("--models", default=",".join(real_runs.MODELS))
     p.add_argument("--tasks", default=",".join(real_runs.TASKS))
     p.add_argument("--n", type=int, default=real_runs.FULL, help="items per task (default: all 4000)")
+    p.add_argument("--pairs", default=None, help="MODEL:TASK:N,... exactly these runs (overrides the others)")
     a = p.parse_args()
-    print(json.dumps(main(tuple(a.models.split(",")), tuple(a.tasks.split(",")), a.n), indent=1, default=str))
+    pairs = None
+    if a.pairs:
+        pairs = [(m, t, int(k)) for m, t, k in (x.split(":") for x in a.pairs.split(","))]
+    out = main(tuple(a.models.split(",")), tuple(a.tasks.split(",")), a.n, pairs)
+    print(json.dumps(out, indent=1, default=str))
