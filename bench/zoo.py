@@ -300,7 +300,7 @@ the ceiling to report against; `confidence` (output tier) reads the model's own 
 | --- | --- | --- | --- | --- |
 {rows}
 
-Best input-tier reader: `{best["label"]}`, AUC {best["auc"]:.3f} against the known cause's
+Highest input-tier test AUC (over the rows above, not chosen on val): `{best["label"]}`, {best["auc"]:.3f}, against the known cause's
 {cause[1]["auc"]:.3f} (goal of issue 15: ≥ 0.85).
 """,
     )
