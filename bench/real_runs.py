@@ -50,6 +50,23 @@ def part_path(model: str, task: str, n: int, db: Path = DB) -> Path:
     return db.parent / f"{db.stem}.parts" / f"{model}--{task}--{n}.duckdb"
 
 
+def _copy_when_free(db: Path, src: Store, run_id: str, patience_s: float = 3600) -> None:
+    """Copy ``run_id`` into ``db``, waiting while a reader (a benchmark fitting explainers) holds it."""
+    from wif_core.errors import StoreBusy
+
+    start = time.monotonic()
+    while True:
+        try:
+            with Store.open(db, write=True) as store:
+                store.copy_runs(src, [run_id])
+            return
+        except StoreBusy:
+            if time.monotonic() - start > patience_s:
+                raise
+            print(f"[real-runs] {db} is in use; copying {run_id} when it is free", flush=True)
+            time.sleep(30)
+
+
 def ensure(model: str, task: str, n: int = FULL, db: Path = DB) -> str:
     """The run id of ``model`` on ``n`` items of ``task`` (all of them when ``n`` is the file's size), collecting it
     if the store lacks it (into its part store, copied in whole when complete)."""
@@ -71,8 +88,7 @@ def ensure(model: str, task: str, n: int = FULL, db: Path = DB) -> str:
         rid = find_run(src, task, model, n)
         if rid is None:
             raise RuntimeError(f"no complete run of {model} on {n} {task} items after collection")
-        with Store.open(db, write=True) as store:
-            store.copy_runs(src, [rid])
+        _copy_when_free(db, src, rid)
     for f in (part, part.with_name(part.name + ".wal")):
         f.unlink(missing_ok=True)
     return rid
