@@ -121,7 +121,7 @@ def test_flags_recover_most_flipped_keys(planted) -> None:
         f"precision {precision:.2f}, recall {recall:.2f}; "
         + "; ".join(f"{r} precision {p:.2f} recall {c:.2f}" for r, (p, c) in by_reason.items())
     )
-    assert recall >= 0.75 and precision >= 0.7  # over 6 seeds measured: recall 0.75–1.0, precision 0.74–0.95
+    assert recall >= 0.75 and precision >= 0.7  # seeds 0–5 measured: recall 0.85–1.0, precision 0.72–1.0
     assert result.signals == ["duplicates", "consensus", "text", "scores"] and not result.skipped
     assert result.combine == "stacked" and len(result.thresholds) == 2
     assert stored["item_id"].tolist() == [f.item_id for f in result.flags]  # stored as returned, in item order

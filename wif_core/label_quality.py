@@ -626,9 +626,9 @@ def quality_pass(store: Store, run_id: str, config: QualityConfig | None = None)
     for s in sources:
         s.skill = skill(s.probs, labels, counts / counts.sum())
         if s.skill <= 0:
-            what = "text classifier" if s.kind == "text" else f"{s.kind} of run {s.name}"
+            what = "the text classifier" if s.kind == "text" else f"the {s.kind} of run {s.name}"
             skipped[f"source {s.name}"] = (
-                f"the {what} is no better than the answer-position prior on this run's keys "
+                f"{what}: no better than the answer-position prior on this run's keys "
                 f"(skill {s.skill:.3f}), so it gets no weight"
             )
     useful = [s for s in sources if s.skill > 0]
