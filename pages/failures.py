@@ -10,7 +10,7 @@ data.ensure_entry()
 st.title("Failure browser")
 run_id = data.run_selector(data.runs())
 
-cols = st.columns([1, 1, 2, 1], vertical_alignment="bottom")
+cols = st.columns([1, 1, 2, 1, 1], vertical_alignment="bottom")
 # A shared link to one item opens with every outcome shown, so the item is not filtered out.
 outcome = cols[0].selectbox(
     "Outcome", ["all", "incorrect", "correct"], index=0 if "item" in st.query_params else 1, key="outcome"
@@ -18,8 +18,15 @@ outcome = cols[0].selectbox(
 split = cols[1].selectbox("Split", ["all", *data.SPLITS], key="split")
 search = cols[2].text_input("Search", placeholder="words in the context, a choice or the item id", key="search")
 excluded = cols[3].toggle("Show excluded", value=True, key="excluded", help="Items left out for leakage.")
+suspect_only = cols[4].toggle(
+    f"Suspect only {data.SUSPECT_MARK}", value=False, key="suspect", help="Items flagged as suspect labels."
+)
 
 frame = data.items(run_id, None if outcome == "all" else outcome, None if split == "all" else split, search, excluded)
+flags = data.quality_flags(run_id)
+frame = data.with_suspects(frame, flags)
+if suspect_only:
+    frame = frame[frame["suspect"] != ""]
 st.caption(f"{len(frame)} items match.")
 if frame.empty:
     st.info("No items match these filters.")
@@ -37,6 +44,39 @@ cards[1].metric(
 )
 cards[2].metric("Split", "—" if data.is_missing(row.split) else row.split)
 cards[3].metric("Excluded", row.reason if row.excluded else "no")
+
+flag = flags[flags["item_id"] == item_id]
+if not flag.empty:
+    evidence = flag["evidence"].iloc[0]
+    st.warning(
+        f"{data.SUSPECT_MARK} Suspect label ({', '.join(flag['reasons'].iloc[0])}; score {flag['score'].iloc[0]:.3f}): "
+        + "; ".join(data.SUSPECT_REASONS[r] for r in flag["reasons"].iloc[0])
+        + "."
+    )
+    with st.expander("Evidence", expanded=True):
+        st.table(data.suspect_choices_table(row, evidence))
+        if evidence.get("consensus"):
+            c = evidence["consensus"]
+            st.caption(f"{c['runs']} of the {c['of']} other runs that cover this item chose the suggested answer.")
+        if evidence.get("copies"):
+            st.caption(
+                "Other copies of this question: "
+                + "; ".join(
+                    f"{data.shown(c['item_id'])} keyed {data.shown(c['answer'], 60)}" for c in evidence["copies"]
+                )
+            )
+        st.dataframe(
+            data.suspect_runs_table(evidence),
+            hide_index=True,
+            column_config={
+                "margin": st.column_config.NumberColumn(
+                    format="%.3f", help="That run's own margin: the key's score minus the best other choice's."
+                ),
+                "weight": st.column_config.NumberColumn(
+                    format="%.3f", help="The run's weight in the combined probabilities (0: no better than chance)."
+                ),
+            },
+        )
 
 st.markdown("**Context**")
 st.code(row.context, language=None, wrap_lines=True)

@@ -1,4 +1,4 @@
-"""Overview: the runs in the store, each split's class balance, and the leakage found in each run."""
+"""Overview: the runs in the store, each split's class balance, the leakage and the suspect labels found in each run."""
 
 import plotly.express as px
 import streamlit as st
@@ -92,3 +92,32 @@ for run in runs.itertuples():
 kinds = sorted(set(summary["kind"])) or list(data.FINDING_KINDS)
 st.markdown("**What the kinds mean**")
 st.markdown("\n".join(f"- **{k}**: {data.FINDING_KINDS.get(k, 'see wif_core.splits.')}" for k in kinds))
+
+st.subheader("Suspect labels")
+st.caption(
+    "Items whose answer key looks wrong, found by `wif quality --run RUN_ID`: copies with different keys, other "
+    "models' confident consensus on another answer, and confident learning on out-of-fold probabilities (a "
+    "text-only classifier and the models' own scores). A model that fails such an item may be right; "
+    "`wif explain --exclude suspect` reports explainers with and without them. The failure browser marks "
+    f"each one ({data.SUSPECT_MARK}) with its evidence."
+)
+quality = data.quality_table(runs, data.quality_passes(), data.quality_flags())
+checked = quality["checked"].notna()
+if not checked.any():
+    st.caption("No run has had an item-quality pass yet: `wif quality --run RUN_ID` makes one.")
+else:
+    st.metric("Suspect labels", int(quality.loc[checked, "flagged"].sum()), help="Flagged items over the runs checked.")
+    st.dataframe(
+        quality,
+        hide_index=True,
+        column_config={
+            "checked": st.column_config.NumberColumn(help="Items the pass looked at; empty: no pass yet."),
+            "flagged": st.column_config.NumberColumn(help="Items with at least one reason (an item may have several)."),
+            "most suspect": st.column_config.TextColumn(
+                help="The highest-scoring flags: open them in the failure browser."
+            ),
+            "signals": st.column_config.TextColumn(help="The signals the pass used, or the command that makes one."),
+        },
+    )
+    st.markdown("**What the reasons mean**")
+    st.markdown("\n".join(f"- **{reason}**: {text}." for reason, text in data.SUSPECT_REASONS.items()))

@@ -178,11 +178,11 @@ def test_attributions_roundtrip_replace_and_delete(tmp_path):
 
 
 def test_version_2_store_is_migrated_and_its_runs_say_what_they_are(tmp_path):
-    from wif_core.store.schema import _V3, _V4, DDL
+    from wif_core.store.schema import _V3, _V4, _V5, DDL
 
     path = tmp_path / "v2.duckdb"
     con = duckdb.connect(str(path))  # what a wif of schema 2 wrote: no n_choices or family, zoo runs 'collected'
-    for stmt in DDL[: len(DDL) - len(_V3) - len(_V4)]:
+    for stmt in DDL[: len(DDL) - len(_V3) - len(_V4) - len(_V5)]:
         con.execute(stmt)
     con.execute("INSERT INTO wif_meta VALUES ('schema_version', '2')")
     runs = [  # run_id, model, task, kind, config
@@ -242,11 +242,11 @@ def _columns(path) -> list[tuple]:
 
 
 def test_version_3_store_is_migrated_and_its_outcomes_say_nothing_was_cut(tmp_path):
-    from wif_core.store.schema import _V4, DDL
+    from wif_core.store.schema import _V4, _V5, DDL
 
     path = tmp_path / "v3.duckdb"
     con = duckdb.connect(str(path))  # what a wif of schema 3 wrote: no outcomes.truncated
-    for stmt in DDL[: len(DDL) - len(_V4)]:
+    for stmt in DDL[: len(DDL) - len(_V4) - len(_V5)]:
         con.execute(stmt)
     con.execute("INSERT INTO wif_meta VALUES ('schema_version', '3')")
     con.execute(
@@ -265,6 +265,31 @@ def test_version_3_store_is_migrated_and_its_outcomes_say_nothing_was_cut(tmp_pa
         frame = store.items("r1")
         assert frame["truncated"].isna().tolist() == [True, False] and int(frame["truncated"].iloc[1]) == 7
         assert store.n_truncated("r1") == 1
+    fresh = tmp_path / "fresh.duckdb"
+    Store.open(fresh, write=True).close()
+    assert _columns(path) == _columns(fresh)  # a migrated store has the schema of a new one
+
+
+def test_version_4_store_is_migrated_and_gains_the_quality_tables(tmp_path):
+    from wif_core.store.schema import _V5, DDL
+
+    path = tmp_path / "v4.duckdb"
+    con = duckdb.connect(str(path))  # what a wif of schema 4 wrote: no item-quality tables
+    for stmt in DDL[: len(DDL) - len(_V5)]:
+        con.execute(stmt)
+    con.execute("INSERT INTO wif_meta VALUES ('schema_version', '4')")
+    con.execute(
+        "INSERT INTO runs (run_id, model, task, source, kind, status, n_planned, n_choices, family) "
+        "VALUES ('r1', 'm', 'piqa', 'test', 'collected', 'complete', 1, 2, 'two_choice')"
+    )
+    con.execute("INSERT INTO items VALUES ('r1', 'i0', 0, 'c', ['a', 'b'], 0, '{}', 'k')")
+    con.close()
+    with pytest.raises(StoreError, match="schema version 4; .*`wif migrate --db"):
+        Store.open(path)  # the app opens read-only and must not write
+    Store.open(path, write=True).close()
+    with Store.open(path) as store:
+        assert store.run_ids() == ["r1"] and store.counts("r1")["items"] == 1
+        assert store.quality_passes().empty and store.quality_flags().empty
     fresh = tmp_path / "fresh.duckdb"
     Store.open(fresh, write=True).close()
     assert _columns(path) == _columns(fresh)  # a migrated store has the schema of a new one

@@ -27,6 +27,7 @@ import pandas as pd
 import streamlit as st
 
 from wif_core.errors import StoreBusy, StoreError, one_line
+from wif_core.label_quality import REASONS as SUSPECT_REASONS
 from wif_core.paths import DEFAULT_DB
 
 # the leakage tables are built in the core, shared with `wif report`
@@ -157,6 +158,16 @@ def _findings(path: str) -> pd.DataFrame:
     return _reader(path).findings()
 
 
+@st.cache_data(show_spinner=False)
+def _quality_passes(path: str) -> pd.DataFrame:
+    return _reader(path).quality_passes()
+
+
+@st.cache_data(show_spinner=False)
+def _quality_flags(path: str) -> pd.DataFrame:
+    return _reader(path).quality_flags()
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def _items(
     path: str, run_id: str, *, outcome: str | None, split: str | None, search: str | None, excluded: bool
@@ -195,6 +206,17 @@ def split_counts() -> pd.DataFrame:
 def findings() -> pd.DataFrame:
     """Every run's leakage findings (``Store.findings``)."""
     return _read(_findings, _path())
+
+
+def quality_passes() -> pd.DataFrame:
+    """Every run's item-quality pass, if it had one (``Store.quality_passes``)."""
+    return _read(_quality_passes, _path())
+
+
+def quality_flags(run_id: str | None = None) -> pd.DataFrame:
+    """Suspect labels with their evidence, of one run or all (``Store.quality_flags``)."""
+    flags = _read(_quality_flags, _path())
+    return flags if run_id is None else flags[flags["run_id"] == run_id].reset_index(drop=True)
 
 
 def items(
@@ -266,9 +288,46 @@ def split_balance(runs: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
     return out.assign(run=out["run"].astype(str))
 
 
+def quality_table(runs: pd.DataFrame, passes: pd.DataFrame, flags: pd.DataFrame, examples: int = 3) -> pd.DataFrame:
+    """The overview's suspect labels: per run, the items its item-quality pass looked at and flagged, by reason,
+    the most suspect few, and the signals it used (a run without a pass names the command that makes one)."""
+    by_run = {p.run_id: p for p in passes.itertuples()}
+    rows = []
+    for run in runs.itertuples():
+        found = by_run.get(run.run_id)
+        counts = found.config.get("counts", {}) if found is not None else {}
+        mine = flags[flags["run_id"] == run.run_id].sort_values("score", ascending=False, kind="stable")
+        rows.append(
+            {
+                "run_id": run.run_id,
+                "task": run.task,
+                "model": run.model,
+                "checked": None if found is None else int(found.n_items),
+                "flagged": None if found is None else int(found.n_flagged),
+                **{reason: counts.get(reason) if found is not None else None for reason in SUSPECT_REASONS},
+                "most suspect": ", ".join(mine["item_id"].head(examples)),
+                "signals": f"`wif quality --run {run.run_id}`" if found is None else ", ".join(found.signals),
+            }
+        )
+    table = pd.DataFrame(rows)
+    counted = ["checked", "flagged", *SUSPECT_REASONS]
+    return table.astype(dict.fromkeys(counted, "Int64")) if len(table) else table
+
+
+def with_suspects(frame: pd.DataFrame, flags: pd.DataFrame) -> pd.DataFrame:
+    """A run's items with ``suspect`` (the reasons its item-quality flag gives, "" when none) and ``suspect_score``."""
+    reasons = dict(zip(flags["item_id"], flags["reasons"].map(", ".join), strict=True))
+    scores = dict(zip(flags["item_id"], flags["score"], strict=True))
+    return frame.assign(suspect=frame["item_id"].map(reasons).fillna(""), suspect_score=frame["item_id"].map(scores))
+
+
+SUSPECT_MARK = "⚑"
+
+
 def items_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The failure browser's table: one row per item with a one-line preview of its context."""
-    return pd.DataFrame(
+    """The failure browser's table: one row per item with a one-line preview of its context (and, when the
+    frame has them, its suspect-label marker: ``with_suspects``)."""
+    table = pd.DataFrame(
         {
             "item_id": frame["item_id"],
             "split": frame["split"],
@@ -280,6 +339,49 @@ def items_table(frame: pd.DataFrame) -> pd.DataFrame:
             "reason": frame["reason"],
             "context": frame["context"].map(lambda t: (s := " ".join(t.split()))[:90] + ("…" if len(s) > 90 else "")),
         }
+    )
+    if "suspect" in frame:
+        table.insert(1, "suspect", frame["suspect"].map(lambda r: f"{SUSPECT_MARK} {r}" if r else ""))
+    return table
+
+
+def suspect_runs_table(evidence: dict[str, Any]) -> pd.DataFrame:
+    """One row per run whose choice or scores a suspect label's evidence holds: what it picked and how sure."""
+    given, suggested = evidence.get("given"), evidence.get("suggested")
+    rows = []
+    for r in evidence.get("runs", []):
+        p = r.get("p")
+        rows.append(
+            {
+                "model": r.get("model"),
+                "run_id": r.get("run_id") + (" (this run)" if r.get("self") else ""),
+                "picked": "—" if r.get("choice") is None else LETTERS[int(r["choice"])],
+                "answer": r.get("answer") or "—",
+                "P(key)": None if p is None or given is None else p[int(given)],
+                "P(suggested)": None if p is None or suggested is None else p[int(suggested)],
+                "margin": r.get("margin"),
+                "weight": r.get("weight"),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["model", "run_id", "picked", "answer", "P(key)", "P(suggested)", "margin", "weight"]
+    )
+
+
+def suspect_choices_table(row: Any, evidence: dict[str, Any]) -> pd.DataFrame:
+    """One row per choice of a suspect item: key and suggested markers, the combined and the text classifier's
+    out-of-fold probabilities."""
+    choices = list(row.choices)
+    combined, text = evidence.get("probability"), evidence.get("text")
+    return pd.DataFrame(
+        {
+            "choice": choices,
+            "key": ["✓" if j == evidence.get("given") else "" for j in range(len(choices))],
+            "suggested": [SUSPECT_MARK if j == evidence.get("suggested") else "" for j in range(len(choices))],
+            "P(right), combined": combined or [None] * len(choices),
+            "P(right), text only": text or [None] * len(choices),
+        },
+        index=pd.Index(list(LETTERS[: len(choices)]), name="option"),
     )
 
 
@@ -393,6 +495,10 @@ def item_picker(frame: pd.DataFrame) -> str:
     if st.session_state.get("item_pick") not in ids:
         st.session_state["item_pick"] = from_url("item", ids, ids[0], what="item", where="among these items")
     marks = dict(zip(ids, frame["correct"].map({True: "✓", False: "✗"}), strict=True))
+    if "suspect" in frame:  # a suspect label's marker beside its outcome
+        marks = {
+            i: m + (f" {SUSPECT_MARK}" if r else "") for (i, m), r in zip(marks.items(), frame["suspect"], strict=True)
+        }
     item_id = st.selectbox("Item", ids, key="item_pick", format_func=lambda i: f"{marks[i]} {i}")
     to_url("item", item_id)
     return str(item_id)

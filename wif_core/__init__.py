@@ -11,9 +11,9 @@ The public API, for a notebook as for a script; every name is imported on first 
     result = wif.evaluate(store, run.run_id, "probe", layer=18)   # AUC, 99.9% CI and n on held-out items
 
 Verbs (``wif_core.api``): ``open_store``, ``load_model``, ``load_items``, ``collect``,
-``import_outcomes``, ``runs``, ``delete_run``, ``evaluate``, ``evaluate_all``, ``attribute``, ``cluster``,
+``import_outcomes``, ``runs``, ``delete_run``, ``evaluate``, ``evaluate_all``, ``quality``, ``attribute``, ``cluster``,
 ``compare_runs``, ``report``, ``train_sae``, ``add_sae``, ``zoo_model``, ``zoo_evaluate``. Records:
-``TaskItem``, ``RunInfo``, ``CollectResult``, ``Comparison``, ``DeletedRun``, ``ExplainResult``,
+``TaskItem``, ``RunInfo``, ``CollectResult``, ``Comparison``, ``DeletedRun``, ``ExplainResult``, ``QualityResult``,
 ``Attribution``, ``ClusterResult``, ``ReportFile``, ``TrainConfig``, ``TrainResult``, ``Accuracy``;
 ``Store`` and the errors ``WifError``, ``InputError``, ``StoreError``.
 """
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         load_items,
         load_model,
         open_store,
+        quality,
         report,
         runs,
         train_sae,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from wif_core.compare import Comparison
     from wif_core.errors import InputError, StoreError, WifError
     from wif_core.explainers.evaluate import ExplainResult
+    from wif_core.label_quality import QualityResult
     from wif_core.reports import ReportFile
     from wif_core.runner import CollectResult
     from wif_core.sae.train import TrainConfig, TrainResult
@@ -72,6 +74,7 @@ _VERBS = [
     "load_items",
     "load_model",
     "open_store",
+    "quality",
     "report",
     "runs",
     "train_sae",
@@ -88,6 +91,7 @@ _LAZY = {
     "DeletedRun": "api",
     "ExplainResult": "explainers.evaluate",
     "InputError": "errors",
+    "QualityResult": "label_quality",
     "ReportFile": "reports",
     "RunInfo": "store",
     "Store": "store",
@@ -109,6 +113,7 @@ __all__ = [
     "DeletedRun",
     "ExplainResult",
     "InputError",
+    "QualityResult",
     "ReportFile",
     "RunInfo",
     "Store",
@@ -129,6 +134,7 @@ __all__ = [
     "load_items",
     "load_model",
     "open_store",
+    "quality",
     "report",
     "runs",
     "train_sae",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from wif_core.clusters.run import ClusterResult
     from wif_core.compare import Comparison
     from wif_core.explainers.evaluate import ExplainResult
+    from wif_core.label_quality import QualityResult
     from wif_core.models.loading import LoadedModel
     from wif_core.reports import ReportFile
     from wif_core.runner import CollectResult
@@ -199,13 +200,17 @@ def evaluate(
     level: float = 0.999,
     n_resamples: int = 2000,
     cache: bool = True,
+    exclude: str | None = None,
     **settings: Any,
 ) -> ExplainResult:
-    """Fit ``explainer`` on the run's train split (tuned on val) and score its test split: AUC with its CI and n."""
+    """Fit ``explainer`` on the run's train split (tuned on val) and score its test split: AUC with its CI and n.
+
+    ``exclude="suspect"`` leaves out of every split the items the run's stored item-quality pass flags
+    (``quality``)."""
     from wif_core.explainers.data import RunData
     from wif_core.explainers.evaluate import evaluate as _evaluate
 
-    data = RunData.load(store, run_id)
+    data = RunData.load(store, run_id, exclude=exclude)
     return _evaluate(
         data,
         explainer,
@@ -229,15 +234,17 @@ def evaluate_all(
     n_resamples: int = 2000,
     cache: bool = True,
     progress: Callable[[str], None] | None = None,
+    exclude: str | None = None,
 ) -> list[ExplainResult]:
     """Every explainer (or those named) in every setting that applies to the run, scored on its test split.
 
-    ``progress`` is called with each explainer's label and settings before it is fitted."""
+    ``progress`` is called with each explainer's label and settings before it is fitted; ``exclude`` as for
+    ``evaluate``."""
     from wif_core.explainers.data import RunData
     from wif_core.explainers.evaluate import evaluate_all as _evaluate_all
 
     return _evaluate_all(
-        RunData.load(store, run_id),
+        RunData.load(store, run_id, exclude=exclude),
         list(explainers) if explainers else None,
         seed=seed,
         level=level,
@@ -245,6 +252,27 @@ def evaluate_all(
         cache=_result_cache(store, cache),
         progress=progress,
     )
+
+
+def quality(
+    store: Store,
+    run_id: str,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    min_probability: float = 0.8,
+) -> QualityResult:
+    """Flag the run's suspect labels: copies with contradictory keys, other runs' confident consensus on another
+    answer, and confident learning on out-of-fold probabilities (a text classifier, the runs' own scores).
+
+    Each flag (``QualityResult.flags``) carries its reasons, a score and the evidence. The flags are stored,
+    replacing the run's earlier ones, when ``store`` is open for writing; ``evaluate(..., exclude="suspect")``
+    then leaves them out. ``QualityResult.signals`` and ``.skipped`` say what was used and what could not be.
+    """
+    from wif_core.label_quality import QualityConfig, quality_pass, run_quality
+
+    config = QualityConfig(folds=folds, seed=seed, min_probability=min_probability)
+    return quality_pass(store, run_id, config) if store.read_only else run_quality(store, run_id, config)
 
 
 def attribute(

@@ -16,25 +16,21 @@ def _results_cache(args: argparse.Namespace) -> Any:
     return ResultCache(None) if args.no_cache else ResultCache.beside(Path(args.db))
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
-    from wif_core.explainers.data import RunData
-    from wif_core.explainers.evaluate import SELECTED_ON, best_of, compare, evaluate, evaluate_all, variants
-    from wif_core.store import Store
+def _explain(data: Any, args: argparse.Namespace, settings: dict[str, Any], names: list[str] | None) -> list[Any]:
+    """Every result `wif explain` asks for on one RunData."""
+    from wif_core.explainers.evaluate import evaluate, evaluate_all, variants
 
-    settings = dict(args.set or [])
-    if args.other_run:
-        settings["other_run"] = args.other_run
-    names = args.explainer.split(",") if args.explainer else None
-    with Store.open(args.db) as store:
-        data = RunData.load(store, args.run)
-        common = {"seed": args.seed, "level": args.level, "n_resamples": args.resamples, "cache": _results_cache(args)}
-        if args.all:
-            with progress_bar(args, f"explainers on {args.run}", len(variants(data, names)), "explainer") as bar:
-                results = evaluate_all(data, names, progress=lambda _: bar.update(), **common)
-        elif args.explainer:
-            results = [evaluate(data, args.explainer, args.layer, args.site, **common, **settings)]
-        else:
-            raise InputError("give --explainer NAME or --all")
+    common = {"seed": args.seed, "level": args.level, "n_resamples": args.resamples, "cache": _results_cache(args)}
+    if args.all:
+        with progress_bar(args, f"explainers on {args.run}", len(variants(data, names)), "explainer") as bar:
+            return evaluate_all(data, names, progress=lambda _: bar.update(), **common)
+    return [evaluate(data, args.explainer, args.layer, args.site, **common, **settings)]
+
+
+def _payload(results: list[Any], as_list: bool) -> Any:
+    """The JSON of a set of results: each one's summary, with ``vs_best`` beside every other result."""
+    from wif_core.explainers.evaluate import SELECTED_ON, best_of, compare
+
     payload = [r.summary() for r in results]
     best = best_of(results)  # chosen on val, over every tier: what `vs_best` pairs against
     chosen = {tier: best_of(results, tier) for tier in ("input", "output", "gold")}
@@ -44,9 +40,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
             p["selected_on"] = SELECTED_ON
             if best is not None and r is not best:
                 p["vs_best"] = compare(r, best)
-    if args.json:
-        emit(args, payload if args.all else payload[0], "")
-        return 0
+    return payload if as_list else payload[0]
+
+
+def _print_results(results: list[Any]) -> None:
+    from wif_core.explainers.evaluate import SELECTED_ON, best_of
+
+    chosen = {tier: best_of(results, tier) for tier in ("input", "output", "gold")}
     for tier in ("input", "output", "gold"):
         rows = [r for r in results if r.tier == tier]
         if rows:
@@ -60,6 +60,44 @@ def cmd_explain(args: argparse.Namespace) -> int:
             )
     if len(results) > 1:
         print(f"* the best of its tier, chosen by val AUC; report its test AUC (selected on {SELECTED_ON})")
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from wif_core.explainers.data import RunData
+    from wif_core.store import Store
+
+    settings = dict(args.set or [])
+    if args.other_run:
+        settings["other_run"] = args.other_run
+    names = args.explainer.split(",") if args.explainer else None
+    with Store.open(args.db) as store:
+        data = RunData.load(store, args.run)
+        if not args.all and not args.explainer:
+            raise InputError("give --explainer NAME or --all")
+        kept = RunData.load(store, args.run, exclude=args.exclude) if args.exclude else None  # refused before fitting
+        results = _explain(data, args, settings, names)
+        without = _explain(kept, args, settings, names) if kept is not None else []
+    if kept is None:
+        if args.json:
+            emit(args, _payload(results, args.all), "")
+        else:
+            _print_results(results)
+        return 0
+    n_left_out = kept.excluded["n_suspect"]
+    if args.json:
+        doc = {
+            "exclude": args.exclude,
+            "n_left_out": n_left_out,
+            "all_items": _payload(results, args.all),
+            f"without_{args.exclude}": _payload(without, args.all),
+        }
+        emit(args, doc, "")
+        return 0
+    print("all items (leakage excluded as always):")
+    _print_results(results)
+    shown = ", ".join(f"{n} {split}" for split, n in n_left_out.items())
+    print(f"without the {args.exclude} items ({shown} left out; `wif quality --run {args.run}` lists them):")
+    _print_results(without)
     return 0
 
 
@@ -91,11 +129,7 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("--all", action="store_true", help="every explainer and setting that applies to the run")
     p.add_argument("--layer", type=int, default=None)
     p.add_argument("--site", choices=["last", "mean", "choice", "tokens"], default=None)
-    p.add_argument(
-        "--other-run",
-        default=None,
-        help="for cross-model and difficulty-transfer: the other run whose outcomes are read",
-    )
+    p.add_argument("--other-run", default=None, help="for cross-model: the run whose outcomes predict")
     p.add_argument(
         "--set", action="append", type=key_value, metavar="KEY=VALUE", help="extra explainer setting (repeatable)"
     )
@@ -103,6 +137,12 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("--level", type=unit_interval, default=0.999, help="confidence level of the bootstrap CI")
     p.add_argument("--resamples", type=positive_int, default=2000, help="bootstrap resamples of the CI")
     p.add_argument("--no-cache", action="store_true", help="ignore and do not write cached results")
+    p.add_argument(
+        "--exclude",
+        choices=["suspect"],
+        default=None,
+        help="also evaluate without the items `wif quality` flagged as suspect labels, and report both",
+    )
     p.set_defaults(func=cmd_explain)
 
     p = common(sub.add_parser("reproduce", help="the paper's probe protocol on a run, beside the paper's AUCs"))

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from wif_core.errors import InputError
 from wif_core.explainers.base import RunFacts, Tier, View
+from wif_core.label_quality import exclusion_digest, suspect_ids
 from wif_core.store import Store
 
 MIN_PER_CLASS = 10
+EXCLUSIONS = ("suspect",)  # what `RunData.load(exclude=...)` can leave out: the item-quality pass's flags
 
 
 def _complete_scores(value: object, n_choices: int) -> bool:
@@ -29,15 +32,34 @@ class RunData:
     store: Store
     facts: RunFacts
     frame: pd.DataFrame  # one row per evaluated item: item_id, split, failed, gold, ll_sum, key, context, choices
+    # what was left out beyond leakage ({"suspect": digest of the ids, "n_suspect": {split: n}}), for cache keys
+    excluded: dict[str, Any] = field(default_factory=dict)
     _acts: dict[tuple[int, str], tuple[dict[str, int], np.ndarray]] = field(default_factory=dict, repr=False)
     _tokens: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     _by_key: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, store: Store, run_id: str, include_excluded: bool = False) -> RunData:
+    def load(cls, store: Store, run_id: str, include_excluded: bool = False, exclude: str | None = None) -> RunData:
+        """The run's train/val/test items (without those excluded for leakage, unless ``include_excluded``).
+
+        ``exclude="suspect"`` also leaves out, from every split, the items the run's stored item-quality pass
+        flags as suspect labels (``wif quality``); a run without one is refused in one line.
+        """
         run = store.run(run_id)
         frame = store.items(run_id, include_excluded=include_excluded)
         frame = frame[frame["split"].isin(["train", "val", "test"])].reset_index(drop=True)
+        excluded: dict[str, Any] = {}
+        if exclude is not None:
+            if exclude not in EXCLUSIONS:
+                raise InputError(f"--exclude {exclude}: wif can leave out {', '.join(EXCLUSIONS)}")
+            suspect = set(suspect_ids(store, run_id))
+            dropped = frame["item_id"].isin(suspect)
+            counts = frame.loc[dropped, "split"].value_counts()
+            excluded = {
+                "suspect": exclusion_digest(sorted(suspect)),
+                "n_suspect": {s: int(counts.get(s, 0)) for s in ("train", "val", "test")},
+            }
+            frame = frame[~dropped].reset_index(drop=True)
         frame["failed"] = (~frame["correct"].astype(bool)).astype(int)
         others = [r for r in store.runs().itertuples() if r.task == run.task and r.run_id != run_id and r.n_items > 0]
         complete = frame["ll_sum"].map(lambda v: _complete_scores(v, run.n_choices))
@@ -57,7 +79,7 @@ class RunData:
             other_runs=[r.run_id for r in others],
             store_path=str(store.path),
         )
-        data = cls(store, facts, frame)
+        data = cls(store, facts, frame, excluded=excluded)
         train_keys = set(frame.loc[frame["split"] == "train", "key"])
         data.facts.shared_train = {
             r.run_id: sum(k in train_keys for k in data._failed_by_key(r.run_id)) for r in others

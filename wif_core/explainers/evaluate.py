@@ -110,6 +110,8 @@ def _key(data: RunData, name: str, settings: dict[str, Any], level: float, n_res
         "level": level,
         "resamples": n_resamples,
     }
+    if data.excluded:  # items left out beyond leakage (--exclude suspect): other items, another result
+        payload["excluded"] = data.excluded
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 

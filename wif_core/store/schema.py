@@ -6,7 +6,7 @@ writing); the app, which opens stores read-only, asks for that instead of guessi
 
 from wif_core.tasks.base import TASKS
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _V2 = [
     """CREATE TABLE attributions (
@@ -57,8 +57,32 @@ _V3 = [
 # by wif, and those of stores older than version 4, which cut nothing).
 _V4 = ["ALTER TABLE outcomes ADD COLUMN IF NOT EXISTS truncated INTEGER"]
 
+# The item-quality pass (wif_core.label_quality): one row per run that had one, saying what it used, and one row per
+# item it flagged as a suspect label, with the evidence. Tables of their own, not ``findings`` rows: a split
+# rewrite replaces a run's findings, and a quality pass does not depend on the splits.
+_V5 = [
+    """CREATE TABLE IF NOT EXISTS quality_passes (
+        run_id VARCHAR PRIMARY KEY,
+        n_items INTEGER NOT NULL,         -- the run's items the pass looked at
+        n_flagged INTEGER NOT NULL,
+        signals VARCHAR[] NOT NULL,       -- the signals used: 'duplicates', 'consensus', 'text', 'scores'
+        config JSON NOT NULL,             -- settings, seed, signals skipped and why, runs read, thresholds
+        created TIMESTAMP DEFAULT current_timestamp
+    )""",
+    """CREATE TABLE IF NOT EXISTS quality_flags (
+        run_id VARCHAR NOT NULL,
+        item_id VARCHAR NOT NULL,
+        key VARCHAR NOT NULL,             -- the item's normalised-content hash (items.key)
+        reasons VARCHAR[] NOT NULL,       -- 'gold_conflict', 'consensus', 'confident_learning'
+        score DOUBLE NOT NULL,            -- how suspect: 1 - P(the given answer is right), 1 without probabilities
+        suggested INTEGER,                -- the choice the evidence favours, when one does
+        evidence JSON NOT NULL,           -- which runs chose what, out-of-fold probabilities, the copies
+        PRIMARY KEY (run_id, item_id)
+    )""",
+]
+
 # Steps from version v to v + 1; each is additive, so older data stays valid.
-MIGRATIONS: dict[int, list[str]] = {1: _V2, 2: _V3, 3: _V4}
+MIGRATIONS: dict[int, list[str]] = {1: _V2, 2: _V3, 3: _V4, 4: _V5}
 
 DDL = [
     "CREATE TABLE wif_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
@@ -140,7 +164,7 @@ DDL = [
     )""",
     """CREATE TABLE findings (
         run_id VARCHAR NOT NULL,
-        kind VARCHAR NOT NULL,            -- 'cross_split', 'both_outcomes', 'repeat'
+        kind VARCHAR NOT NULL,            -- 'gold_conflict', 'cross_split', 'both_outcomes', 'repeat'
         key VARCHAR NOT NULL,
         item_ids VARCHAR[] NOT NULL,
         detail VARCHAR
@@ -148,4 +172,5 @@ DDL = [
     *_V2,
     *_V3,
     *_V4,
+    *_V5,
 ]

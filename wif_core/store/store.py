@@ -113,6 +113,18 @@ class AttributionRow:
     config: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(kw_only=True)
+class SuspectRow:
+    """One item that an item-quality pass (``wif_core.label_quality``) flags as a suspect label, with its evidence."""
+
+    item_id: str
+    key: str
+    reasons: list[str]  # 'gold_conflict', 'consensus', 'confident_learning'
+    score: float  # 1 - P(the given answer is right) under the pass's probabilities; 1.0 where it has none
+    suggested: int | None  # the choice the evidence favours (the run's option order), when one does
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
 _ATTR_COLS = [
     "item_id",
     "method",
@@ -397,6 +409,33 @@ class Store:
                 cur.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?)", rows)
             cur.execute("UPDATE runs SET split_config = ? WHERE run_id = ?", [json.dumps(split_config), run_id])
 
+    def write_quality(
+        self,
+        run_id: str,
+        rows: Sequence[SuspectRow],
+        *,
+        n_items: int,
+        signals: Sequence[str],
+        config: dict[str, Any],
+    ) -> None:
+        """Replace a run's item-quality pass: what it used (``config``) and the items it flagged, all or nothing.
+
+        Kept apart from the leakage findings, which a split rewrite replaces."""
+        self.run(run_id)
+        flags = [
+            (run_id, r.item_id, r.key, list(r.reasons), float(r.score), r.suggested, json.dumps(r.evidence))
+            for r in rows
+        ]
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM quality_flags WHERE run_id = ?", [run_id])
+            cur.execute("DELETE FROM quality_passes WHERE run_id = ?", [run_id])
+            cur.execute(
+                "INSERT INTO quality_passes (run_id, n_items, n_flagged, signals, config) VALUES (?, ?, ?, ?, ?)",
+                [run_id, int(n_items), len(rows), list(signals), json.dumps(config)],
+            )
+            if flags:
+                cur.executemany("INSERT INTO quality_flags VALUES (?, ?, ?, ?, ?, ?, ?)", flags)
+
     def write_attributions(self, run_id: str, rows: Sequence[AttributionRow]) -> None:
         """Store (or replace) attributions of items by method, all or nothing."""
         if not rows:
@@ -613,6 +652,30 @@ class Store:
         if run_id is None:
             return self._cur().execute("SELECT * FROM findings ORDER BY run_id, kind").df()
         return self._cur().execute("SELECT * FROM findings WHERE run_id = ? ORDER BY kind", [run_id]).df()
+
+    def quality_passes(self, run_id: str | None = None) -> pd.DataFrame:
+        """One row per run that had an item-quality pass: run_id, n_items, n_flagged, signals, config (a dict)."""
+        cols = "run_id, n_items, n_flagged, signals, config, created"
+        if run_id is None:
+            frame = self._cur().execute(f"SELECT {cols} FROM quality_passes ORDER BY run_id").df()  # noqa: S608
+        else:
+            frame = self._cur().execute(f"SELECT {cols} FROM quality_passes WHERE run_id = ?", [run_id]).df()  # noqa: S608
+        frame["config"] = frame["config"].map(lambda v: json.loads(v or "{}"))
+        frame["signals"] = frame["signals"].map(list)
+        return frame
+
+    def quality_flags(self, run_id: str | None = None) -> pd.DataFrame:
+        """Suspect labels (item-quality flags), in item order: run_id, item_id, key, reasons, score, suggested,
+        evidence (a dict)."""
+        where, params = ("WHERE q.run_id = ?", [run_id]) if run_id is not None else ("", [])
+        sql = f"""SELECT q.run_id, q.item_id, q.key, q.reasons, q.score, q.suggested, q.evidence
+                  FROM quality_flags q LEFT JOIN items i USING (run_id, item_id)
+                  {where} ORDER BY q.run_id, i.position"""  # noqa: S608 - the WHERE part is a fixed string
+        frame = self._cur().execute(sql, params).df()
+        frame["evidence"] = frame["evidence"].map(lambda v: json.loads(v or "{}"))
+        frame["reasons"] = frame["reasons"].map(list)
+        frame["suggested"] = frame["suggested"].astype("Int64")
+        return frame
 
     def activations(
         self, run_id: str, layer: int, site: str, item_ids: Sequence[str] | None = None
