@@ -25,7 +25,7 @@ from wif_core.errors import InputError
 from wif_core.explainers.base import REGISTRY, get_explainer
 from wif_core.explainers.data import RunData
 from wif_core.jsondir import JsonDir, jsonable
-from wif_core.metrics import auc_ci, paired_compare
+from wif_core.metrics import auc_ci, paired_compare, roc_auc_score
 from wif_core.metrics.auc import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 
 log = logging.getLogger(__name__)
@@ -232,8 +232,6 @@ def evaluate(
 
 def _val_auc(explainer: Any, val: Any, y_val: np.ndarray) -> float | None:
     """The fitted explainer's AUC on the val split (None where val has one outcome or the scores are not finite)."""
-    from sklearn.metrics import roc_auc_score
-
     scores = np.asarray(explainer.predict_proba(val), dtype=float)
     if len(np.unique(y_val)) < 2 or scores.shape != (len(y_val),) or not np.isfinite(scores).all():
         return None
