@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import real_runs
 from bench.common import SHARED_BENCH, machine, write_section
+from wif_core.api import quality
 from wif_core.explainers.data import RunData
 from wif_core.explainers.evaluate import ResultCache, best_of, compare, evaluate_all, selection
 from wif_core.store import Store
@@ -68,6 +69,21 @@ def evaluate_run(store: Store, run_id: str, cache: ResultCache, **load: Any) -> 
     }
 
 
+def _suspect_lines(flags, clean: dict[str, Any] | None) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in flags.counts().items() if v) or "none"
+    head = (
+        f"- suspect labels (`wif quality`; signals: {', '.join(flags.signals) or 'none'}): "
+        f"{flags.n_flagged} of {flags.n_items} items ({counts})\n"
+    )
+    if clean is None:
+        return head
+    b = clean["best_input"]
+    return head + (
+        f"- without them (`--exclude suspect`): val-selected `{b.label}`, test AUC {_fmt(b)}, n test {b.n_test}; "
+        f"vs `probe-paper` {_fmt_margin(clean['vs_paper'])}; vs text {_fmt_margin(clean['vs_text'])}\n"
+    )
+
+
 def _section(model: str, task: str, run_id: str, acc: float, ev: dict[str, Any]) -> str:
     results = sorted(ev["results"], key=lambda r: (TIER_ORDER.index(r.tier), -r.auc))
     chosen = {tier: best_of(results, tier) for tier in TIER_ORDER}
@@ -107,9 +123,13 @@ def main(
     for model, task, size in todo:
         real_runs.ensure_imported(task)
         run_id = real_runs.ensure(model, task, size)
+        with Store.open(real_runs.DB, write=True) as store:  # the item-quality pass stores its flags
+            flags = quality(store, run_id)
         with Store.open(real_runs.DB) as store:
             acc = float(store.runs().set_index("run_id").loc[run_id, "accuracy"])
-            ev = evaluate_run(store, run_id, ResultCache.beside(real_runs.DB))
+            cache = ResultCache.beside(real_runs.DB)
+            ev = evaluate_run(store, run_id, cache)
+            clean = evaluate_run(store, run_id, cache, exclude="suspect") if flags.n_flagged else None
         loads.append(os.getloadavg()[0])
         b = ev["best_input"]
         out[f"{model}/{task}"] = {
@@ -121,12 +141,27 @@ def main(
             "best_input_auc": [b.auc, b.ci_low, b.ci_high],
             "vs_paper": ev["vs_paper"],
             "vs_text": ev["vs_text"],
+            "suspect": {"n_flagged": flags.n_flagged, "counts": flags.counts(), "signals": flags.signals},
         }
-        sections.append(_section(model, task, run_id, acc, ev))
+        sections.append(_section(model, task, run_id, acc, ev) + _suspect_lines(flags, clean))
         summary.append(
             f"| {task} | {model} | {size} | {ev['n_items']} | {b.n_test} | `{b.label}` | {_fmt(b)} | "
-            f"{_fmt_margin(ev['vs_paper'])} | {_fmt_margin(ev['vs_text'])} |"
+            f"{_fmt_margin(ev['vs_paper'])} | {_fmt_margin(ev['vs_text'])} | {flags.n_flagged} | "
+            + (
+                "—"
+                if clean is None
+                else f"`{clean['best_input'].label}` {_fmt(clean['best_input'])}, {_fmt_margin(clean['vs_paper'])}"
+            )
+            + " |"
         )
+        if clean is not None:
+            out[f"{model}/{task}"]["without_suspect"] = {
+                "best_input": clean["best_input"].label,
+                "best_input_auc": [clean["best_input"].auc, clean["best_input"].ci_low, clean["best_input"].ci_high],
+                "n_test": clean["best_input"].n_test,
+                "vs_paper": clean["vs_paper"],
+                "vs_text": clean["vs_text"],
+            }
         _write(todo, sections, summary, out, loads)
     return out
 
@@ -150,8 +185,8 @@ items. **Selection is on val**: ✓ marks the setting of each tier with the high
 what is reported; margins pair the val-selected input-tier setting with the val-selected `probe-paper` layer and
 the val-selected text baseline (`surface`, `text`).
 
-| task | model | items collected | in the balanced splits | n test | val-selected input tier | test AUC [99.9% CI] | − best `probe-paper` | − best text baseline |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| task | model | items collected | in the balanced splits | n test | val-selected input tier | test AUC [99.9% CI] | − best `probe-paper` | − best text baseline | suspect labels | without them: val-selected, test AUC, − `probe-paper` |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 {chr(10).join(summary)}
 
 Goal (issue 15): a margin over `probe-paper` with its 99.9% CI above zero on at least 3 (model, task) runs — here
