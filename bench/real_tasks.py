@@ -78,6 +78,11 @@ def _suspect_lines(flags, clean: dict[str, Any] | None) -> str:
     if clean is None:
         return head
     b = clean["best_input"]
+    if clean["n_items"] == clean["n_all"]:
+        return head + (
+            "- without them (`--exclude suspect`): the same items and results — every flagged item was already "
+            "out of the splits (contradictory copies are excluded as leakage)\n"
+        )
     return head + (
         f"- without them (`--exclude suspect`): val-selected `{b.label}`, test AUC {_fmt(b)}, n test {b.n_test}; "
         f"vs `probe-paper` {_fmt_margin(clean['vs_paper'])}; vs text {_fmt_margin(clean['vs_text'])}\n"
@@ -130,6 +135,8 @@ def main(
             cache = ResultCache.beside(real_runs.DB)
             ev = evaluate_run(store, run_id, cache)
             clean = evaluate_run(store, run_id, cache, exclude="suspect") if flags.n_flagged else None
+            if clean is not None:
+                clean["n_all"] = ev["n_items"]
         loads.append(os.getloadavg()[0])
         b = ev["best_input"]
         out[f"{model}/{task}"] = {
