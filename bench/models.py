@@ -107,28 +107,33 @@ the GGUF once: see the README).
     return {"speed": speed}
 
 
-def real_main(n_real: int | None = None, tasks: tuple[str, ...] = real_runs.TASKS) -> dict:
+def real_main(
+    n_real: int | None = None, tasks: tuple[str, ...] = real_runs.TASKS, sizes: dict[str, int] | None = None
+) -> dict:
     """Both models' accuracy on real items, paired by ``wif compare-runs`` (section ``models-real``).
 
     ``n_real`` items of every task (default all 4000: the runs of ``bench.real_runs``, shared with the
     explainer benchmark); fewer take a seeded sample. Gemma-2 2B's imported outcomes on the same items are the
-    third run. The section is rewritten after each task, so an interrupted run still shows the tasks it finished.
+    third run. ``sizes`` gives some models another size (model → n; a seeded sample of a model's run pairs with
+    the same items of a full run). The section is rewritten after each task, so an interrupted run still shows
+    the tasks it finished.
     """
     if not SHARED_BENCH.exists():
         return {"skipped": "../shared/benchmarks absent"}
     torch.set_num_threads(2)
     n = n_real or real_runs.FULL
+    per_model = {m: (sizes or {}).get(m, n) for m in MODELS}
     loads = [os.getloadavg()[0]]
     t = time.perf_counter()
     real: dict[str, dict] = {}
     for task in tasks:
-        ids = {m: real_runs.ensure(m, task, n) for m in MODELS}
+        ids = {m: real_runs.ensure(m, task, per_model[m]) for m in MODELS}
         ids[real_runs.IMPORTED] = real_runs.ensure_imported(task)
         loads.append(os.getloadavg()[0])
         with Store.open(real_runs.DB) as store:
             c = compare_runs(store, [ids[MODELS[0]], ids[MODELS[1]], ids[real_runs.IMPORTED]], cache=False)
         real[task] = {"run_ids": ids, "comparison": c}
-        _write_real(real, n, tasks, loads, time.perf_counter() - t)
+        _write_real(real, per_model, tasks, loads, time.perf_counter() - t)
     return {
         task: {
             "run_ids": r["run_ids"],
@@ -152,7 +157,9 @@ def _pair_row(task: str, c, p) -> str:
     )
 
 
-def _write_real(real: dict[str, dict], n: int, tasks: tuple[str, ...], loads: list[float], seconds: float) -> None:
+def _write_real(
+    real: dict[str, dict], n: dict[str, int], tasks: tuple[str, ...], loads: list[float], seconds: float
+) -> None:
     acc_rows, pair_rows = [], []
     for task, r in real.items():
         c = r["comparison"]
@@ -163,7 +170,11 @@ def _write_real(real: dict[str, dict], n: int, tasks: tuple[str, ...], loads: li
         )
         pair_rows += [_pair_row(task, c, p) for p in c.pairs]
     missing = [task for task in tasks if task not in real]
-    scope = "all 4000 items of each task" if n >= real_runs.FULL else f"a seeded sample of {n} items of each task"
+    scope = "; ".join(
+        f"{m}: "
+        + ("all 4000 items of each task" if k >= real_runs.FULL else f"a seeded sample of {k} items of each task")
+        for m, k in n.items()
+    )
     note = f" Not measured yet (interrupted, or left for a later run): {', '.join(missing)}." if missing else ""
     level = next(iter(real.values()))["comparison"].ci_level
     write_section(
@@ -172,8 +183,9 @@ def _write_real(real: dict[str, dict], n: int, tasks: tuple[str, ...], loads: li
 ## Both embedded models on the real items (issue 14)
 
 Machine: {machine()}; load average {min(loads):.1f}–{max(loads):.1f} while it ran (sampled between tasks).
-Command: `python -m bench.run models-real` (its runs are `python -m bench.real_runs`, shared with the explainer
-benchmark, in the resumable store `data/real.duckdb`). Real items from ../shared (their train + val + test files,
+Command: `python -m bench.run models-real` (all 4000 items of every task); this section: `python -m bench.models
+--tasks {",".join(real)} --sizes {",".join(f"{m}={k}" for m, k in n.items())}`. Its runs are `python -m bench.real_runs`,
+shared with the explainer benchmark, in the resumable store `data/real.duckdb`. Real items from ../shared (their train + val + test files,
 4000 items each): **{scope}**; {seconds:.0f} s in this run (less where the store already held runs).{note}
 Gemma-2 2B's outcomes, imported from the same files, are the third run. Items are matched by their normalised
 key; an item whose key repeats counts once, so n can be below 4000 (PIQA repeats 440 keys).
@@ -197,5 +209,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--real", type=int, default=None, help="items per task (default: all 4000)")
     parser.add_argument("--tasks", default=",".join(real_runs.TASKS))
+    parser.add_argument("--sizes", default="", help="MODEL=N,... another size for some models")
     a = parser.parse_args()
-    print(json.dumps(real_main(n_real=a.real, tasks=tuple(a.tasks.split(","))), indent=1, default=str))
+    sizes = {m: int(k) for m, k in (x.split("=") for x in a.sizes.split(",") if x)}
+    out = real_main(n_real=a.real, tasks=tuple(a.tasks.split(",")), sizes=sizes)
+    print(json.dumps(out, indent=1, default=str))
