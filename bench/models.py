@@ -191,7 +191,7 @@ Gemma-2 2B's outcomes, imported from the same files, are the third run. Items ar
 key; an item whose key repeats counts once, so n can be below 4000 (PIQA repeats 440 keys).
 Accuracy with its {level:.1%} Wilson interval. Paired: the difference of accuracies (row's first model minus
 second) with its exact interval, the exact McNemar p, Cohen's κ of the two models' errors, and the Spearman
-correlation of their margins Δ = log p(gold) − log p(best other) (imported runs carry no margins: —). From
+correlation of their margins Δ = log p(gold) − log p(best other) (— where a run has none). From
 `wif compare-runs --db data/real.duckdb --runs A,B,C --json`.
 
 | task | n shared | {MODELS[0]} | {MODELS[1]} | {real_runs.IMPORTED} (imported) |

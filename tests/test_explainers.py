@@ -190,3 +190,14 @@ def test_bad_requests_are_one_line(gold_only, tmp_path):
     _planted_store(tmp_path / "small.duckdb", 14, "gold")
     with Store.open(tmp_path / "small.duckdb") as store, pytest.raises(InputError, match="at least 10 of each"):
         RunData.load(store, "planted")
+
+
+def test_attention_probe_survives_float16_overflow_in_per_token_activations():
+    """Gemma 3's first (sink) token exceeds float16's range, so its stored per-token activation is ±inf: the probe
+    clips it to the float16 range instead of turning every score into NaN."""
+    from wif_core.explainers.attention_probe import F16_MAX, _finite
+
+    s = np.array([[np.inf, -np.inf, np.nan], [1.0, 2.0, 3.0]], dtype=np.float16)
+    out = _finite(s)
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    assert out[0].tolist() == [F16_MAX, -F16_MAX, 0.0] and out[1].tolist() == [1.0, 2.0, 3.0]

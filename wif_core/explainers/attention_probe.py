@@ -32,12 +32,21 @@ class _AttentionPool(torch.nn.Module):
         return logit, attn
 
 
+F16_MAX = 65504.0
+
+
+def _finite(s: np.ndarray) -> np.ndarray:
+    """Per-token activations as float32 with float16 overflow (±inf: Gemma 3's sink token exceeds 65504) clipped
+    to the float16 range and NaN as 0, so one overflowed position cannot turn every score into NaN."""
+    return np.nan_to_num(s.astype(np.float32), nan=0.0, posinf=F16_MAX, neginf=-F16_MAX)
+
+
 def _pad(seqs: list[np.ndarray], mean: np.ndarray, std: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     longest = max(len(s) for s in seqs)
     x = np.zeros((len(seqs), longest, seqs[0].shape[1]), dtype=np.float32)
     mask = np.zeros((len(seqs), longest), dtype=bool)
     for n, s in enumerate(seqs):
-        x[n, : len(s)] = (s.astype(np.float32) - mean) / std
+        x[n, : len(s)] = (_finite(s) - mean) / std
         mask[n, : len(s)] = True
     return torch.from_numpy(x), torch.from_numpy(mask)
 
@@ -86,7 +95,7 @@ class AttentionProbe(Explainer):
         wd = float(self.settings.get("weight_decay", 1e-2))
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        tokens = np.concatenate([s.astype(np.float32) for s in train.token_acts(self.layer_)])
+        tokens = np.concatenate([_finite(s) for s in train.token_acts(self.layer_)])
         self.mean_ = tokens.mean(0)
         self.std_ = tokens.std(0) + 1e-6
         self.net_ = _AttentionPool(tokens.shape[1], heads)
