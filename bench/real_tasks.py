@@ -100,7 +100,7 @@ def _section(model: str, task: str, run_id: str, acc: float, ev: dict[str, Any])
     b = ev["best_input"]
     return (
         f"### {task} × {model} — run `{run_id}` (accuracy {acc:.3f}; {len(results)} settings, "
-        f"{ev['seconds']:.0f} s of fitting)\n\n"
+        f"{ev['seconds']:.0f} s in this run; cached results are re-read)\n\n"
         f"| tier | explainer (✓ chosen on val) | val AUC | test AUC [99.9% CI] | n test |\n| --- | --- | --- | --- | --- |\n"
         f"{rows}\n\n"
         f"- val-selected input tier: `{b.label}`, test AUC {_fmt(b)} (test-best would have been "
