@@ -295,7 +295,7 @@ def _explainers(store: Store, run: RunInfo, figures: _Figures, opts: _Options) -
     from wif_core.explainers.evaluate import best_of
 
     ordered = sorted(results, key=lambda r: (TIERS.index(r.tier), -r.auc))  # type: ignore[arg-type]
-    chosen = {tier: best_of(results, tier) for tier in TIERS}
+    chosen: dict[str, ExplainResult | None] = {tier: best_of(results, tier) for tier in TIERS}
     rows = [
         (
             r.label + (" ✓" if r is chosen[r.tier] else ""),

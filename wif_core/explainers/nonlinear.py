@@ -20,7 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 from wif_core.errors import InputError
 from wif_core.explainers.base import Explainer, RunFacts, View
-from wif_core.explainers.probe import site_features
+from wif_core.explainers.probe import AcrossLayers, site_features
 from wif_core.metrics import roc_auc_score
 
 MLP_DIMS = 128  # principal components an MLP reads (at most; fewer when train has fewer items)
@@ -229,7 +229,7 @@ class MlpProbe(_ActivationExplainer):
         }
 
 
-class MlpAllLayersProbe(MlpProbe):
+class MlpAllLayersProbe(AcrossLayers, MlpProbe):
     """The MLP probe over every collected layer at a site (or those in the ``layers`` setting), side by side
     before the PCA."""
 
@@ -238,17 +238,6 @@ class MlpAllLayersProbe(MlpProbe):
     uses_layer = False
     sites = ("last", "mean")
     options = ("dims", "layers")
-
-    @classmethod
-    def applicable(cls, run: RunFacts, layer: int | None = None, site: str | None = None) -> str | None:
-        site = site or "last"
-        if site not in cls.sites or site not in run.sites or len(run.layers) < 2:
-            return f"{cls.name} needs at least two collected layers at site {site} (run has {run.layers})"
-        return None
-
-    @classmethod
-    def default_settings(cls, run: RunFacts) -> list[dict[str, Any]]:
-        return [{"site": "last"}] if cls.applicable(run) is None else []
 
     @classmethod
     def resolve_settings(cls, run: RunFacts, layer: int | None, settings: dict[str, Any]) -> dict[str, Any]:

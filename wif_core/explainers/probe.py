@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -81,14 +81,12 @@ class Probe(Explainer):
         return {"C": self.fit_.C, "val_auc_by_C": self.fit_.val_auc, "top_weights": top_weights(self.fit_.weights)}
 
 
-class AllLayersProbe(Explainer):
-    """One standardised logistic probe over the concatenation of every collected layer at a site."""
+class AcrossLayers:
+    """What an explainer that reads every collected layer side by side at one site needs of a run (a mixin, first
+    among the bases): at least two layers at that site; ``--all`` tries site ``last``."""
 
-    name = "probe-all-layers"
-    tier = "input"
-    summary = "one probe over all collected layers (site last or mean), C tuned on val"
-    sites = ("last", "mean")
-    options = ("layers",)
+    name: ClassVar[str]
+    sites: ClassVar[tuple[str, ...]]
 
     @classmethod
     def applicable(cls, run: RunFacts, layer: int | None = None, site: str | None = None) -> str | None:
@@ -100,6 +98,16 @@ class AllLayersProbe(Explainer):
     @classmethod
     def default_settings(cls, run: RunFacts) -> list[dict[str, Any]]:
         return [{"site": "last"}] if cls.applicable(run) is None else []
+
+
+class AllLayersProbe(AcrossLayers, Explainer):
+    """One standardised logistic probe over the concatenation of every collected layer at a site."""
+
+    name = "probe-all-layers"
+    tier = "input"
+    summary = "one probe over all collected layers (site last or mean), C tuned on val"
+    sites = ("last", "mean")
+    options = ("layers",)
 
     def _features(self, view: View) -> np.ndarray:
         return np.concatenate([view.acts(layer, self.site or "last") for layer in self.layers_], axis=1)
