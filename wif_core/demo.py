@@ -570,10 +570,16 @@ def _one_line(exc: BaseException) -> str:
 
 
 def build_demo(
-    db: Path, limit: int = DEMO_LIMIT, cache_dir: Path | None = None, model: str | None = None
+    db: Path,
+    limit: int = DEMO_LIMIT,
+    cache_dir: Path | None = None,
+    model: str | None = None,
+    sae_samples: int | None = None,
 ) -> list[BuiltRun]:
-    """Build (or finish) the whole demo store at ``db`` in this process, quietly unless on a terminal."""
-    b = DemoBuilder(db, limit=limit, model=model, cache_dir=cache_dir, bar_mode="off")
+    """Build (or finish) the whole demo store at ``db`` in this process, quietly unless on a terminal.
+
+    ``sae_samples`` (default: the demo's ``DEMO_SAMPLES``) sizes each SAE's training, as ``wif demo --sae-samples``."""
+    b = DemoBuilder(db, limit=limit, model=model, cache_dir=cache_dir, bar_mode="off", sae_samples=sae_samples)
     with b.lock():
         b.build()
     return b.built
