@@ -178,11 +178,11 @@ def test_attributions_roundtrip_replace_and_delete(tmp_path):
 
 
 def test_version_2_store_is_migrated_and_its_runs_say_what_they_are(tmp_path):
-    from wif_core.store.schema import _V3, _V4, _V5, DDL
+    from wif_core.store.schema import _V3, _V4, _V5, _V6, DDL
 
     path = tmp_path / "v2.duckdb"
     con = duckdb.connect(str(path))  # what a wif of schema 2 wrote: no n_choices or family, zoo runs 'collected'
-    for stmt in DDL[: len(DDL) - len(_V3) - len(_V4) - len(_V5)]:
+    for stmt in DDL[: len(DDL) - len(_V3) - len(_V4) - len(_V5) - len(_V6)]:
         con.execute(stmt)
     con.execute("INSERT INTO wif_meta VALUES ('schema_version', '2')")
     runs = [  # run_id, model, task, kind, config
@@ -242,11 +242,11 @@ def _columns(path) -> list[tuple]:
 
 
 def test_version_3_store_is_migrated_and_its_outcomes_say_nothing_was_cut(tmp_path):
-    from wif_core.store.schema import _V4, _V5, DDL
+    from wif_core.store.schema import _V4, _V5, _V6, DDL
 
     path = tmp_path / "v3.duckdb"
     con = duckdb.connect(str(path))  # what a wif of schema 3 wrote: no outcomes.truncated
-    for stmt in DDL[: len(DDL) - len(_V4) - len(_V5)]:
+    for stmt in DDL[: len(DDL) - len(_V4) - len(_V5) - len(_V6)]:
         con.execute(stmt)
     con.execute("INSERT INTO wif_meta VALUES ('schema_version', '3')")
     con.execute(
@@ -271,11 +271,11 @@ def test_version_3_store_is_migrated_and_its_outcomes_say_nothing_was_cut(tmp_pa
 
 
 def test_version_4_store_is_migrated_and_gains_the_quality_tables(tmp_path):
-    from wif_core.store.schema import _V5, DDL
+    from wif_core.store.schema import _V5, _V6, DDL
 
     path = tmp_path / "v4.duckdb"
     con = duckdb.connect(str(path))  # what a wif of schema 4 wrote: no item-quality tables
-    for stmt in DDL[: len(DDL) - len(_V5)]:
+    for stmt in DDL[: len(DDL) - len(_V5) - len(_V6)]:
         con.execute(stmt)
     con.execute("INSERT INTO wif_meta VALUES ('schema_version', '4')")
     con.execute(

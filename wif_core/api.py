@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from wif_core.attribution.record import Attribution
     from wif_core.clusters.run import ClusterResult
     from wif_core.compare import Comparison
+    from wif_core.engines.shards import IngestResult, ShardResult
     from wif_core.explainers.evaluate import ExplainResult
     from wif_core.label_quality import QualityResult
     from wif_core.models.loading import LoadedModel
@@ -102,22 +103,11 @@ def collect(
     one of a model's checkpoints (``wif_core.runner.checkpoint_entry``), in its config. ``progress`` gets the
     number of items of each scored batch; ``resumed``, once, the number already scored by an interrupted call.
     """
-    from wif_core.models.loading import parse_layers
     from wif_core.runner import SplitOptions
     from wif_core.runner import collect as _collect
 
-    if items is None:
-        source = source or "hf"
-        items = load_items(task, source, limit=limit, seed=seed, sample=sample)
-    else:
-        source = source or _items_source(items)
-    layer_list = layers if not isinstance(layers, str | None) else parse_layers(layers, model.n_layers)
-    token_list: Sequence[int] = ()
-    if token_layers:
-        if isinstance(token_layers, str):
-            token_list = parse_layers(token_layers, model.n_layers, "--token-layers")
-        else:
-            token_list = token_layers
+    items, source = _items_and_source(task, items, source, limit, seed, sample)
+    layer_list, token_list = _layer_lists(model, layers, token_layers)
     return _collect(
         store,
         model,
@@ -137,6 +127,96 @@ def collect(
         checkpoint=checkpoint,
         resumed=resumed,
     )
+
+
+def _items_and_source(
+    task: str, items: Sequence[TaskItem] | None, source: str | None, limit: int | None, seed: int, sample: int | None
+) -> tuple[Sequence[TaskItem], str]:
+    if items is None:
+        source = source or "hf"
+        return load_items(task, source, limit=limit, seed=seed, sample=sample), source
+    return items, source or _items_source(items)
+
+
+def _layer_lists(
+    model: LoadedModel, layers: Sequence[int] | str | None, token_layers: Sequence[int] | str | None
+) -> tuple[list[int], list[int]]:
+    """``layers`` (default five spread over depth) and ``token_layers`` as block lists; strings as on the CLI."""
+    from wif_core.models.loading import parse_layers
+
+    layer_list = layers if not isinstance(layers, str | None) else parse_layers(layers, model.n_layers)
+    token_list: Sequence[int] = ()
+    if token_layers:
+        if isinstance(token_layers, str):
+            token_list = parse_layers(token_layers, model.n_layers, "--token-layers")
+        else:
+            token_list = token_layers
+    return list(layer_list), list(token_list)
+
+
+def collect_shard(
+    model: LoadedModel,
+    task: str,
+    items: Sequence[TaskItem] | None = None,
+    *,
+    shard: tuple[int, int] | str,
+    out: str | Path,
+    source: str | None = None,
+    limit: int | None = None,
+    sample: int | None = None,
+    layers: Sequence[int] | str | None = None,
+    token_layers: Sequence[int] | str | None = None,
+    scoring: str = "sum",
+    k: int | None = None,
+    fractions: tuple[float, float, float] = (0.5, 0.25, 0.25),
+    seed: int = 0,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_length: int | None = None,
+    progress: Progress | None = None,
+) -> ShardResult:
+    """Score shard ``i`` of ``N`` (``shard``: ``(i, N)`` or ``"i/N"``) of the run ``collect`` would make with the
+    same arguments, into the shard directory ``out`` as Parquet, without a store (a cluster job's part; merge
+    the directory with ``ingest``). The run id is ``collect``'s; a shard finished before is reused."""
+    from wif_core.engines.shards import collect_shard as _shard
+    from wif_core.engines.shards import parse_shard
+    from wif_core.runner import SplitOptions
+
+    items, source = _items_and_source(task, items, source, limit, seed, sample)
+    layer_list, token_list = _layer_lists(model, layers, token_layers)
+    return _shard(
+        model,
+        task,
+        items,
+        shard=parse_shard(shard) if isinstance(shard, str) else shard,
+        out=Path(out),
+        source=source,
+        layers=layer_list,
+        scoring=scoring,
+        limit=limit,
+        seed=seed,
+        split_options=SplitOptions(k=k, fractions=fractions, seed=seed),
+        max_tokens=max_tokens,
+        token_layers=token_list,
+        sample=sample,
+        max_length=max_length,
+        progress=progress,
+    )
+
+
+def ingest(store: Store, directory: str | Path, *, progress: Progress | None = None) -> IngestResult:
+    """Merge a shard directory's finished shards (``collect_shard``, the Ray engine, ``export_run``, or a job of
+    your own writing the same layout) into ``store``, each exactly once; the run completes when all are in."""
+    from wif_core.engines.shards import ingest as _ingest
+
+    return _ingest(store, Path(directory), progress=progress)
+
+
+def export_run(store: Store, run_id: str, out: str | Path) -> dict[str, Any]:
+    """Write a complete run as a shard directory of Parquet files (items, outcomes, activations by layer and
+    site, tokens, splits); ``ingest`` merges it into another store."""
+    from wif_core.engines.shards import export_run as _export
+
+    return _export(store, run_id, Path(out))
 
 
 def import_outcomes(store: Store, path: str | Path, task: str, model_name: str, *, seed: int = 0) -> CollectResult:

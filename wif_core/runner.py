@@ -229,6 +229,108 @@ def write_run(
     return CollectResult(run=store.run(run.run_id), n_new=n_new, n_skipped=n_skipped, findings=findings)
 
 
+def plan_run(
+    lm: Any,
+    task: str,
+    items: Sequence[TaskItem],
+    *,
+    source: str,
+    layers: Sequence[int],
+    scoring: Scoring = "sum",
+    limit: int | None = None,
+    seed: int = 0,
+    token_layers: Sequence[int] = (),
+    sample: int | None = None,
+    max_length: int | None = None,
+    checkpoint: dict[str, Any] | None = None,
+) -> RunInfo:
+    """The run that collecting ``items`` with ``lm`` (a LoadedModel) makes, before anything is scored: its record,
+    with the run id derived from everything that defines it. One definition for every engine (in this process,
+    shards, Ray), so that the same command gives the same run id wherever it runs. Checks the items and layers."""
+    spec = get_task(task)  # a named language-model task: what its runs are comes from its spec, once
+    check_items(items, task, spec.n_choices)
+    bad = [layer for layer in [*layers, *token_layers] if not 1 <= layer <= lm.n_layers]
+    if bad:
+        raise InputError(f"layers {bad} are beyond the model's depth; {lm.name} has blocks 1..{lm.n_layers}")
+    # a local source is identified by its absolute path, so a run resumes from any working directory
+    source_id = str(Path(source).resolve()) if Path(source).exists() else source
+    config: dict[str, Any] = {
+        "model": lm.name,
+        "task": task,
+        "source": source_id,
+        "limit": limit,
+        "layers": list(layers),
+        "scoring": scoring,
+        "template": TEMPLATE_VERSION,
+        "seed": seed,
+    }
+    if token_layers:
+        config["token_layers"] = sorted(token_layers)
+    if sample is not None:
+        config["sample"] = sample
+    if max_length is not None:  # only when asked: a run of the model's own context keeps its id
+        config["max_length"] = max_length
+    if checkpoint is not None:  # likewise: only a checkpoint's run carries the entry
+        config["checkpoint"] = dict(checkpoint)
+    config["items"] = items_digest(items)  # what is scored: an edited source is another run
+    return RunInfo(
+        run_id=make_run_id(lm.name, task, config),
+        model=lm.name,
+        task=task,
+        source=source,
+        kind="collected",
+        n_choices=spec.n_choices,
+        family=spec.format,
+        template=TEMPLATE_VERSION,
+        scoring=scoring,
+        layers=list(layers),
+        sites=list(SITES),
+        token_layers=sorted(token_layers),
+        n_layers=lm.n_layers,
+        d_model=lm.d_model,
+        act_dtype="float16",
+        seed=seed,
+        config=config,
+    )
+
+
+def outcome_rows(batch: Iterable[Any]) -> list[OutcomeRow]:
+    """Scored items (``models.scoring.ScoredItem``) as the rows the store writes."""
+    return [
+        OutcomeRow(
+            item_id=s.item_id,
+            pred=s.pred,
+            correct=s.correct,
+            margin=s.margin,
+            ll_sum=s.ll_sum,
+            ll_norm=[ll / b for ll, b in zip(s.ll_sum, s.n_bytes, strict=True)],
+            n_tokens=s.n_tokens,
+            acts=s.acts,
+            tokens={k: (v.tokens, v.ids, v.cont_start) for k, v in s.tokens.items()},
+            truncated=s.truncated,
+        )
+        for s in batch
+    ]
+
+
+def score_rows(
+    lm: Any, run: RunInfo, todo: list[TaskItem], *, max_tokens: int = DEFAULT_MAX_TOKENS, max_length: int | None = None
+) -> Iterator[list[OutcomeRow]]:
+    """Score ``todo`` as ``run`` says (layers, per-token layers, scoring), batch by batch, as store rows."""
+    batches = score_items(
+        lm.model,
+        lm.tokenizer,
+        todo,
+        run.layers,
+        scoring="norm" if run.scoring == "norm" else "sum",
+        max_tokens=max_tokens,
+        token_layers=run.token_layers,
+        max_length=max_length,
+    )
+    for batch in batches:
+        yield outcome_rows(batch)
+
+
 def collect(
     store: Store,
     lm: Any,
@@ -256,89 +358,34 @@ def collect(
     ``checkpoint`` (``label``, ``step``, ``samples``, ``revision``, ``path``; see ``checkpoint_entry``) marks the
     run as one of a model's checkpoints, in its config; a run without it keeps the id it always had.
     """
-    spec = get_task(task)  # a named language-model task: what its runs are comes from its spec, once
     split_options = split_options or SplitOptions(seed=seed)
     check_collection(items, task, split_options)
-    bad = [layer for layer in [*layers, *token_layers] if not 1 <= layer <= lm.n_layers]
-    if bad:
-        raise InputError(f"layers {bad} are beyond the model's depth; {lm.name} has blocks 1..{lm.n_layers}")
-    context_length = check_max_length(lm.model, max_length)
-    # a local source is identified by its absolute path, so a run resumes from any working directory
-    source_id = str(Path(source).resolve()) if Path(source).exists() else source
-    config: dict[str, Any] = {
-        "model": lm.name,
-        "task": task,
-        "source": source_id,
-        "limit": limit,
-        "layers": list(layers),
-        "scoring": scoring,
-        "template": TEMPLATE_VERSION,
-        "seed": seed,
-    }
-    if token_layers:
-        config["token_layers"] = sorted(token_layers)
-    if sample is not None:
-        config["sample"] = sample
-    if max_length is not None:  # only when asked: a run of the model's own context keeps its id
-        config["max_length"] = max_length
-    if checkpoint is not None:  # likewise: only a checkpoint's run carries the entry
-        config["checkpoint"] = dict(checkpoint)
-    config["items"] = items_digest(items)  # what is scored: an edited source is another run
-    run_id, older = _run_of(store, lm.name, task, config)
-    run = RunInfo(
-        run_id=run_id,
-        model=lm.name,
-        task=task,
+    run = plan_run(
+        lm,
+        task,
+        items,
         source=source,
-        kind="collected",
-        n_choices=spec.n_choices,
-        family=spec.format,
-        template=TEMPLATE_VERSION,
+        layers=layers,
         scoring=scoring,
-        layers=list(layers),
-        sites=list(SITES),
-        token_layers=sorted(token_layers),
-        n_layers=lm.n_layers,
-        d_model=lm.d_model,
-        act_dtype="float16",
+        limit=limit,
         seed=seed,
-        config=config,
+        token_layers=token_layers,
+        sample=sample,
+        max_length=max_length,
+        checkpoint=checkpoint,
     )
+    context_length = check_max_length(lm.model, max_length)
+    run.run_id, older = _run_of(store, lm.name, task, run.config)
 
     def score(todo: list[TaskItem]) -> Iterator[list[OutcomeRow]]:
-        batches = score_items(
-            lm.model,
-            lm.tokenizer,
-            todo,
-            run.layers,
-            scoring=scoring,
-            max_tokens=max_tokens,
-            token_layers=run.token_layers,
-            max_length=context_length,
-        )
-        for batch in batches:
-            yield [
-                OutcomeRow(
-                    item_id=s.item_id,
-                    pred=s.pred,
-                    correct=s.correct,
-                    margin=s.margin,
-                    ll_sum=s.ll_sum,
-                    ll_norm=[ll / b for ll, b in zip(s.ll_sum, s.n_bytes, strict=True)],
-                    n_tokens=s.n_tokens,
-                    acts=s.acts,
-                    tokens={k: (v.tokens, v.ids, v.cont_start) for k, v in s.tokens.items()},
-                    truncated=s.truncated,
-                )
-                for s in batch
-            ]
+        return score_rows(lm, run, todo, max_tokens=max_tokens, max_length=context_length)
 
     result = write_run(
         store,
         run,
         items,
         score,
-        split_options=split_options or SplitOptions(seed=seed),
+        split_options=split_options,
         progress=progress,
         resumed=resumed,
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from wif_core.cli.common import AddCommon, cache_dir, emit, findings_summary, positive_int, progress_bar
+from wif_core.errors import InputError
 from wif_core.models import DEFAULT_MAX_TOKENS, check_max_length_value
 
 
@@ -70,6 +72,16 @@ def cmd_collect(args: argparse.Namespace) -> int:
     models = checkpoint_specs(model_specs(args.model))
     items = load_items(args.task, args.source, limit=args.limit, seed=args.seed, sample=args.sample)
     check_collection(items, args.task, SplitOptions(k=args.k, fractions=tuple(args.fractions), seed=args.seed))
+    if args.shard is not None or args.engine == "ray":
+        if len(models) != 1:
+            raise InputError("--shard and --engine ray collect one model at a time; give one --model")
+        if args.shard is not None and args.engine == "ray":
+            raise InputError("--shard is one job's part of a run; --engine ray splits the run itself: give one")
+        out, text = (_collect_shard if args.shard is not None else _collect_ray)(args, models[0][0], items)
+        emit(args, out, text)
+        return 0
+    if args.out is not None:
+        raise InputError("--out is the shard directory of --shard i/N or --engine ray; without them, use --db")
     if len(models) == 1:
         out, text = _collect_one(args, models[0][0], models[0][1], items)
         emit(args, out, text)
@@ -128,6 +140,90 @@ def _collect_one(
     return out, text + (_older_runs_text(result, args) if result.older_runs else "")
 
 
+def _collect_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``shards.collect_shard``'s keyword arguments from the command line (the same run as ``wif collect``);
+    ``layers`` and ``token_layers`` as given (resolved against the model where it is loaded)."""
+    from wif_core.runner import SplitOptions
+
+    return {
+        "source": args.source,
+        "layers": args.layers,
+        "token_layers": args.token_layers,
+        "scoring": args.scoring,
+        "limit": args.limit,
+        "sample": args.sample,
+        "seed": args.seed,
+        "split_options": SplitOptions(k=args.k, fractions=tuple(args.fractions), seed=args.seed),
+        "max_tokens": args.max_tokens,
+        "max_length": args.max_length,
+    }
+
+
+def _collect_shard(args: argparse.Namespace, spec: str, items: Any) -> tuple[dict[str, Any], str]:
+    """``--shard i/N --out DIR``: one shard into a shard directory; no store is opened."""
+    from wif_core.engines.shards import parse_shard, shard_block, shard_scorer
+    from wif_core.models.loading import load_model
+
+    if args.out is None:
+        raise InputError("--shard i/N writes into a shard directory: give --out DIR (merge it with `wif ingest DIR`)")
+    i, n = parse_shard(args.shard)
+    lm = load_model(spec, cache_dir(args))
+    with progress_bar(args, f"collect {args.task} shard {i}/{n}", len(shard_block(items, i, n)), "item") as bar:
+        result = shard_scorer(lm)(
+            items, (i, n), Path(args.out), dict(_collect_options(args), task=args.task), bar.update
+        )
+    out = asdict(result)
+    what = "finished before: reused" if result.reused else f"{result.n_items} items scored in {result.seconds:.0f} s"
+    return out, f"run {result.run_id} shard {i}/{n}: {what}; in {result.path} (merge with `wif ingest {args.out}`)"
+
+
+def default_shard_dir(args: argparse.Namespace, spec: str) -> Path:
+    """Where ``--engine ray`` keeps a run's shards without ``--out``: beside the store, named by the command (so
+    the same command, run again after a kill, finds the shards it wrote)."""
+    import hashlib
+    import json
+
+    from wif_core.runner import _slug
+
+    keys = ("task", "source", "limit", "sample", "seed", "layers", "token_layers", "scoring", "k", "fractions")
+    doc = {k: getattr(args, k) for k in keys} | {"model": spec, "max_length": args.max_length, "shards": args.shards}
+    digest = hashlib.sha1(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    db = Path(args.db)
+    return db.parent / f"{db.name}.shards" / f"{_slug(spec)}--{args.task}--{digest}"
+
+
+def _collect_ray(args: argparse.Namespace, spec: str, items: Any) -> tuple[dict[str, Any], str]:
+    """``--engine ray``: shards scored by Ray actors, each merged into ``--db`` as it finishes."""
+    from wif_core.engines.ray_engine import collect_on_ray
+
+    n_shards = args.shards or max(2 * args.workers, -(-len(items) // 250))
+    out_dir = Path(args.out) if args.out else default_shard_dir(args, spec)
+    options = _collect_options(args)  # the model loads on the workers only
+    with progress_bar(args, f"collect {args.task} on ray", len(items), "item") as bar:
+        result = collect_on_ray(
+            Path(args.db),
+            spec,
+            args.task,
+            items,
+            out=out_dir,
+            n_shards=n_shards,
+            workers=args.workers,
+            threads_per_worker=args.threads_per_worker,
+            gpus_per_worker=args.gpus_per_worker,
+            address=args.address,
+            cache_dir=cache_dir(args),
+            options=options,
+            progress=bar.update,
+        )
+    state = "complete" if result.complete else "incomplete (run the same command again to go on)"
+    text = (
+        f"run {result.run_id}: {result.n_items} items in {args.db}, {state}; {len(result.scored)} of "
+        f"{result.n_shards} shards scored now on {result.workers} Ray workers, {len(result.reused)} reused from "
+        f"{result.out}; {result.seconds:.0f} s ({result.merge_seconds:.1f} s merging)"
+    )
+    return asdict(result), text
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from wif_core.cli.runs import runs_payload
     from wif_core.runner import SplitOptions, import_outcomes
@@ -180,6 +276,21 @@ def add_commands(sub: Any, common: AddCommon) -> None:
         help="most tokens per scored sequence; longer items lose context from the left (default: the model's)",
     )
     p.add_argument("--cache-dir", default=None, help="where converted model copies are cached")
+    scale = p.add_argument_group("scaling out (README: Scaling out)")
+    scale.add_argument(
+        "--shard",
+        default=None,
+        help="i/N: score only shard i (0-based) of N into --out, without a store (a cluster job)",
+    )
+    scale.add_argument("--out", default=None, help="the shard directory of --shard or --engine ray")
+    scale.add_argument("--engine", choices=["process", "ray"], default="process", help="where to score (default here)")
+    scale.add_argument("--address", default=None, help="Ray cluster: 'auto' or HOST:PORT (default: start one here)")
+    scale.add_argument("--workers", type=positive_int, default=2, help="Ray actors, each loading the model once")
+    scale.add_argument("--threads-per-worker", type=positive_int, default=1, help="torch threads (CPUs) per actor")
+    scale.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per actor (fractions share one)")
+    scale.add_argument(
+        "--shards", type=positive_int, default=None, help="shards of the run (default: 2 per worker, ≤ 250 items each)"
+    )
     p.set_defaults(func=cmd_collect)
 
     p = common(sub.add_parser("import", help="import another tool's outcomes as a run"))

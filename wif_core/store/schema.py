@@ -6,7 +6,7 @@ writing); the app, which opens stores read-only, asks for that instead of guessi
 
 from wif_core.tasks.base import TASKS
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _V2 = [
     """CREATE TABLE attributions (
@@ -81,8 +81,22 @@ _V5 = [
     )""",
 ]
 
+# The shards of a run merged into the store (``wif ingest``, the Ray engine; wif_core.engines.shards): one row per
+# shard, written in the transaction that merges its rows, so that no shard is ever merged twice.
+_V6 = [
+    """CREATE TABLE IF NOT EXISTS shards (
+        run_id VARCHAR NOT NULL,
+        shard INTEGER NOT NULL,           -- 0-based index of the shard
+        n_shards INTEGER NOT NULL,        -- how many shards the run was split into
+        n_items INTEGER NOT NULL,         -- the items whose outcomes the shard carried
+        source VARCHAR NOT NULL,          -- the shard directory it was merged from
+        merged TIMESTAMP DEFAULT current_timestamp,
+        PRIMARY KEY (run_id, shard)
+    )""",
+]
+
 # Steps from version v to v + 1; each is additive, so older data stays valid.
-MIGRATIONS: dict[int, list[str]] = {1: _V2, 2: _V3, 3: _V4, 4: _V5}
+MIGRATIONS: dict[int, list[str]] = {1: _V2, 2: _V3, 3: _V4, 4: _V5, 5: _V6}
 
 DDL = [
     "CREATE TABLE wif_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
@@ -173,4 +187,5 @@ DDL = [
     *_V3,
     *_V4,
     *_V5,
+    *_V6,
 ]

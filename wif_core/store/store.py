@@ -341,48 +341,102 @@ class Store:
         """Write one batch of outcomes with their activations and tokens, all or nothing."""
         if not rows:
             return
-        dtype = np.dtype(act_dtype).newbyteorder("<")
-        outcomes = pd.DataFrame(
-            {
-                "run_id": run_id,
-                "item_id": [r.item_id for r in rows],
-                "pred": pd.array([r.pred for r in rows], dtype="Int32"),
-                "correct": [bool(r.correct) for r in rows],
-                "margin": pd.array([r.margin for r in rows], dtype="Float64"),
-                "ll_sum": [None if r.ll_sum is None else list(r.ll_sum) for r in rows],
-                "ll_norm": [r.ll_norm for r in rows],
-                "n_tokens": [r.n_tokens for r in rows],
-                "truncated": pd.array([r.truncated for r in rows], dtype="Int32"),
-            }
-        )
-        acts = [
-            (run_id, r.item_id, layer, site, np.ascontiguousarray(v, dtype=dtype).tobytes())
-            for r in rows
-            for (layer, site), v in r.acts.items()
-            if site != "tokens"
-        ]
-        token_acts = [
-            (run_id, r.item_id, layer, len(v), np.ascontiguousarray(v, dtype=dtype).tobytes())
-            for r in rows
-            for (layer, site), v in r.acts.items()
-            if site == "tokens"
-        ]
-        toks = [(run_id, r.item_id, seq, t, i, s) for r in rows for seq, (t, i, s) in r.tokens.items()]
+        frames = outcome_frames(run_id, rows, act_dtype)
         with self.transaction() as cur:
-            cur.register("new_outcomes", outcomes)
-            cur.execute("INSERT INTO outcomes BY NAME SELECT * FROM new_outcomes")
-            cur.unregister("new_outcomes")
-            # a registered frame, not executemany: one row at a time costs ~1 ms per row
-            for table, rows_, cols in (
-                ("activations", acts, ["run_id", "item_id", "layer", "site", "vec"]),
-                ("token_activations", token_acts, ["run_id", "item_id", "layer", "n_tokens", "vec"]),
-            ):
-                if rows_:
-                    cur.register("new_rows", pd.DataFrame(rows_, columns=cols))
-                    cur.execute(f"INSERT INTO {table} SELECT * FROM new_rows")  # noqa: S608 - fixed names
+            # registered frames, not executemany: one row at a time costs ~1 ms per row
+            for table, frame in frames.items():
+                if len(frame):
+                    cur.register("new_rows", frame)
+                    cur.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new_rows")  # noqa: S608 - fixed names
                     cur.unregister("new_rows")
-            if toks:
-                cur.executemany("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)", toks)
+
+    # ---- shards and Parquet (wif_core.engines.shards says what the files are) -----------------------------------
+    def merged_shards(self, run_id: str) -> dict[int, str]:
+        """The shards of ``run_id`` already merged into this store: shard index → the directory it came from."""
+        rows = self._cur().execute("SELECT shard, source FROM shards WHERE run_id = ?", [run_id]).fetchall()
+        return {int(r[0]): str(r[1]) for r in rows}
+
+    def merge_shard(
+        self, run_id: str, *, shard: int, n_shards: int, source: str, files: dict[str, Path], item_ids: Sequence[str]
+    ) -> int:
+        """Merge one finished shard's Parquet files (table → file; tables of ``SHARD_TABLES``) into run ``run_id``,
+        in one transaction with the row that records it, so that a shard is merged exactly once: a shard merged
+        before, an item the run does not plan, or an item that already has an outcome is refused and nothing of
+        the shard is written. Returns the outcomes merged."""
+        planned = {r[0] for r in self._cur().execute("SELECT item_id FROM items WHERE run_id = ?", [run_id]).fetchall()}
+        foreign = [i for i in item_ids if i not in planned]
+        if foreign:
+            raise StoreError(
+                f"{source}: item '{foreign[0]}' is not an item of run {run_id} ({len(foreign)} such); this shard "
+                "was written for other items: collect it again with the run's command"
+            )
+        with self.transaction() as cur:
+            row = cur.execute("SELECT source FROM shards WHERE run_id = ? AND shard = ?", [run_id, shard]).fetchone()
+            if row is not None:
+                raise StoreError(f"{source}: shard {shard} of run {run_id} was merged before (from {row[0]})")
+            cur.execute(
+                "INSERT INTO shards (run_id, shard, n_shards, n_items, source) VALUES (?, ?, ?, ?, ?)",
+                [run_id, shard, n_shards, len(item_ids), source],
+            )
+            cur.register("shard_items", pd.DataFrame({"item_id": list(item_ids)}))
+            done = cur.execute(
+                "SELECT item_id FROM outcomes JOIN shard_items USING (item_id) WHERE run_id = ? LIMIT 1", [run_id]
+            ).fetchone()
+            cur.unregister("shard_items")
+            if done is not None:
+                raise StoreError(
+                    f"{source}: item '{done[0]}' of run {run_id} already has an outcome in {self.path}; a shard "
+                    "overlaps items merged before (from another split into shards?), so nothing of it is merged"
+                )
+            if "activations" in files:
+                run = self.run(run_id)
+                stray = cur.execute(
+                    "SELECT DISTINCT layer, site FROM read_parquet(?) WHERE NOT list_contains(?::INTEGER[], layer) "
+                    "OR NOT list_contains(?::VARCHAR[], site) LIMIT 1",
+                    [str(files["activations"]), run.layers, run.sites],
+                ).fetchone()
+                if stray is not None:
+                    raise StoreError(
+                        f"{files['activations']}: activations at layer {stray[0]}, site '{stray[1]}', but run "
+                        f"{run_id} records layers {run.layers} and sites {run.sites}; the shard belongs to another run"
+                    )
+            for table in SHARD_TABLES:
+                if table not in files:
+                    continue
+                got = cur.execute(
+                    "SELECT count(*) FROM read_parquet(?) WHERE item_id NOT IN (SELECT unnest(?::VARCHAR[]))",  # noqa: S608
+                    [str(files[table]), list(item_ids)],
+                ).fetchone()
+                if got and got[0]:
+                    raise StoreError(
+                        f"{files[table]}: {got[0]} rows of items the shard does not list; the shard is damaged: "
+                        "delete its directory and collect it again"
+                    )
+                cur.execute(
+                    f"INSERT INTO {table} BY NAME SELECT * REPLACE (? AS run_id) FROM read_parquet(?)",  # noqa: S608
+                    [run_id, str(files[table])],
+                )
+        return len(item_ids)
+
+    def write_parquet(self, table: str, run_id: str, path: Path, where: str = "", params: Sequence[Any] = ()) -> int:
+        """Write the rows of ``run_id`` in ``table`` (one of wif's tables; ``where`` a fixed extra condition on
+        its columns, ``params`` its values) as one Parquet file; returns the rows written."""
+        if table not in _PARQUET_TABLES:
+            raise StoreError(f"no table '{table}' to export (tables: {', '.join(_PARQUET_TABLES)})")
+        query = f"SELECT * FROM {table} WHERE run_id = ?{' AND ' + where if where else ''}"  # noqa: S608 - fixed
+        cur = self._cur()
+        cur.sql(query, params=[run_id, *params]).write_parquet(str(path))
+        row = cur.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchone()
+        return int(row[0]) if row else 0
+
+    def activation_keys(self, run_id: str) -> list[tuple[int, str]]:
+        """The (layer, site) pairs of a run that have stored activations."""
+        rows = (
+            self._cur()
+            .execute("SELECT DISTINCT layer, site FROM activations WHERE run_id = ? ORDER BY layer, site", [run_id])
+            .fetchall()
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]
 
     def set_status(self, run_id: str, status: str) -> None:
         with self.transaction() as cur:
@@ -789,6 +843,85 @@ class Store:
         """The (item_id, method) pairs of a run that have a stored attribution (no scores read)."""
         rows = self._cur().execute("SELECT item_id, method FROM attributions WHERE run_id = ?", [run_id]).fetchall()
         return {(r[0], r[1]) for r in rows}
+
+
+# the tables whose rows a shard carries (an item's outcome, its activations and its tokens), in merge order
+SHARD_TABLES = ("outcomes", "activations", "token_activations", "tokens")
+_PARQUET_TABLES = ("items", *SHARD_TABLES, "splits")
+
+
+def outcome_frames(run_id: str, rows: Sequence[OutcomeRow], act_dtype: str = "float16") -> dict[str, pd.DataFrame]:
+    """The rows of ``SHARD_TABLES`` that a batch of outcomes writes, as frames in the store's column layout
+    (activations as little-endian ``act_dtype`` bytes): what ``Store.write_outcomes`` inserts and a shard
+    writes as Parquet, so that both hold the same bytes."""
+    dtype = np.dtype(act_dtype).newbyteorder("<")
+    outcomes = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "item_id": [r.item_id for r in rows],
+            "pred": pd.array([r.pred for r in rows], dtype="Int32"),
+            "correct": [bool(r.correct) for r in rows],
+            "margin": pd.array([r.margin for r in rows], dtype="Float64"),
+            "ll_sum": [None if r.ll_sum is None else list(r.ll_sum) for r in rows],
+            "ll_norm": [r.ll_norm for r in rows],
+            "n_tokens": [r.n_tokens for r in rows],
+            "truncated": pd.array([r.truncated for r in rows], dtype="Int32"),
+        }
+    )
+    acts = [
+        (run_id, r.item_id, layer, site, np.ascontiguousarray(v, dtype=dtype).tobytes())
+        for r in rows
+        for (layer, site), v in r.acts.items()
+        if site != "tokens"
+    ]
+    token_acts = [
+        (run_id, r.item_id, layer, len(v), np.ascontiguousarray(v, dtype=dtype).tobytes())
+        for r in rows
+        for (layer, site), v in r.acts.items()
+        if site == "tokens"
+    ]
+    toks = [(run_id, r.item_id, seq, list(t), list(i), int(s)) for r in rows for seq, (t, i, s) in r.tokens.items()]
+    return {
+        "outcomes": outcomes,
+        "activations": pd.DataFrame(acts, columns=["run_id", "item_id", "layer", "site", "vec"]).astype(
+            {"layer": "int32"}
+        ),
+        "token_activations": pd.DataFrame(token_acts, columns=["run_id", "item_id", "layer", "n_tokens", "vec"]).astype(
+            {"layer": "int32", "n_tokens": "int32"}
+        ),
+        "tokens": pd.DataFrame(toks, columns=["run_id", "item_id", "seq", "tokens", "ids", "cont_start"]).astype(
+            {"cont_start": "int32"}
+        ),
+    }
+
+
+def write_parquet_frames(frames: dict[str, pd.DataFrame], directory: Path) -> dict[str, int]:
+    """Write each frame as ``directory/<name>.parquet`` (an empty frame writes no file); returns rows per file.
+    Column types are the store's (see ``outcome_frames``), so a merge inserts the same bytes."""
+    written = {}
+    con = duckdb.connect()
+    try:
+        for name, frame in frames.items():
+            if not len(frame):
+                continue
+            con.register("frame", frame)
+            con.sql("SELECT * FROM frame").write_parquet(str(directory / f"{name}.parquet"))
+            con.unregister("frame")
+            written[name] = len(frame)
+    finally:
+        con.close()
+    return written
+
+
+def read_parquet_frame(path: Path) -> pd.DataFrame:
+    """A Parquet file as a frame; a file that is no Parquet (half written, another format) is one clear line."""
+    con = duckdb.connect()
+    try:
+        return con.execute("SELECT * FROM read_parquet(?)", [str(path)]).df()
+    except duckdb.Error as exc:
+        raise StoreError(f"{path} is not a readable Parquet file ({one_line(exc)}); write it again") from None
+    finally:
+        con.close()
 
 
 def _run_tables(cur: duckdb.DuckDBPyConnection) -> list[str]:
