@@ -103,11 +103,12 @@ def collect(
     one of a model's checkpoints (``wif_core.runner.checkpoint_entry``), in its config. ``progress`` gets the
     number of items of each scored batch; ``resumed``, once, the number already scored by an interrupted call.
     """
+    from wif_core.models.loading import layer_lists
     from wif_core.runner import SplitOptions
     from wif_core.runner import collect as _collect
 
-    items, source = _items_and_source(task, items, source, limit, seed, sample)
-    layer_list, token_list = _layer_lists(model, layers, token_layers)
+    items, source = _items_and_source(task, items, source, limit=limit, seed=seed, sample=sample)
+    layer_list, token_list = layer_lists(model, layers, token_layers)
     return _collect(
         store,
         model,
@@ -130,28 +131,12 @@ def collect(
 
 
 def _items_and_source(
-    task: str, items: Sequence[TaskItem] | None, source: str | None, limit: int | None, seed: int, sample: int | None
+    task: str, items: Sequence[TaskItem] | None, source: str | None, *, limit: int | None, seed: int, sample: int | None
 ) -> tuple[Sequence[TaskItem], str]:
     if items is None:
         source = source or "hf"
         return load_items(task, source, limit=limit, seed=seed, sample=sample), source
     return items, source or _items_source(items)
-
-
-def _layer_lists(
-    model: LoadedModel, layers: Sequence[int] | str | None, token_layers: Sequence[int] | str | None
-) -> tuple[list[int], list[int]]:
-    """``layers`` (default five spread over depth) and ``token_layers`` as block lists; strings as on the CLI."""
-    from wif_core.models.loading import parse_layers
-
-    layer_list = layers if not isinstance(layers, str | None) else parse_layers(layers, model.n_layers)
-    token_list: Sequence[int] = ()
-    if token_layers:
-        if isinstance(token_layers, str):
-            token_list = parse_layers(token_layers, model.n_layers, "--token-layers")
-        else:
-            token_list = token_layers
-    return list(layer_list), list(token_list)
 
 
 def collect_shard(
@@ -179,10 +164,11 @@ def collect_shard(
     the directory with ``ingest``). The run id is ``collect``'s; a shard finished before is reused."""
     from wif_core.engines.shards import collect_shard as _shard
     from wif_core.engines.shards import parse_shard
+    from wif_core.models.loading import layer_lists
     from wif_core.runner import SplitOptions
 
-    items, source = _items_and_source(task, items, source, limit, seed, sample)
-    layer_list, token_list = _layer_lists(model, layers, token_layers)
+    items, source = _items_and_source(task, items, source, limit=limit, seed=seed, sample=sample)
+    layer_list, token_list = layer_lists(model, layers, token_layers)
     return _shard(
         model,
         task,

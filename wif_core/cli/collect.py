@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from contextlib import redirect_stdout
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -199,7 +201,8 @@ def _collect_ray(args: argparse.Namespace, spec: str, items: Any) -> tuple[dict[
     n_shards = args.shards or max(2 * args.workers, -(-len(items) // 250))
     out_dir = Path(args.out) if args.out else default_shard_dir(args, spec)
     options = _collect_options(args)  # the model loads on the workers only
-    with progress_bar(args, f"collect {args.task} on ray", len(items), "item") as bar:
+    # Ray's threads print retries and worker errors to stdout: they go to stderr, so --json stays one document
+    with progress_bar(args, f"collect {args.task} on ray", len(items), "item") as bar, redirect_stdout(sys.stderr):
         result = collect_on_ray(
             Path(args.db),
             spec,

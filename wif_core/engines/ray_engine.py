@@ -45,8 +45,11 @@ class RayCollectResult:
 
 
 def _ray() -> Any:
+    from wif_core.heavy import heavy_imports
+
     try:
-        import ray
+        with heavy_imports():
+            import ray
     except ImportError:
         raise InputError(
             "--engine ray needs Ray: pip install 'ray==2.60.0' (or `make install`, which installs it)"
@@ -61,6 +64,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> Any:
     ray = _ray()
     if ray.is_initialized():
         return ray
+    if address and address != "auto":
+        _probe(address)  # Ray itself retries an address that does not answer for minutes
     try:
         if address:
             ray.init(address=address, log_to_driver=False)
@@ -75,12 +80,31 @@ def connect(address: str | None, num_cpus: int | None = None) -> Any:
     return ray
 
 
+def _probe(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse at once a ``HOST:PORT`` (Ray's GCS address, ``ray start --head`` prints it) that no server answers."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--address {address}: give 'auto' or the head node's HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise InputError(
+            f"cannot connect to the Ray cluster at {address}: {exc.strerror or exc} within {timeout_s:.0f} s; start "
+            "one with `ray start --head` (then --address auto or its HOST:PORT), or leave out --address to start a "
+            "local one"
+        ) from None
+
+
 class ShardWorker:
     """A Ray actor's state: the model, loaded once, and the options of the run it scores."""
 
     def __init__(self, spec: str, cache_dir: str | None, threads: int, load: dict[str, Any]) -> None:
-        import torch
+        from wif_core.heavy import heavy_imports
 
+        with heavy_imports():
+            import torch
         from wif_core.engines.shards import shard_scorer
         from wif_core.models.loading import load_model
 

@@ -363,11 +363,11 @@ def shard_scorer(lm: Any) -> Callable[..., ShardResult]:
         options: dict[str, Any],
         progress: Callable[[int], None] | None = None,
     ) -> ShardResult:
-        from wif_core.api import _layer_lists
+        from wif_core.models.loading import layer_lists
 
         opts = dict(options)
         task = opts.pop("task")
-        opts["layers"], opts["token_layers"] = _layer_lists(lm, opts.get("layers"), opts.get("token_layers"))
+        opts["layers"], opts["token_layers"] = layer_lists(lm, opts.get("layers"), opts.get("token_layers"))
         return collect_shard(lm, task, items, shard=shard, out=Path(out), progress=progress, **opts)
 
     return score

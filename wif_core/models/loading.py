@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -351,3 +352,18 @@ def parse_layers(text: str | None, n_layers: int, option: str = "--layers") -> l
     if bad or not layers:
         raise InputError(f"{option} {bad or text}: the model has blocks 1..{n_layers}; pick layers in that range")
     return layers
+
+
+def layer_lists(
+    lm: LoadedModel, layers: Sequence[int] | str | None, token_layers: Sequence[int] | str | None
+) -> tuple[list[int], list[int]]:
+    """``layers`` (default: five spread over depth) and ``token_layers`` (default none) of model ``lm`` as block
+    lists; ``"5,10"`` strings are parsed (and checked) as the command line's are."""
+    layer_list = layers if not isinstance(layers, str | None) else parse_layers(layers, lm.n_layers)
+    token_list: Sequence[int] = ()
+    if token_layers:
+        if isinstance(token_layers, str):
+            token_list = parse_layers(token_layers, lm.n_layers, "--token-layers")
+        else:
+            token_list = token_layers
+    return list(layer_list), list(token_list)
