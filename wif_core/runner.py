@@ -23,8 +23,9 @@ from typing import Any
 
 from wif_core import splits as splitting
 from wif_core.errors import InputError
+from wif_core.models.devices import DEFAULT_DTYPE, dtype_name, model_device, model_dtype
 from wif_core.models.loading import EMBEDDED_MODELS, check_model_spec, split_revision
-from wif_core.models.scoring import DEFAULT_MAX_TOKENS, SITES, Scoring, check_max_length, score_items
+from wif_core.models.scoring import SITES, Scoring, check_max_length, score_items
 from wif_core.store import OutcomeRow, RunInfo, Store
 from wif_core.tasks.base import TaskItem, choices_problem, get_task, items_digest
 from wif_core.tasks.sources import (
@@ -73,8 +74,18 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[-40:] or "model"
 
 
+PROVENANCE = "provenance"
+"""The run config's key for facts about how a run was computed that do not change what it is (the device it
+was started on): left out of the run id, and out of the comparison that finds a run's older siblings."""
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k != PROVENANCE}
+
+
 def make_run_id(model: str, task: str, config: dict[str, Any]) -> str:
-    digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+    """``<model slug>--<task>--<digest of the config>``; the config's ``provenance`` entry is not part of it."""
+    digest = hashlib.sha1(json.dumps(_identity(config), sort_keys=True).encode()).hexdigest()[:8]
     return f"{_slug(model)}--{task}--{digest}"
 
 
@@ -241,7 +252,7 @@ def collect(
     limit: int | None = None,
     seed: int = 0,
     split_options: SplitOptions | None = None,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_tokens: int | None = None,
     progress: Progress | None = None,
     token_layers: Sequence[int] = (),
     sample: int | None = None,
@@ -255,6 +266,10 @@ def collect(
     longer items are cut from the left of their context, and the result counts them (``n_truncated``).
     ``checkpoint`` (``label``, ``step``, ``samples``, ``revision``, ``path``; see ``checkpoint_entry``) marks the
     run as one of a model's checkpoints, in its config; a run without it keeps the id it always had.
+    A model in another precision than float32 scores other numbers, so its run is another run: the config holds
+    its ``dtype``. The device does not define the run (the same numbers up to float rounding; a run started on a
+    GPU may be resumed on the CPU): a run started off the CPU records it under ``provenance``, outside the run id.
+    ``max_tokens`` None picks the batch size from the device's free memory (``devices.auto_max_tokens``).
     """
     spec = get_task(task)  # a named language-model task: what its runs are comes from its spec, once
     split_options = split_options or SplitOptions(seed=seed)
@@ -283,6 +298,12 @@ def collect(
         config["max_length"] = max_length
     if checkpoint is not None:  # likewise: only a checkpoint's run carries the entry
         config["checkpoint"] = dict(checkpoint)
+    precision = dtype_name(model_dtype(lm.model))
+    if precision != DEFAULT_DTYPE:  # likewise: a float32 run keeps its id
+        config["dtype"] = precision
+    device = model_device(lm.model)
+    if device.type != "cpu":
+        config[PROVENANCE] = {"device": str(device)}
     config["items"] = items_digest(items)  # what is scored: an edited source is another run
     run_id, older = _run_of(store, lm.name, task, config)
     run = RunInfo(
@@ -357,9 +378,11 @@ def _run_of(store: Store, model: str, task: str, config: dict[str, Any]) -> tupl
     """
     run_id = make_run_id(model, task, config)
     ids = store.run_ids()
-    same = {k: v for k, v in config.items() if k != "items"}
+    same = {k: v for k, v in _identity(config).items() if k != "items"}
     siblings = [
-        rid for rid in ids if rid != run_id and {k: v for k, v in store.run(rid).config.items() if k != "items"} == same
+        rid
+        for rid in ids
+        if rid != run_id and {k: v for k, v in _identity(store.run(rid).config).items() if k != "items"} == same
     ]
     if run_id not in ids:
         for rid in siblings:
