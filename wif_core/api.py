@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wif_core.models import DEFAULT_MAX_TOKENS
 from wif_core.paths import DEFAULT_DB
 
 if TYPE_CHECKING:
@@ -48,12 +47,19 @@ def open_store(path: str | Path = DEFAULT_DB, *, write: bool = False) -> Store:
     return Store.open(path, write=write)
 
 
-def load_model(spec: str | None = None, *, cache_dir: str | Path | None = None) -> LoadedModel:
-    """A causal LM: the embedded SmolLM2-135M (default) or ``"gemma3-270m"``, a local directory, or a Hugging Face id."""
+def load_model(
+    spec: str | None = None, *, cache_dir: str | Path | None = None, device: str = "cpu", dtype: str = "float32"
+) -> LoadedModel:
+    """A causal LM: the embedded SmolLM2-135M (default) or ``"gemma3-270m"``, a local directory, or a Hugging Face id.
+
+    ``device`` is ``"cpu"``, ``"auto"`` (a GPU when torch sees one), ``"cuda"``, ``"cuda:N"`` or ``"mps"``;
+    ``dtype`` is ``"float32"``, ``"bfloat16"`` or ``"float16"`` (a run in another precision than float32 is
+    another run). Log-likelihoods are computed in float32 whatever the model's precision.
+    """
     from wif_core.models.loading import EMBEDDED
     from wif_core.models.loading import load_model as _load
 
-    return _load(spec or EMBEDDED, Path(cache_dir) if cache_dir else None)
+    return _load(spec or EMBEDDED, Path(cache_dir) if cache_dir else None, device=device, dtype=dtype)
 
 
 def load_items(
@@ -86,7 +92,7 @@ def collect(
     k: int | None = None,
     fractions: tuple[float, float, float] = (0.5, 0.25, 0.25),
     seed: int = 0,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_tokens: int | None = None,
     progress: Progress | None = None,
     max_length: int | None = None,
     checkpoint: dict[str, Any] | None = None,
@@ -102,6 +108,8 @@ def collect(
     context, never inside an answer; ``CollectResult.n_truncated`` counts them. ``checkpoint`` marks the run as
     one of a model's checkpoints (``wif_core.runner.checkpoint_entry``), in its config. ``progress`` gets the
     number of items of each scored batch; ``resumed``, once, the number already scored by an interrupted call.
+    ``max_tokens`` (padded tokens per forward batch) defaults to what fits the device's free memory; on the CPU,
+    ``DEFAULT_MAX_TOKENS``.
     """
     from wif_core.models.loading import layer_lists
     from wif_core.runner import SplitOptions
@@ -155,7 +163,7 @@ def collect_shard(
     k: int | None = None,
     fractions: tuple[float, float, float] = (0.5, 0.25, 0.25),
     seed: int = 0,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_tokens: int | None = None,
     max_length: int | None = None,
     progress: Progress | None = None,
 ) -> ShardResult:

@@ -178,6 +178,8 @@ class DemoBuilder:
     """Builds (or finishes) the demo store at ``db``.
 
     ``model`` is what ``load_model`` accepts (the embedded model by default; tests pass a tiny local one).
+    ``device`` is where its models run (``load_model``'s; the device changes no run id, so a demo built on a GPU
+    is the same store). The precision is always float32: the demo's runs are the float32 runs.
     Progress goes to ``stream`` as ``wif_core.progress.Bar`` lines or bars (``bar_mode``), and to the status file.
     """
 
@@ -193,11 +195,13 @@ class DemoBuilder:
         tasks: tuple[str, ...] = DEMO_TASKS,
         sae_samples: int | None = None,
         others: tuple[str, ...] = (),
+        device: str = "cpu",
     ) -> None:
         from wif_core.models.loading import EMBEDDED
 
         self.db = Path(db)
         self.limit, self.model_spec, self.cache_dir = limit, model or EMBEDDED, cache_dir
+        self.device = device
         self.bar_mode, self.stream, self.tasks = bar_mode, stream, tasks
         self.sae_samples = sae_samples
         self.steps = plan(tasks, others)
@@ -220,7 +224,7 @@ class DemoBuilder:
             from wif_core.progress import step
 
             step(f"loading {spec}", self.stream)
-            self._lms[spec] = load_model(spec, self.cache_dir)
+            self._lms[spec] = load_model(spec, self.cache_dir, device=self.device)
         return self._lms[spec]
 
     def _store(self) -> Any:

@@ -23,8 +23,9 @@ from typing import Any
 
 from wif_core import splits as splitting
 from wif_core.errors import InputError
+from wif_core.models.devices import DEFAULT_DTYPE, dtype_name, model_device, model_dtype
 from wif_core.models.loading import EMBEDDED_MODELS, check_model_spec, split_revision
-from wif_core.models.scoring import DEFAULT_MAX_TOKENS, SITES, Scoring, check_max_length, score_items
+from wif_core.models.scoring import SITES, Scoring, check_max_length, score_items
 from wif_core.store import OutcomeRow, RunInfo, Store
 from wif_core.tasks.base import TaskItem, choices_problem, get_task, items_digest
 from wif_core.tasks.sources import (
@@ -73,8 +74,18 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[-40:] or "model"
 
 
+PROVENANCE = "provenance"
+"""The run config's key for facts about how a run was computed that do not change what it is (the device it
+was started on): left out of the run id, and out of the comparison that finds a run's older siblings."""
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k != PROVENANCE}
+
+
 def make_run_id(model: str, task: str, config: dict[str, Any]) -> str:
-    digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+    """``<model slug>--<task>--<digest of the config>``; the config's ``provenance`` entry is not part of it."""
+    digest = hashlib.sha1(json.dumps(_identity(config), sort_keys=True).encode()).hexdigest()[:8]
     return f"{_slug(model)}--{task}--{digest}"
 
 
@@ -246,7 +257,11 @@ def plan_run(
 ) -> RunInfo:
     """The run that collecting ``items`` with ``lm`` (a LoadedModel) makes, before anything is scored: its record,
     with the run id derived from everything that defines it. One definition for every engine (in this process,
-    shards, Ray), so that the same command gives the same run id wherever it runs. Checks the items and layers."""
+    shards, Ray), so that the same command gives the same run id wherever it runs. Checks the items and layers.
+
+    A model in another precision than float32 scores other numbers, so its run is another run: the config holds
+    its ``dtype``. The device does not define the run (the same numbers up to float rounding; a run started on a
+    GPU may be resumed on the CPU): a run started off the CPU records it under ``provenance``, outside the run id."""
     spec = get_task(task)  # a named language-model task: what its runs are comes from its spec, once
     check_items(items, task, spec.n_choices)
     bad = [layer for layer in [*layers, *token_layers] if not 1 <= layer <= lm.n_layers]
@@ -272,6 +287,12 @@ def plan_run(
         config["max_length"] = max_length
     if checkpoint is not None:  # likewise: only a checkpoint's run carries the entry
         config["checkpoint"] = dict(checkpoint)
+    precision = dtype_name(model_dtype(lm.model))
+    if precision != DEFAULT_DTYPE:  # likewise: a float32 run keeps its id
+        config["dtype"] = precision
+    device = model_device(lm.model)
+    if device.type != "cpu":
+        config[PROVENANCE] = {"device": str(device)}
     config["items"] = items_digest(items)  # what is scored: an edited source is another run
     return RunInfo(
         run_id=make_run_id(lm.name, task, config),
@@ -314,9 +335,10 @@ def outcome_rows(batch: Iterable[Any]) -> list[OutcomeRow]:
 
 
 def score_rows(
-    lm: Any, run: RunInfo, todo: list[TaskItem], *, max_tokens: int = DEFAULT_MAX_TOKENS, max_length: int | None = None
+    lm: Any, run: RunInfo, todo: list[TaskItem], *, max_tokens: int | None = None, max_length: int | None = None
 ) -> Iterator[list[OutcomeRow]]:
-    """Score ``todo`` as ``run`` says (layers, per-token layers, scoring), batch by batch, as store rows."""
+    """Score ``todo`` as ``run`` says (layers, per-token layers, scoring), batch by batch, as store rows;
+    ``max_tokens`` None picks the batch size from the device's free memory (``devices.auto_max_tokens``)."""
     batches = score_items(
         lm.model,
         lm.tokenizer,
@@ -343,7 +365,7 @@ def collect(
     limit: int | None = None,
     seed: int = 0,
     split_options: SplitOptions | None = None,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_tokens: int | None = None,
     progress: Progress | None = None,
     token_layers: Sequence[int] = (),
     sample: int | None = None,
@@ -357,6 +379,8 @@ def collect(
     longer items are cut from the left of their context, and the result counts them (``n_truncated``).
     ``checkpoint`` (``label``, ``step``, ``samples``, ``revision``, ``path``; see ``checkpoint_entry``) marks the
     run as one of a model's checkpoints, in its config; a run without it keeps the id it always had.
+    ``max_tokens`` None picks the batch size from the device's free memory (``devices.auto_max_tokens``); the
+    run's precision and device are recorded as ``plan_run`` says.
     """
     split_options = split_options or SplitOptions(seed=seed)
     check_collection(items, task, split_options)
@@ -404,9 +428,11 @@ def _run_of(store: Store, model: str, task: str, config: dict[str, Any]) -> tupl
     """
     run_id = make_run_id(model, task, config)
     ids = store.run_ids()
-    same = {k: v for k, v in config.items() if k != "items"}
+    same = {k: v for k, v in _identity(config).items() if k != "items"}
     siblings = [
-        rid for rid in ids if rid != run_id and {k: v for k, v in store.run(rid).config.items() if k != "items"} == same
+        rid
+        for rid in ids
+        if rid != run_id and {k: v for k, v in _identity(store.run(rid).config).items() if k != "items"} == same
     ]
     if run_id not in ids:
         for rid in siblings:

@@ -30,6 +30,19 @@ log = logging.getLogger(__name__)
 BATCH_ITEMS = 16  # items per store transaction: a kill loses at most this much work
 
 
+def _precision(model: Any) -> dict[str, str]:
+    """The model's ``dtype`` when not float32 and its ``device`` when not the CPU, for a record's config
+    (a record of a float32 model on the CPU, the default, carries neither)."""
+    from wif_core.models.devices import DEFAULT_DTYPE, dtype_name, model_device, model_dtype
+
+    out = {}
+    if dtype_name(model_dtype(model)) != DEFAULT_DTYPE:
+        out["dtype"] = dtype_name(model_dtype(model))
+    if model_device(model).type != "cpu":
+        out["device"] = str(model_device(model))
+    return out
+
+
 def attribute_item(
     lm: Any,
     item: TaskItem,
@@ -127,6 +140,7 @@ def attribute_methods(
             "neutral_token": lm.tokenizer.decode([neutral]),
             "layer_profile_norm": "max_abs",
             "seed": seed,
+            **_precision(lm.model),
             **result.config,
             **config,
         }

@@ -59,7 +59,7 @@ def deltas(
     step = max(1, max_tokens // pair.n_tokens)
     for lo in range(0, len(variants), step):
         ids = torch.tensor(variants[lo : lo + step])
-        out.append(delta_of(model, pair, embed(model, ids)).double().numpy())
+        out.append(delta_of(model, pair, embed(model, ids)).cpu().double().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 

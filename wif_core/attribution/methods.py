@@ -21,6 +21,7 @@ from wif_core.attribution import lrp
 from wif_core.attribution.pairs import ContrastPair, delta_of, embed, neutral_id
 from wif_core.errors import WifError
 from wif_core.heavy import heavy_imports
+from wif_core.models.devices import model_device
 from wif_core.models.scoring import DEFAULT_MAX_TOKENS, capture, decoder_blocks
 
 # Integrated gradients: Gauss–Legendre steps along the straight path from the baseline. On a
@@ -87,6 +88,14 @@ def _profile(
     return (raw / scale if scale > 0 else raw), scale
 
 
+def _grad_x(grad: torch.Tensor | None, emb: torch.Tensor) -> np.ndarray:
+    """Gradient × input per token (summed over the width) of the first row, in float32 or wider, on the CPU."""
+    if grad is None:
+        return np.zeros(emb.shape[1])
+    wide = torch.promote_types(emb.dtype, torch.float32)
+    return (grad.to(wide) * emb.to(wide)).sum(-1)[0].detach().cpu().double().numpy()
+
+
 def _gradient_pass(model: Any, pair: ContrastPair) -> tuple[np.ndarray, float, np.ndarray | None, float]:
     """Gradient × input at the embeddings and at each block's output, in one backward pass."""
     ids, _, _ = pair.tensors()
@@ -97,8 +106,7 @@ def _gradient_pass(model: Any, pair: ContrastPair) -> tuple[np.ndarray, float, n
         delta = delta_of(model, pair, emb)
         hidden = [got[layer] for layer in layers]
         grads = torch.autograd.grad(delta.sum(), [emb, *hidden], allow_unused=True)
-    g_emb = grads[0] if grads[0] is not None else torch.zeros_like(emb)
-    scores = (g_emb * emb).sum(-1)[0].detach().double().numpy()
+    scores = _grad_x(grads[0], emb)
     profile, scale = _profile(hidden, list(grads[1:]), pair)
     return scores, float(delta.detach()[0]), profile, scale
 
@@ -138,7 +146,7 @@ def integrated_gradients(model: Any, tokenizer: Any, pair: ContrastPair, n_steps
         )
     with torch.no_grad():
         base_delta = float(forward(baseline)[0])
-    scores = attr.sum(-1)[0].detach().double().numpy()
+    scores = attr.float().sum(-1)[0].detach().cpu().double().numpy()
     _, delta, profile, scale = _gradient_pass(model, pair)
     span = delta - base_delta
     err = abs(float(conv[0])) / abs(span) if span else None  # None: JSON has no infinity
@@ -177,11 +185,11 @@ def occlusion(model: Any, tokenizer: Any, pair: ContrastPair) -> Scores:
     attr = FeatureAblation(forward).attribute(
         emb,
         baselines=base,
-        feature_mask=torch.arange(length).view(1, length, 1),
+        feature_mask=torch.arange(length, device=emb.device).view(1, length, 1),
         perturbations_per_eval=max(1, DEFAULT_MAX_TOKENS // length),
     )
     delta = float(forward(emb)[0])
-    return Scores(attr[0, :, 0].double().numpy(), delta, None, {"neutral_token_id": neutral})
+    return Scores(attr[0, :, 0].cpu().double().numpy(), delta, None, {"neutral_token_id": neutral})
 
 
 def attnlrp(model: Any, tokenizer: Any, pair: ContrastPair, rule: lrp.Rule = "attnlrp") -> Scores:
@@ -190,20 +198,19 @@ def attnlrp(model: Any, tokenizer: Any, pair: ContrastPair, rule: lrp.Rule = "at
     Δ itself is reported beside it: for single-token answers after a shared context the two
     are equal; for longer answers Δ adds each position's log-sum-exp, which no input earns.
     """
-    ids, pos, mask = pair.tensors()
+    ids, pos, mask = pair.tensors(device=model_device(model))
     emb = embed(model, ids).requires_grad_(True)
     hidden: list[torch.Tensor] = []
     with torch.enable_grad():
         normed = lrp.forward(model, emb, pos, mask, rule, hidden=hidden)
         logits = lrp.lm_logits(model, normed[0, list(pair.pred_idx)], rule)
-        target = logits.gather(-1, torch.tensor(pair.targets)[:, None])[:, 0]
-        signs = torch.tensor(pair.signs, dtype=logits.dtype)
+        target = logits.gather(-1, torch.tensor(pair.targets, device=logits.device)[:, None])[:, 0]
+        signs = torch.tensor(pair.signs, dtype=logits.dtype, device=logits.device)
         contrast = (target * signs).sum()
         grads = torch.autograd.grad(contrast, [emb, *hidden], allow_unused=True)
     with torch.no_grad():
         delta = float(((target - torch.logsumexp(logits.float(), -1)) * signs).sum()) if pair.targets else 0.0
-    g_emb = grads[0] if grads[0] is not None else torch.zeros_like(emb)
-    scores = (g_emb * emb).sum(-1)[0].detach().double().numpy()
+    scores = _grad_x(grads[0], emb)
     profile, scale = _profile(hidden, list(grads[1:]), pair)
     value = float(contrast.detach())
     err = abs(float(scores.sum()) - value) / abs(value) if value else 0.0

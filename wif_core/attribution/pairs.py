@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from wif_core.errors import InputError
+from wif_core.models.devices import model_device
 from wif_core.models.scoring import _decode_tokens, _token_logprobs, attention_arg, block_mask, prepare
 from wif_core.tasks.base import TaskItem
 from wif_core.tasks.templates import item_format, scoring_pairs
@@ -87,11 +88,13 @@ class ContrastPair:
             signs=(1.0,) * n + (-1.0,) * n,
         )
 
-    def tensors(self, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``ids [B, L]``, ``position ids [B, L]`` and the block mask ``[B, 1, L, L]``."""
-        ids = torch.tensor([self.ids]).expand(batch, -1)
-        pos = torch.tensor([self.pos]).expand(batch, -1)
-        mask = block_mask(torch.tensor([self.seg])).expand(batch, -1, -1, -1)
+    def tensors(
+        self, batch: int = 1, device: torch.device | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``ids [B, L]``, ``position ids [B, L]`` and the block mask ``[B, 1, L, L]``, on ``device`` (default CPU)."""
+        ids = torch.tensor([self.ids], device=device).expand(batch, -1)
+        pos = torch.tensor([self.pos], device=device).expand(batch, -1)
+        mask = block_mask(torch.tensor([self.seg], device=device)).expand(batch, -1, -1, -1)
         return ids, pos, mask
 
 
@@ -282,7 +285,7 @@ def body_of(model: Any) -> Any:
 def hidden_states(model: Any, pair: ContrastPair, embeds: torch.Tensor) -> torch.Tensor:
     """The final (normed) hidden states ``[B, L, d]`` of the packed contrast for input embeddings."""
     batch = embeds.shape[0]
-    _, pos, mask = pair.tensors(batch)
+    _, pos, mask = pair.tensors(batch, embeds.device)
     arg = attention_arg(model, mask, pos, embeds.dtype)
     out = body_of(model)(inputs_embeds=embeds, attention_mask=arg, position_ids=pos, use_cache=False)
     return out[0] if isinstance(out, tuple) else out.last_hidden_state
@@ -295,9 +298,9 @@ def delta_from_hidden(model: Any, pair: ContrastPair, hidden: torch.Tensor) -> t
         return hidden.new_zeros(batch)
     idx = list(pair.pred_idx)
     flat = hidden[:, idx].reshape(batch * len(idx), -1)
-    tgt = torch.tensor(pair.targets).repeat(batch)
+    tgt = torch.tensor(pair.targets, device=hidden.device).repeat(batch)
     lp = _token_logprobs(model, flat, tgt).view(batch, len(idx))
-    return (lp * torch.tensor(pair.signs, dtype=lp.dtype)).sum(-1)
+    return (lp * torch.tensor(pair.signs, dtype=lp.dtype, device=lp.device)).sum(-1)
 
 
 def delta_of(model: Any, pair: ContrastPair, embeds: torch.Tensor) -> torch.Tensor:
@@ -306,8 +309,8 @@ def delta_of(model: Any, pair: ContrastPair, embeds: torch.Tensor) -> torch.Tens
 
 
 def embed(model: Any, ids: torch.Tensor) -> torch.Tensor:
-    """Input embeddings of token ids, detached (a leaf to attribute to)."""
-    return model.get_input_embeddings()(ids).detach()
+    """Input embeddings of token ids (moved to the model's device), detached (a leaf to attribute to)."""
+    return model.get_input_embeddings()(ids.to(model_device(model))).detach()
 
 
 @torch.no_grad()
@@ -323,7 +326,7 @@ def delta_terms(model: Any, pair: ContrastPair) -> tuple[np.ndarray, np.ndarray]
     def logprobs(idx: tuple[int, ...], tgt: tuple[int, ...]) -> np.ndarray:
         if not tgt:
             return np.zeros(0)
-        return _token_logprobs(model, hidden[list(idx)], torch.tensor(tgt)).double().numpy()
+        return _token_logprobs(model, hidden[list(idx)], torch.tensor(tgt, device=hidden.device)).cpu().double().numpy()
 
     return logprobs(pair.pred_idx, pair.targets) * np.array(pair.signs), logprobs(
         pair.shared_pred_idx, pair.shared_targets

@@ -6,7 +6,15 @@ import argparse
 from typing import Any
 
 from wif_core.attribution import DEFAULT_METHOD, METHODS
-from wif_core.cli.common import AddCommon, cache_dir, emit, positive_int, progress_bar
+from wif_core.cli.common import (
+    AddCommon,
+    add_device_options,
+    cache_dir,
+    device_and_dtype,
+    emit,
+    positive_int,
+    progress_bar,
+)
 from wif_core.errors import InputError
 
 
@@ -30,7 +38,7 @@ def _load(args: argparse.Namespace, run: Any) -> Any:
             f"run {run.run_id} has no language model wif can load (a {run.kind} run of '{run.model}'); "
             "attribution needs the model itself: pass --model DIR_OR_HUB_ID"
         )
-    return load_model(args.model or run.model, cache_dir(args))
+    return load_model(args.model or run.model, cache_dir(args), device=args.device, dtype=args.dtype)
 
 
 def _item_text(a: Any, stored: bool) -> str:
@@ -53,6 +61,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     from wif_core.store import Store
 
     methods = _methods(args.method)
+    args.device, args.dtype = device_and_dtype(args)
     if args.item and len(methods) != 1:
         raise InputError("--item takes one --method; give a single method name")
     with Store.open(args.db) as store:
@@ -133,5 +142,6 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("--no-deletion", action="store_true", help="skip the deletion curves (no faithfulness score)")
     p.add_argument("--recompute", action="store_true", help="with --item: compute even if stored")
     p.add_argument("--seed", type=int, default=0, help="seed of the random deletion order")
+    add_device_options(p)
     p.add_argument("--cache-dir", default=None, help="where converted model copies are cached")
     p.set_defaults(func=cmd_attribute)

@@ -9,7 +9,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from wif_core.cli.common import AddCommon, cache_dir, emit, findings_summary, positive_int, progress_bar
+from wif_core.cli.common import (
+    AddCommon,
+    add_device_options,
+    cache_dir,
+    device_and_dtype,
+    emit,
+    findings_summary,
+    positive_int,
+    progress_bar,
+)
 from wif_core.errors import InputError
 from wif_core.models import DEFAULT_MAX_TOKENS, check_max_length_value
 
@@ -71,6 +80,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     # what can be checked without the model first: a bad file is one line at once, not after the model loaded
     get_task(args.task)
     check_max_length_value(args.max_length)
+    args.requested_device = args.device  # Ray workers resolve it where they run (the driver may see no GPU)
+    if args.engine != "ray":
+        args.device, args.dtype = device_and_dtype(args)
     models = checkpoint_specs(model_specs(args.model))
     items = load_items(args.task, args.source, limit=args.limit, seed=args.seed, sample=args.sample)
     check_collection(items, args.task, SplitOptions(k=args.k, fractions=tuple(args.fractions), seed=args.seed))
@@ -105,7 +117,7 @@ def _collect_one(
     from wif_core.models.loading import load_model
     from wif_core.store import Store
 
-    lm = load_model(spec, cache_dir(args))
+    lm = load_model(spec, cache_dir(args), device=args.device, dtype=args.dtype)
     with Store.open(args.db, write=True) as store:
         with progress_bar(args, f"collect {args.task}{tag}", len(items), "item") as bar:
             result = collect(
@@ -169,7 +181,7 @@ def _collect_shard(args: argparse.Namespace, spec: str, items: Any) -> tuple[dic
     if args.out is None:
         raise InputError("--shard i/N writes into a shard directory: give --out DIR (merge it with `wif ingest DIR`)")
     i, n = parse_shard(args.shard)
-    lm = load_model(spec, cache_dir(args))
+    lm = load_model(spec, cache_dir(args), device=args.device, dtype=args.dtype)
     with progress_bar(args, f"collect {args.task} shard {i}/{n}", len(shard_block(items, i, n)), "item") as bar:
         result = shard_scorer(lm)(
             items, (i, n), Path(args.out), dict(_collect_options(args), task=args.task), bar.update
@@ -215,6 +227,7 @@ def _collect_ray(args: argparse.Namespace, spec: str, items: Any) -> tuple[dict[
             gpus_per_worker=args.gpus_per_worker,
             address=args.address,
             cache_dir=cache_dir(args),
+            load={"device": args.requested_device, "dtype": args.dtype},
             options=options,
             progress=bar.update,
         )
@@ -270,7 +283,11 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("--fractions", type=_fractions, default=[0.5, 0.25, 0.25], help="train,val,test fractions")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--max-tokens", type=positive_int, default=DEFAULT_MAX_TOKENS, help="padded tokens per forward batch"
+        "--max-tokens",
+        type=positive_int,
+        default=None,
+        help=f"padded tokens per forward batch (default: {DEFAULT_MAX_TOKENS} on the CPU; on a GPU, what its free "
+        "memory holds)",
     )
     p.add_argument(
         "--max-length",
@@ -278,6 +295,7 @@ def add_commands(sub: Any, common: AddCommon) -> None:
         default=None,
         help="most tokens per scored sequence; longer items lose context from the left (default: the model's)",
     )
+    add_device_options(p)
     p.add_argument("--cache-dir", default=None, help="where converted model copies are cached")
     scale = p.add_argument_group("scaling out (README: Scaling out)")
     scale.add_argument(

@@ -72,6 +72,32 @@ def progress_bar(args: argparse.Namespace, desc: str, total: int | None = None, 
     return Bar(desc, total, unit, stream=sys.stderr, eager=False)
 
 
+def add_device_options(p: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype``: where the model runs and in what precision (``wif_core.models.devices``)."""
+    from wif_core.models.devices import DEVICES, DTYPES
+
+    p.add_argument(
+        "--device",
+        default="auto",
+        help=f"{', '.join(DEVICES)} or cuda:N; auto (the default) is a GPU when torch sees one, else the CPU",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="the model's precision (default float32); log-likelihoods are computed in float32 whatever it is, "
+        "and a run in another precision is another run",
+    )
+
+
+def device_and_dtype(args: argparse.Namespace) -> tuple[str, str]:
+    """``--device`` resolved (one line if torch does not see it) before anything loads, and ``--dtype``; the
+    precision is checked against the device when the model loads (``load_model``), before its weights are read."""
+    from wif_core.models.devices import resolve_device
+
+    return str(resolve_device(args.device)), args.dtype
+
+
 def cache_dir(args: argparse.Namespace) -> Path | None:
     """``--cache-dir`` as a path, when given."""
     return Path(args.cache_dir) if getattr(args, "cache_dir", None) else None

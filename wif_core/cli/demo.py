@@ -109,6 +109,7 @@ def _spawn_background(args: argparse.Namespace, builder: Any) -> Path | None:
         cmd += ["--cache-dir", args.cache_dir]
     if args.model:
         cmd += ["--model", args.model]
+    cmd += ["--device", builder.device]
     with open(log_path, "a") as fh:
         subprocess.Popen(  # noqa: S603 - wif's own command
             cmd,
@@ -156,6 +157,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from wif_core.cli.runs import runs_payload
     from wif_core.demo import DEMO_TASKS, DemoBuilder, read_status, status_lines
     from wif_core.errors import InputError
+    from wif_core.models.devices import resolve_device
     from wif_core.progress import step
 
     db = Path(args.db)
@@ -176,6 +178,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         tasks=tasks,
         sae_samples=args.sae_samples,
         others=_others(args),
+        device=str(resolve_device(args.device)),
     )
     if args.background_of:
         _watch_parent(args.background_of)
@@ -233,6 +236,9 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     )
     p.add_argument("--status", action="store_true", help="print what the demo build is doing and what is left")
     p.add_argument("--model", default=None, help="the model to build it with (default: the embedded model)")
+    p.add_argument(
+        "--device", default="auto", help="auto (a GPU when torch sees one, else the CPU), cpu, cuda, cuda:N or mps"
+    )
     p.add_argument("--background-of", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--headless", action="store_true")

@@ -285,7 +285,7 @@ def collect_shard(
 ) -> ShardResult:
     """Score shard ``i`` of ``N`` (``shard``) of the run that ``runner.collect`` would make of the same arguments,
     into ``out`` (a shard directory; no store is opened). A shard already finished there is reused as it is."""
-    from wif_core.models.scoring import DEFAULT_MAX_TOKENS, check_max_length
+    from wif_core.models.scoring import check_max_length
 
     i, n = shard
     split_options = split_options or SplitOptions(seed=seed)
@@ -322,7 +322,7 @@ def collect_shard(
     context_length = check_max_length(lm.model, max_length)
     rows = []
     crash_flag = os.environ.get(CRASH_ONCE_ENV)
-    for batch in score_rows(lm, run, block, max_tokens=max_tokens or DEFAULT_MAX_TOKENS, max_length=context_length):
+    for batch in score_rows(lm, run, block, max_tokens=max_tokens, max_length=context_length):
         rows += batch
         if progress:
             progress(len(batch))

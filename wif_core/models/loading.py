@@ -24,6 +24,7 @@ from typing import Any
 from wif_core import hub
 from wif_core.errors import InputError
 from wif_core.heavy import heavy_imports
+from wif_core.models.devices import dtype_name, place, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ class LoadedModel:
     name: str
     n_layers: int
     d_model: int
+    device: str = "cpu"  # where the weights are, as torch names it ("cpu", "cuda:0", "mps")
+    dtype: str = "float32"  # the weights' precision: "float32", "bfloat16" or "float16"
 
 
 def default_cache_dir() -> Path:
@@ -306,13 +309,27 @@ def _from_pretrained(spec: str, local_only: bool, revision: str | None = None) -
     return _finish(model, tokenizer, name)
 
 
-def load_model(spec: str, cache_dir: Path | None = None) -> LoadedModel:
+def load_model(spec: str, cache_dir: Path | None = None, *, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
     """Load ``spec``: an embedded name (``EMBEDDED_MODELS``), a local directory, or a Hugging Face hub id
     (``org/name@revision`` for a branch, tag or commit: its ``name`` keeps the revision).
 
     A hub id is fetched only when the hub answers a quick probe (``wif_core.hub``); otherwise it is read
     from the local Hugging Face cache, and a model (or revision) not there fails at once with one line.
+    The model is loaded in float32 on the CPU (an embedded model from its float32 cached copy), then cast to
+    ``dtype`` and moved to ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; see
+    ``wif_core.models.devices``); both are checked before anything loads.
     """
+    where = resolve_device(device)
+    precision = resolve_dtype(dtype, where)
+    lm = _load_float32(spec, cache_dir)
+    if where.type == "cpu" and precision == lm.model.dtype:
+        return lm  # the default: nothing to cast or move
+    place(lm.model, where, precision)
+    lm.device, lm.dtype = str(where), dtype_name(precision)
+    return lm
+
+
+def _load_float32(spec: str, cache_dir: Path | None) -> LoadedModel:
     if spec in EMBEDDED_MODELS:
         return _load_embedded(cache_dir or default_cache_dir(), spec)
     check_model_spec(spec)

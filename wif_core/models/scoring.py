@@ -41,6 +41,7 @@ from wif_core.models import (
     DEFAULT_MAX_TOKENS,  # re-exported: the batch size's home is the light package
     check_max_length_value,
 )
+from wif_core.models.devices import auto_max_tokens, model_device
 from wif_core.tasks.base import TaskItem
 from wif_core.tasks.templates import listing_parts, scoring_pairs
 
@@ -254,7 +255,7 @@ def _pack(p: _Prepared) -> _Row:
 def block_mask(seg: torch.Tensor) -> torch.Tensor:
     """``[B, 1, L, L]`` boolean mask from per-position segment ids ``[B, L]`` (see module doc)."""
     length = seg.shape[-1]
-    causal = torch.ones(length, length, dtype=torch.bool).tril()
+    causal = torch.ones(length, length, dtype=torch.bool, device=seg.device).tril()
     same = seg[:, :, None] == seg[:, None, :]
     sees_shared = (seg[:, None, :] == _SHARED) & (seg[:, :, None] >= 0)
     return (causal & (same | sees_shared))[:, None]
@@ -287,7 +288,9 @@ def attention_arg(model: Any, mask: torch.Tensor, pos: torch.Tensor, dtype: torc
     eager = getattr(cfg, "_attn_implementation", None) == "eager"
 
     def form(m: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(m.shape, dtype=dtype).masked_fill(~m, torch.finfo(dtype).min) if eager else m
+        return (
+            torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill(~m, torch.finfo(dtype).min) if eager else m
+        )
 
     per_type = layer_masks(model, mask, pos)
     return form(mask) if per_type is None else {kind: form(m) for kind, m in per_type.items()}
@@ -392,6 +395,8 @@ def score_batch(
         ids[b, :n] = torch.tensor(r.ids)
         pos[b, :n] = torch.tensor(r.pos)
         seg[b, :n] = torch.tensor(r.seg)
+    device = model_device(model)
+    ids, pos, seg = ids.to(device), pos.to(device), seg.to(device)
     body = getattr(model, model.base_model_prefix)
     with capture(model, sorted(set(layers) | set(token_layers))) as got:
         mask = attention_arg(model, block_mask(seg), pos, model.dtype)
@@ -403,7 +408,14 @@ def score_batch(
             flat_b += [b] * len(idx)
             flat_i += idx
             flat_t += tgt
-    lp = _token_logprobs(model, hidden[flat_b, flat_i], torch.tensor(flat_t)).double().numpy()
+    lp = _token_logprobs(model, hidden[flat_b, flat_i], torch.tensor(flat_t, device=device)).cpu().double().numpy()
+    if model.dtype != torch.float32 and not np.isfinite(lp).all():  # half precision overflowed inside the model
+        wider = "bfloat16 or float32" if model.dtype == torch.float16 else "float32"
+        raise InputError(
+            f"log-likelihoods are not finite with the model in {str(model.dtype).removeprefix('torch.')} "
+            f"(its activations overflowed); score with --dtype {wider}"
+        )
+    sites = _sites(got, rows, layers)
 
     out, cursor = [], 0
     for b, (p, r) in enumerate(zip(prepared, rows, strict=True)):
@@ -416,12 +428,12 @@ def score_batch(
         acts: dict[tuple[int, str], np.ndarray] = {}
         lo, hi = r.listing_span
         for layer in layers:
-            h = got[layer][b]
-            acts[(layer, "choice")] = h[r.last_idx].float().numpy().copy()
-            acts[(layer, "last")] = h[hi - 1].float().numpy().copy()
-            acts[(layer, "mean")] = h[lo:hi].float().mean(0).numpy()
+            choice, last, mean = sites[layer]
+            acts[(layer, "choice")] = choice[b]
+            acts[(layer, "last")] = last[b]
+            acts[(layer, "mean")] = mean[b]
         for layer in token_layers:
-            acts[(layer, "tokens")] = got[layer][b, lo:hi].to(torch.float16).numpy().copy()
+            acts[(layer, "tokens")] = got[layer][b, lo:hi].to(torch.float16).cpu().numpy().copy()
         tokens = _tokens(tokenizer, p) if keep_tokens else {}
         out.append(
             ScoredItem(
@@ -440,6 +452,26 @@ def score_batch(
     return out
 
 
+def _sites(
+    got: dict[int, torch.Tensor], rows: list[_Row], layers: Sequence[int]
+) -> dict[int, tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]]:
+    """Per layer, each row's ``choice`` ``[k, d]``, ``last`` ``[d]`` and ``mean`` ``[d]`` activations in float32
+    on the CPU: picked on the model's device and brought over in one transfer per layer and site."""
+    out = {}
+    for layer in layers:
+        h = got[layer]
+        choice = torch.cat([h[b, r.last_idx] for b, r in enumerate(rows)]).float().cpu().numpy()
+        last = torch.stack([h[b, r.listing_span[1] - 1] for b, r in enumerate(rows)]).float().cpu().numpy()
+        mean = torch.stack([h[b, slice(*r.listing_span)].float().mean(0) for b, r in enumerate(rows)])
+        bounds = np.cumsum([0] + [len(r.last_idx) for r in rows])
+        out[layer] = (
+            [choice[bounds[b] : bounds[b + 1]] for b in range(len(rows))],
+            list(last),
+            list(mean.cpu().numpy()),
+        )
+    return out
+
+
 def score_items(
     model: Any,
     tokenizer: Any,
@@ -447,17 +479,22 @@ def score_items(
     layers: Sequence[int],
     *,
     scoring: Scoring = "sum",
-    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
     token_layers: Sequence[int] = (),
     max_length: int | None = None,
 ) -> Iterator[list[ScoredItem]]:
     """Score items batch by batch, longest first so that rows of a batch waste little padding.
 
     ``max_length`` (default: the model's ``max_position_embeddings``) is the most tokens any one sequence
-    may hold; longer items are cut from the left of their context (``ScoredItem.truncated``).
+    may hold; longer items are cut from the left of their context (``ScoredItem.truncated``). ``max_tokens``
+    None picks the padded tokens per batch from the device's free memory (``devices.auto_max_tokens``; on the
+    CPU, ``DEFAULT_MAX_TOKENS``).
     """
     limit = check_max_length(model, max_length)
     prepared = sorted((prepare(it, tokenizer, limit) for it in items), key=lambda p: -p.packed_len)
+    if max_tokens is None:
+        longest = prepared[0].packed_len if prepared else 1
+        max_tokens = auto_max_tokens(model, longest, len(set(layers) | set(token_layers)))
     for batch in batches(prepared, max_tokens):
         yield score_batch(model, tokenizer, batch, layers, scoring, token_layers=token_layers)
 
@@ -474,23 +511,24 @@ def score_naive(
 ) -> ScoredItem:
     """The obvious computation: one full forward pass per choice, one for the listing prompt."""
     p = prepare(item, tokenizer, check_max_length(model, max_length))
+    device = model_device(model)
     ll, n_tok = [], []
     acts: dict[tuple[int, str], np.ndarray] = {}
     choice_vecs: dict[int, list[np.ndarray]] = {layer: [] for layer in layers}
     for full, start in zip(p.fulls, p.starts, strict=True):
         with capture(model, layers) as got:
-            logits = model(input_ids=torch.tensor([full])).logits[0]
-        lp = torch.log_softmax(logits.double(), -1)
+            logits = model(input_ids=torch.tensor([full], device=device)).logits[0]
+        lp = torch.log_softmax(logits.cpu().double(), -1)
         ll.append(float(sum(lp[t - 1, full[t]] for t in range(start, len(full)))))
         n_tok.append(len(full) - start)
         for layer in layers:
-            choice_vecs[layer].append(got[layer][0, -1].float().numpy().copy())
+            choice_vecs[layer].append(got[layer][0, -1].float().cpu().numpy().copy())
     with capture(model, layers) as got:
-        model(input_ids=torch.tensor([p.listing]))
+        model(input_ids=torch.tensor([p.listing], device=device))
     for layer in layers:
         acts[(layer, "choice")] = np.stack(choice_vecs[layer])
-        acts[(layer, "last")] = got[layer][0, -1].float().numpy().copy()
-        acts[(layer, "mean")] = got[layer][0].float().mean(0).numpy()
+        acts[(layer, "last")] = got[layer][0, -1].float().cpu().numpy().copy()
+        acts[(layer, "mean")] = got[layer][0].float().mean(0).cpu().numpy()
     n_bytes, pred, correct, margin = _finish(item, ll, n_tok, scoring)
     return ScoredItem(
         item_id=item.item_id,
