@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, each writing its section of docs/BENCHMARKS.md.
 
 `python -m bench.run [NAME ...]` runs only the named ones (explainers, collection, app, real, sae, clusters, zoo,
-attribution, deletion, startup, models, models-real, zoo-cause).
+attribution, deletion, startup, models, models-real, zoo-cause, engines).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from bench import (
     clusters,
     collection,
     deletion,
+    engines,
     explainers,
     models,
     real_tasks,
@@ -37,6 +38,7 @@ BENCHES = {
     "startup": startup.main,
     "models": models.speed_main,
     "models-real": models.real_main,
+    "engines": engines.main,
 }
 
 

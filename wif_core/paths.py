@@ -13,6 +13,8 @@ A store is one DuckDB file plus side directories that only ever cost time when m
     S.duckdb.build.json    a demo build's status (what it is computing, how far, what is left), which the app shows
     S.duckdb.build.log     the log of a demo build running behind the dashboard
     S.duckdb.build.lock    held by the one process building the demo store
+    S.duckdb.shards/       `wif collect --engine ray` shard directories without --out (wif_core.engines.shards),
+                           one per command; merged into the store as they finish, kept for a restarted driver
 
 Nothing else writes beside a store, and nothing finds its files through the checkout: the
 shipped zoo weights and the app's files are package data of the installed distribution.
@@ -47,6 +49,12 @@ def demo_file(store_path: str | Path, kind: Literal["parts", "build.json", "buil
     """A demo build's file beside its store: ``<store>.<kind>`` (see the module docstring)."""
     path = Path(store_path)
     return path.with_name(f"{path.name}.{kind}")
+
+
+def shard_root(store_path: str | Path) -> Path:
+    """Where ``--engine ray`` keeps its shard directories when not given ``--out``: ``<store>.shards``."""
+    path = Path(store_path)
+    return path.with_name(f"{path.name}.shards")
 
 
 def store_files(store_path: str | Path) -> list[Path]:

@@ -202,8 +202,9 @@ def default_shard_dir(args: argparse.Namespace, spec: str) -> Path:
     keys = ("task", "source", "limit", "sample", "seed", "layers", "token_layers", "scoring", "k", "fractions")
     doc = {k: getattr(args, k) for k in keys} | {"model": spec, "max_length": args.max_length, "shards": args.shards}
     digest = hashlib.sha1(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    db = Path(args.db)
-    return db.parent / f"{db.name}.shards" / f"{_slug(spec)}--{args.task}--{digest}"
+    from wif_core.paths import shard_root
+
+    return shard_root(args.db) / f"{_slug(spec)}--{args.task}--{digest}"
 
 
 def _collect_ray(args: argparse.Namespace, spec: str, items: Any) -> tuple[dict[str, Any], str]:
