@@ -8,12 +8,26 @@ import os
 import sys
 from collections.abc import Sequence
 
-from wif_core.cli import attribute, cluster, collect, compare, demo, explain, quality, report, runs, sae, shards, zoo
+from wif_core.cli import (
+    attribute,
+    cluster,
+    collect,
+    compare,
+    demo,
+    explain,
+    intervene,
+    quality,
+    report,
+    runs,
+    sae,
+    shards,
+    zoo,
+)
 from wif_core.cli.common import add_common
 from wif_core.errors import WifError
 
 # In the order `wif --help` lists them.
-GROUPS = (collect, shards, runs, quality, explain, compare, sae, attribute, cluster, report, zoo, demo)
+GROUPS = (collect, shards, runs, quality, explain, compare, sae, attribute, intervene, cluster, report, zoo, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

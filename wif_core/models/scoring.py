@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -482,8 +482,13 @@ def score_items(
     max_tokens: int | None = DEFAULT_MAX_TOKENS,
     token_layers: Sequence[int] = (),
     max_length: int | None = None,
+    listing: bool = True,
 ) -> Iterator[list[ScoredItem]]:
     """Score items batch by batch, longest first so that rows of a batch waste little padding.
+
+    ``listing=False`` leaves out the options-listing prompt, which only the ``last``/``mean`` activations read (the
+    choices' log-likelihoods never see it): what interventions re-score, at about half the tokens; it captures no
+    activations.
 
     ``max_length`` (default: the model's ``max_position_embeddings``) is the most tokens any one sequence
     may hold; longer items are cut from the left of their context (``ScoredItem.truncated``). ``max_tokens``
@@ -491,12 +496,20 @@ def score_items(
     CPU, ``DEFAULT_MAX_TOKENS``).
     """
     limit = check_max_length(model, max_length)
-    prepared = sorted((prepare(it, tokenizer, limit) for it in items), key=lambda p: -p.packed_len)
+    if not listing and (layers or token_layers):
+        raise ValueError("listing=False captures no activations: give no layers")
+    prepared = sorted(
+        (
+            prepare(it, tokenizer, limit) if listing else replace(prepare(it, tokenizer, limit), listing=[])
+            for it in items
+        ),
+        key=lambda p: -p.packed_len,
+    )
     if max_tokens is None:
         longest = prepared[0].packed_len if prepared else 1
         max_tokens = auto_max_tokens(model, longest, len(set(layers) | set(token_layers)))
     for batch in batches(prepared, max_tokens):
-        yield score_batch(model, tokenizer, batch, layers, scoring, token_layers=token_layers)
+        yield score_batch(model, tokenizer, batch, layers, scoring, keep_tokens=listing, token_layers=token_layers)
 
 
 @torch.inference_mode()

@@ -1,0 +1,108 @@
+"""Steering: α = 0 reproduces collection bit for bit; the random control has the probe direction's norm; a
+planted direction flips what it should; `wif intervene` reports the causal score and refuses bad input in
+one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from wif_core.cli import main
+from wif_core.interventions.causal import choose_alpha, rates
+from wif_core.interventions.steering import Direction, random_directions, steer_scores, sweep
+from wif_core.models.loading import LoadedModel
+from wif_core.store import Store
+from wif_core.tasks.base import TaskItem
+
+
+@pytest.fixture()
+def tiny_lm(tiny_llama, tiny_tokenizer):
+    return LoadedModel(model=tiny_llama, tokenizer=tiny_tokenizer, name="tiny", n_layers=4, d_model=32)
+
+
+@pytest.fixture()
+def collected(tmp_path, capsys, tiny_model_dir, items_file):
+    db = tmp_path / "w.duckdb"
+    argv = ["collect", "--model", str(tiny_model_dir), "--task", "piqa", "--source", str(items_file)]
+    assert main([*argv, "--layers", "2,4", "--db", str(db), "--json"]) == 0
+    return db, json.loads(capsys.readouterr().out)["run_id"]
+
+
+def test_alpha_zero_reproduces_collection_exactly(collected, tiny_model_dir):
+    from wif_core.models.loading import load_model
+
+    db, run_id = collected
+    lm = load_model(str(tiny_model_dir))
+    with Store.open(db) as store:
+        items = store.task_items(run_id)
+        stored = store.items(run_id).set_index("item_id")
+    same = steer_scores(lm, items, layer=2, vector=None, listing=True)  # collection's batches
+    zero = steer_scores(lm, items, layer=2, vector=np.zeros(32), listing=True)  # a hook adding 0
+    for i, row in stored.iterrows():
+        assert same[i][0] == list(row.ll_sum) and zero[i][0] == list(row.ll_sum)  # bit for bit
+        assert same[i][1] == row.pred
+    # without the listing prompt (what sweeps score): the same log-likelihoods up to float rounding
+    short = steer_scores(lm, items, layer=2, vector=None)
+    for i, row in stored.iterrows():
+        np.testing.assert_allclose(short[i][0], list(row.ll_sum), atol=1e-4)
+
+
+def test_controls_have_the_directions_norm():
+    dirs = random_directions(32, 5, seed=3)
+    np.testing.assert_allclose(np.linalg.norm(dirs, axis=1), 1.0)
+    assert not np.allclose(dirs[0], dirs[1])
+    np.testing.assert_array_equal(dirs, random_directions(32, 5, seed=3))  # seeded
+
+
+def test_planted_direction_flips_what_it_should(tiny_lm, tiny_tokenizer):
+    """Steer the last block along W_U['A'] − W_U['B']: every item now answers A. The failures whose answer is A
+    flip, the successes whose answer is B break; a random direction of the same norm does neither wholesale."""
+    a, b = (tiny_tokenizer.encode(f" {c}", add_special_tokens=False) for c in "AB")
+    assert a[:-1] == b[:-1] and a[-1] != b[-1]  # the choices differ in their last token only
+    unembed = tiny_lm.model.get_output_embeddings().weight.detach().numpy()
+    v = unembed[a[-1]] - unembed[b[-1]]
+    items = [
+        TaskItem(item_id=f"i{n}", task="piqa", context=f"Question {n}: pick a letter.", choices=("A", "B"), gold=n % 2)
+        for n in range(16)
+    ]
+    direction = Direction(name="planted", layer=4, vector=v / np.linalg.norm(v))
+    points = sweep(tiny_lm, items, direction, unit=1.0, alphas=[0.0, 200.0], n_controls=2, seed=0)
+    base, far = points
+    assert all(far.correct[it.item_id] == (it.gold == 0) for it in items)  # everything answers A
+    ids = [it.item_id for it in items]
+    r = rates(far, base.correct, base.margin, ids)
+    assert r.n_failures > 0 and r.flip_rate == pytest.approx(
+        np.mean([it.gold == 0 for it in items if not base.correct[it.item_id]])
+    )
+    assert r.broken_rate == pytest.approx(np.mean([it.gold == 1 for it in items if base.correct[it.item_id]]))
+    controls = [c for it in items for c in far.control_correct[it.item_id]]
+    assert len(controls) == 2 * len(items) and 0 < np.mean(controls) < 1  # random pushes go both ways
+    assert choose_alpha([rates(p, base.correct, base.margin, ids) for p in points]) == 200.0
+
+
+def test_intervene_cli(collected, capsys):
+    db, run_id = collected
+    argv = ["intervene", "--run", run_id, "--layer", "4", "--alphas", "0,1,4", "--db", str(db)]
+    assert main([*argv, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["alpha"] in (1.0, 4.0) and [r["alpha"] for r in out["test"]] == [0.0, 1.0, 4.0]
+    at0 = out["test"][0]
+    assert at0["flip_rate"] == 0 and at0["broken_rate"] == 0 and at0["accuracy_change"] == 0  # α = 0 moves nothing
+    assert out["ci_level"] == 0.999 and out["n_test_failures"] == at0["n_failures"] > 0
+    assert out["source"]["explainer"] == "probe" and out["source"]["unit"] > 0
+    assert main(argv) == 0
+    assert "causal score" in capsys.readouterr().out
+    # bad input: one line each
+    for extra, message in (
+        (["--explainer", "surface"], "yields no residual-stream direction"),
+        (["--layer", "3"], "no activations at layer 3"),
+    ):
+        bad = [*argv, *extra] if extra[0] != "--layer" else [*argv[:4], "3", *argv[5:]]
+        assert main(bad) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        main([*argv[:-4], "--alphas", "", "--db", str(db)])
+    assert "strength grid is empty" in capsys.readouterr().err

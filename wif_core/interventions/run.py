@@ -1,0 +1,103 @@
+"""One steering check of a run: an explainer's direction swept over strengths on val and test, against random
+directions of the same norm; the strength chosen on val, the causal score reported on test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from wif_core.errors import InputError
+from wif_core.interventions.causal import CausalScore, choose_alpha, rates
+from wif_core.interventions.steering import DEFAULT_ALPHAS, probe_direction, residual_norm, sweep
+from wif_core.metrics.auc import DEFAULT_LEVEL
+
+DIRECTION_EXPLAINERS = ("probe",)
+
+
+def _split_items(store: Any, run_id: str, split: str, limit: int | None, seed: int) -> list[Any]:
+    frame = store.items(run_id, split=split, include_excluded=False)
+    ids = list(frame.item_id)
+    if limit is not None and len(ids) > limit:
+        keep = set(np.random.default_rng(seed).choice(len(ids), size=limit, replace=False).tolist())
+        ids = [i for n, i in enumerate(ids) if n in keep]
+    wanted = set(ids)
+    return [it for it in store.task_items(run_id) if it.item_id in wanted]
+
+
+def check_request(run: Any, *, explainer: str, layer: int, site: str, alphas: Sequence[float]) -> list[float]:
+    """Refuse, before any model loads, a steering request the run cannot serve; the strength grid, with 0."""
+    if explainer not in DIRECTION_EXPLAINERS:
+        raise InputError(
+            f"explainer '{explainer}' yields no residual-stream direction to steer along; use one of: "
+            f"{', '.join(DIRECTION_EXPLAINERS)}"
+        )
+    if layer not in run.layers or site not in run.sites:
+        raise InputError(f"run {run.run_id} has no activations at layer {layer}, site '{site}' (layers {run.layers})")
+    grid = sorted({0.0, *(float(a) for a in alphas)})
+    if len(grid) < 2:
+        raise InputError("the strength grid has no strength above 0; give strengths like --alphas 0,0.5,1,2")
+    return grid
+
+
+def steering_check(
+    store: Any,
+    lm: Any,
+    run_id: str,
+    *,
+    explainer: str = "probe",
+    layer: int,
+    site: str = "last",
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    n_controls: int = 1,
+    seed: int = 0,
+    limit: int | None = None,
+    level: float = DEFAULT_LEVEL,
+    max_tokens: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> CausalScore:
+    """Steer run ``run_id``'s model ``lm`` along ``explainer``'s direction at ``layer``/``site``: the flip, broken
+    and Δ curves over ``alphas`` (units of the mean residual norm) on val and test, each against ``n_controls``
+    random directions of the same norm; the causal score at the strength chosen on val, on test. ``limit``
+    takes a seeded sample of at most that many items of each split."""
+    run = store.run(run_id)
+    grid = check_request(run, explainer=explainer, layer=layer, site=site, alphas=alphas)
+    if lm.d_model != run.d_model:
+        raise InputError(f"the model given has width {lm.d_model}, run {run_id} was collected at {run.d_model}")
+    direction = probe_direction(store, run_id, layer, site, seed)
+    unit = residual_norm(store, run_id, layer, site)
+    out: dict[str, list[Any]] = {}
+    for split in ("val", "test"):
+        items = _split_items(store, run_id, split, limit, seed)
+        if not items:
+            raise InputError(f"run {run_id} has no {split} items; draw its splits first (`wif collect` does)")
+        points = sweep(
+            lm,
+            items,
+            direction,
+            unit=unit,
+            alphas=grid,
+            n_controls=n_controls,
+            seed=seed,
+            scoring=run.scoring or "sum",
+            max_tokens=max_tokens,
+            progress=progress,
+        )
+        base = points[0]  # α = 0, scored the same way as the steered passes
+        ids = [it.item_id for it in items]
+        out[split] = [rates(p, base.correct, base.margin, ids, level=level, seed=seed) for p in points]
+    alpha = choose_alpha(out["val"])
+    at = next(r for r in out["test"] if r.alpha == alpha)
+    return CausalScore(
+        direction=direction.name,
+        layer=layer,
+        alpha=alpha,
+        score=at.flip_diff,
+        ci=at.flip_diff_ci,
+        ci_level=level,
+        n_test_failures=at.n_failures,
+        val=out["val"],
+        test=out["test"],
+        source=direction.source | {"unit": unit, "n_controls": n_controls, "seed": seed, "limit": limit},
+    )
