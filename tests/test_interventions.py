@@ -106,3 +106,41 @@ def test_intervene_cli(collected, capsys):
     with pytest.raises(SystemExit):
         main([*argv[:-4], "--alphas", "", "--db", str(db)])
     assert "strength grid is empty" in capsys.readouterr().err
+
+
+def test_zoo_ablation_is_exact_and_named_neurons_cost_more(capsys):
+    import torch
+
+    from wif_core.interventions.zoo_ablation import ablate
+    from wif_core.zoo.models import ZooSpec, rnn_from_weights
+    from wif_core.zoo.weights import load
+
+    # a neuron nothing reads or feeds: silencing it changes no answer on any input
+    base = load("2nd_argmax_d16_n10")
+    w = base.weights()
+    d = w["W_hh"].shape[0]
+    W_hh = torch.zeros(d + 1, d + 1)
+    W_hh[:d, :d] = w["W_hh"]
+    W_hi = torch.cat([w["W_hi"], torch.tensor([0.7])])
+    W_hh[d, d] = 0.5  # it has its input and its own dynamics, but nothing reads it
+    W_oh = torch.cat([w["W_oh"], torch.zeros(w["W_oh"].shape[0], 1)], dim=1)
+    spec = ZooSpec(name="padded", task="2nd_argmax", n=10, hidden=d + 1)
+    padded = rnn_from_weights(spec, W_hi, W_hh, W_oh)
+    dead = ablate(padded, [d], samples=20_000, n_random=0)
+    assert dead.named.change == 0 and dead.named.broken == dead.named.fixed == 0 and dead.named.change_ci == (0, 0)
+    # ARC's leave-one-out neurons of M16,10 cost more accuracy than random sets of five others, on the same inputs
+    r = ablate(base, [1, 2, 4, 6, 7], samples=50_000, n_random=8, seed=1)
+    assert r.named.change < r.random_mean_change < 0 and r.p_random == pytest.approx(1 / 9)
+    assert r.named.change_ci[0] <= r.named.change <= r.named.change_ci[1]
+    assert all(set(x.neurons).isdisjoint({1, 2, 4, 6, 7}) and len(x.neurons) == 5 for x in r.random)
+    # one line for a bad index
+    assert main(["zoo", "ablate", "2nd_argmax_d16_n10", "--neurons", "1,99"]) == 2
+    assert "0..15" in capsys.readouterr().err
+    assert (
+        main(
+            ["zoo", "ablate", "2nd_argmax_d16_n10", "--neurons", "1,2", "--samples", "5000", "--random", "3", "--json"]
+        )
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["named"]["neurons"] == [1, 2] and len(out["random"]) == 3 and out["n"] == 5000
