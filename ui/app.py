@@ -25,6 +25,7 @@ PAGES = (  # (script, title, icon, url path)
     ("clusters.py", "Clusters", ":material/bubble_chart:", "clusters"),
     ("zoo.py", "Zoo", ":material/pets:", "zoo"),
     ("attribution.py", "Attribution", ":material/format_color_text:", "attribution"),
+    ("interventions.py", "Interventions", ":material/tune:", "interventions"),
 )
 
 _IMPORTED: set[Path] = set()  # page scripts whose imports this process has done

@@ -8,6 +8,7 @@ A store is one DuckDB file plus side directories that only ever cost time when m
     S.duckdb.results/      explainer results, JSON, keyed by run, explainer and settings
     S.duckdb.clusters/     cluster results, JSON
     S.duckdb.embeddings/   text embeddings of its items, <run_id>.npy
+    S.duckdb.interventions/ causal checks (`wif intervene`, the Interventions page), JSON, keyed by run and settings
     S.duckdb.building      a demo store under construction (renamed to S.duckdb once its first run is whole)
     S.duckdb.parts/        a demo build's work in progress: one store per run being made, copied in once whole
     S.duckdb.build.json    a demo build's status (what it is computing, how far, what is left), which the app shows
@@ -29,8 +30,8 @@ DEFAULT_DB = Path("data/wif.duckdb")  # the CLI's --db and the app's store when 
 DEMO_DB = Path("data/demo.duckdb")  # what `wif demo` builds and opens
 DEFAULT_ZOO_DIR = Path("data/zoo")  # where `wif zoo train` saves and `--zoo-dir` looks first
 
-SideDir = Literal["saes", "results", "clusters", "embeddings"]
-SIDE_DIRS: tuple[SideDir, ...] = ("saes", "results", "clusters", "embeddings")
+SideDir = Literal["saes", "results", "clusters", "embeddings", "interventions"]
+SIDE_DIRS: tuple[SideDir, ...] = ("saes", "results", "clusters", "embeddings", "interventions")
 
 
 def beside(store_path: str | Path, kind: SideDir) -> Path:
@@ -67,7 +68,8 @@ def store_files(store_path: str | Path) -> list[Path]:
 def run_files(store_path: str | Path, run_id: str) -> list[Path]:
     """The files and directories beside a store that belong to one run, those that exist: its SAEs
     (``saes/<run_id>/``), its text embeddings (``embeddings/<run_id>.npy`` and ``.json``) and the cached
-    explainer and cluster results whose document names the run (``results/``, ``clusters/``)."""
+    explainer, cluster and intervention results whose document names the run (``results/``, ``clusters/``,
+    ``interventions/``)."""
     import json  # here, not at the top: `wif --help` does not pay for it
 
     path = Path(store_path)
@@ -76,7 +78,7 @@ def run_files(store_path: str | Path, run_id: str) -> list[Path]:
         named = [beside(path, "saes") / run_id]
         named += [beside(path, "embeddings") / f"{run_id}{ext}" for ext in (".npy", ".json")]
     found = [p for p in named if p.exists()]
-    for kind in ("results", "clusters"):
+    for kind in ("results", "clusters", "interventions"):
         directory = beside(path, kind)
         for doc in sorted(directory.glob("*.json")) if directory.is_dir() else []:
             try:

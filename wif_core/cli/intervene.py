@@ -35,7 +35,7 @@ def _pct(x: float | None) -> str:
 
 
 def cmd_intervene(args: argparse.Namespace) -> int:
-    from wif_core.interventions.run import check_request, steering_check
+    from wif_core.interventions.run import InterventionCache, check_key, check_request, steering_check
     from wif_core.models.loading import load_model
     from wif_core.store import Store
 
@@ -47,24 +47,41 @@ def cmd_intervene(args: argparse.Namespace) -> int:
                 f"run {run.run_id} has no language model wif can load (a {run.kind} run of '{run.model}'); "
                 "steering re-scores its items with the model: pass --model DIR_OR_HUB_ID"
             )
-        check_request(run, explainer=args.explainer, layer=args.layer, site=args.site, alphas=args.alphas)
-        lm = load_model(args.model or run.model, cache_dir(args), device=args.device, dtype=args.dtype)
-        steps = 2 * len(set(args.alphas) | {0.0})
-        with progress_bar(args, f"steer {args.run}", steps, "strength") as bar:
-            score = steering_check(
-                store,
-                lm,
-                args.run,
-                explainer=args.explainer,
-                layer=args.layer,
-                site=args.site,
-                alphas=args.alphas,
-                n_controls=args.controls,
-                seed=args.seed,
-                limit=args.limit,
-                max_tokens=args.max_tokens,
-                progress=bar.update,
-            )
+        grid = check_request(run, explainer=args.explainer, layer=args.layer, site=args.site, alphas=args.alphas)
+        spec = args.model or run.model
+        cache = InterventionCache.beside(args.db)
+        key = check_key(
+            args.run,
+            spec,
+            explainer=args.explainer,
+            layer=args.layer,
+            site=args.site,
+            alphas=grid,
+            controls=args.controls,
+            seed=args.seed,
+            limit=args.limit,
+            dtype=args.dtype,
+        )
+        score = None if args.recompute else cache.get(key)
+    if score is None:
+        with Store.open(args.db) as store:
+            lm = load_model(spec, cache_dir(args), device=args.device, dtype=args.dtype)
+            with progress_bar(args, f"steer {args.run}", 2 * len(grid), "strength") as bar:
+                score = steering_check(
+                    store,
+                    lm,
+                    args.run,
+                    explainer=args.explainer,
+                    layer=args.layer,
+                    site=args.site,
+                    alphas=args.alphas,
+                    n_controls=args.controls,
+                    seed=args.seed,
+                    limit=args.limit,
+                    max_tokens=args.max_tokens,
+                    progress=bar.update,
+                )
+        cache.put(key, score)
     lines = [
         f"{score.direction} of run {args.run}: steering strength chosen on val α = {score.alpha:g} "
         f"(× mean residual norm {score.source['unit']:.2f})",
@@ -105,4 +122,5 @@ def add_commands(sub: Any, common: AddCommon) -> None:
     p.add_argument("--max-tokens", type=positive_int, default=None, help="padded tokens per forward batch")
     add_device_options(p)
     p.add_argument("--cache-dir", default=None, help="where converted model copies are cached")
+    p.add_argument("--recompute", action="store_true", help="compute again even if this check is stored")
     p.set_defaults(func=cmd_intervene)

@@ -46,6 +46,7 @@ class Rates:
 class CausalScore:
     """An explainer's causal score: chosen on val, reported on test."""
 
+    run_id: str
     direction: str
     layer: int
     alpha: float  # chosen on val
@@ -56,6 +57,10 @@ class CausalScore:
     val: list[Rates] = field(default_factory=list)
     test: list[Rates] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
+    site: str = "last"
+    # the test items at the chosen strength: item → correct and margin before, steered, and under the control
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
 
 
 def _boot_ci(values: np.ndarray, level: float, seed: int) -> tuple[float, float] | None:

@@ -3,7 +3,11 @@ directions of the same norm; the strength chosen on val, the causal score report
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -11,9 +15,52 @@ import numpy as np
 from wif_core.errors import InputError
 from wif_core.interventions.causal import CausalScore, choose_alpha, rates
 from wif_core.interventions.steering import DEFAULT_ALPHAS, probe_direction, residual_norm, sweep
+from wif_core.jsondir import JsonDir, jsonable
 from wif_core.metrics.auc import DEFAULT_LEVEL
 
 DIRECTION_EXPLAINERS = ("probe",)
+
+
+class InterventionCache(JsonDir):
+    """Causal checks beside a store (``<store>.interventions/``): what ``wif intervene`` and the page computed."""
+
+    kind = "interventions"
+
+    def put(self, key: str, score: CausalScore) -> None:
+        self.write(key, jsonable(asdict(score)))
+
+    def get(self, key: str) -> CausalScore | None:
+        doc = self.read(key)
+        return None if doc is None else _score_of(doc)
+
+    def of_run(self, run_id: str) -> list[CausalScore]:
+        """Every stored check of ``run_id``, the newest first."""
+        if self.directory is None or not self.directory.is_dir():
+            return []
+        docs = []
+        for path in sorted(self.directory.glob("*.json"), key=lambda p: -p.stat().st_mtime):
+            doc = self.read(path.stem)
+            if isinstance(doc, dict) and doc.get("run_id") == run_id and (score := _score_of(doc)) is not None:
+                docs.append(score)
+        return docs
+
+
+def _score_of(doc: dict[str, Any]) -> CausalScore | None:
+    from wif_core.interventions.causal import Rates
+
+    try:
+        doc = dict(doc)
+        doc["val"] = [Rates(**r) for r in doc.get("val", [])]
+        doc["test"] = [Rates(**r) for r in doc.get("test", [])]
+        return CausalScore(**doc)
+    except TypeError:  # written by another version
+        return None
+
+
+def check_key(run_id: str, model: str, **settings: Any) -> str:
+    """The cache key of one steering check: the run, the model that scored it and every setting."""
+    doc = json.dumps({"run_id": run_id, "model": model, **settings}, sort_keys=True, default=str)
+    return "steer-" + hashlib.sha1(doc.encode()).hexdigest()[:16]
 
 
 def _split_items(store: Any, run_id: str, split: str, limit: int | None, seed: int) -> list[Any]:
@@ -65,9 +112,11 @@ def steering_check(
     grid = check_request(run, explainer=explainer, layer=layer, site=site, alphas=alphas)
     if lm.d_model != run.d_model:
         raise InputError(f"the model given has width {lm.d_model}, run {run_id} was collected at {run.d_model}")
+    start = time.perf_counter()
     direction = probe_direction(store, run_id, layer, site, seed)
     unit = residual_norm(store, run_id, layer, site)
     out: dict[str, list[Any]] = {}
+    points_of: dict[str, list[Any]] = {}
     for split in ("val", "test"):
         items = _split_items(store, run_id, split, limit, seed)
         if not items:
@@ -84,12 +133,29 @@ def steering_check(
             max_tokens=max_tokens,
             progress=progress,
         )
+        points_of[split] = points
         base = points[0]  # α = 0, scored the same way as the steered passes
         ids = [it.item_id for it in items]
         out[split] = [rates(p, base.correct, base.margin, ids, level=level, seed=seed) for p in points]
     alpha = choose_alpha(out["val"])
     at = next(r for r in out["test"] if r.alpha == alpha)
+    base, chosen = points_of["test"][0], next(p for p in points_of["test"] if p.alpha == alpha)
+    per_item = {
+        i: {
+            "correct_before": base.correct[i],
+            "correct_after": chosen.correct[i],
+            "correct_control": float(np.mean(chosen.control_correct[i])),
+            "margin_before": base.margin.get(i),
+            "margin_after": chosen.margin.get(i),
+            "margin_control": float(np.mean(chosen.control_margin[i])) if chosen.control_margin.get(i) else None,
+        }
+        for i in base.correct
+    }
     return CausalScore(
+        run_id=run_id,
+        site=site,
+        items=per_item,
+        seconds=time.perf_counter() - start,
         direction=direction.name,
         layer=layer,
         alpha=alpha,
