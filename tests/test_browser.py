@@ -263,3 +263,24 @@ def test_zoo_page_and_the_demo_zoo_run(app_url: str, driver: Any, runs: list[dic
     zoo_run = next(r for r in runs if r["task"].startswith("zoo-"))
     text = _visit(driver, f"{app_url}/attribution?run={zoo_run['run_id']}", tmp_path / "zoo_attr.png", "Layer profile")
     assert "Verdict" in text and "Δ (nats)" in text  # exact position attributions, stored with the zoo run
+
+
+def test_interventions_page_draws_a_stored_steering_check(
+    browser_db: Path, app_url: str, driver: Any, runs: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """A small real check of a demo run with the embedded model (10 items per split, α 0 and 2), then the page."""
+    from wif_core.interventions.run import InterventionCache, check_key, steering_check
+    from wif_core.models.loading import load_model
+
+    run = next(r for r in runs if r["task"].startswith("gen-") and r["model"] == "smollm2-135m")
+    with Store.open(browser_db) as store:
+        info = store.run(run["run_id"])
+        layer = info.layers[-2]
+        score = steering_check(store, load_model(info.model), info.run_id, layer=layer, alphas=[0.0, 2.0], limit=10)
+    key = check_key(info.run_id, info.model, explainer="probe", layer=layer, site="last", alphas=[0.0, 2.0])
+    InterventionCache.beside(browser_db).put(key, score)
+    png = tmp_path / "interventions.png"
+    text = _visit(driver, f"{app_url}/interventions?run={info.run_id}", png, "Items at the chosen strength")
+    assert "Causal score" in text and f"probe L{layer} last" in text
+    assert _count_plots(driver) >= 1  # the flip and broken curves against the control
+    _assert_not_blank(png)
