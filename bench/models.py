@@ -13,13 +13,14 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 
 import torch
 
 from bench import real_runs
 from bench.collection import _collect_rate, _items
-from bench.common import SHARED_BENCH, machine, matmul_flops, write_section
+from bench.common import RESULTS, SHARED_BENCH, machine, matmul_flops, write_section
 from wif_core.compare import PAIR_COLUMNS, compare_runs
 from wif_core.jsondir import jsonable
 from wif_core.models.loading import EMBEDDED, default_layers, load_model
@@ -157,10 +158,29 @@ def _pair_row(task: str, c, p) -> str:
     )
 
 
+def kept_rows(tasks: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
+    """The table rows of the current models-real section for tasks other than ``tasks`` (measured in an earlier
+    run and not re-measured now): accuracy rows, pair rows, and the tasks they are of."""
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    start, end = "<!-- bench:models-real -->", "<!-- /bench:models-real -->"
+    if start not in text or end not in text:
+        return [], [], []
+    section = text[text.index(start) : text.index(end)]
+    acc, pairs, kept = [], [], []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("| ") or cells[0] in ("task", "---") or cells[0] in tasks or len(cells) < 4:
+            continue
+        (pairs if " vs " in cells[1] else acc).append(line)
+        if cells[0] not in kept:
+            kept.append(cells[0])
+    return acc, pairs, kept
+
+
 def _write_real(
     real: dict[str, dict], n: dict[str, int], tasks: tuple[str, ...], loads: list[float], seconds: float
 ) -> None:
-    acc_rows, pair_rows = [], []
+    acc_rows, pair_rows, earlier = kept_rows(list(real))
     for task, r in real.items():
         c = r["comparison"]
         acc_rows.append(
@@ -175,7 +195,13 @@ def _write_real(
         + ("all 4000 items of each task" if k >= real_runs.FULL else f"a seeded sample of {k} items of each task")
         for m, k in n.items()
     )
+    missing = [task for task in missing if task not in earlier]
     note = f" Not measured yet (interrupted, or left for a later run): {', '.join(missing)}." if missing else ""
+    if earlier:
+        note += (
+            f" The rows of {', '.join(earlier)} are kept from an earlier run of this benchmark (on the same runs' "
+            "definition; this run did not measure them again)."
+        )
     level = next(iter(real.values()))["comparison"].ci_level
     write_section(
         "models-real",
