@@ -39,7 +39,7 @@ from wif_core.errors import InputError, StoreError
 from wif_core.runner import SplitOptions, check_collection, plan_run, score_rows, write_splits
 from wif_core.store import RunInfo, Store
 from wif_core.store.schema import SCHEMA_VERSION
-from wif_core.store.store import SHARD_TABLES, outcome_frames, read_parquet_frame, write_parquet_frames
+from wif_core.store.store import SHARD_TABLES, items_frame, outcome_frames, read_parquet_frame, write_parquet_frames
 from wif_core.tasks.base import TaskItem
 
 log = logging.getLogger(__name__)
@@ -187,31 +187,11 @@ def ensure_manifest(
         if (directory / ITEMS).exists():
             return
     run = replace(run, n_planned=len(items))
-    frame = _items_frame(run.run_id, items)
+    frame = items_frame(run.run_id, items)
     tmp = directory / f".{ITEMS}.{socket.gethostname()}-{os.getpid()}.tmp"
     write_parquet_frames({tmp.stem: frame}, directory)
     os.replace(directory / f"{tmp.stem}.parquet", directory / ITEMS)
     _write_json_atomic(directory / MANIFEST, _manifest(run, n_shards, options))
-
-
-def _items_frame(run_id: str, items: Sequence[TaskItem]) -> Any:
-    import numpy as np
-    import pandas as pd
-
-    from wif_core.tasks.base import item_key
-
-    return pd.DataFrame(
-        {
-            "run_id": run_id,
-            "item_id": [it.item_id for it in items],
-            "position": np.arange(len(items), dtype=np.int32),
-            "context": [it.context for it in items],
-            "choices": [list(it.choices) for it in items],
-            "gold": np.array([it.gold for it in items], dtype=np.int32),
-            "meta": [json.dumps(dict(it.meta), default=str) for it in items],
-            "key": [item_key(it) for it in items],
-        }
-    )
 
 
 def read_items(directory: Path, task: str) -> list[TaskItem]:

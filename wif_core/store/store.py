@@ -321,19 +321,7 @@ class Store:
                 f"INSERT INTO runs ({', '.join(_RUN_COLS)}) VALUES ({', '.join('?' * len(_RUN_COLS))})",
                 [_run_value(run, c) for c in _RUN_COLS],
             )
-            frame = pd.DataFrame(
-                {
-                    "run_id": run.run_id,
-                    "item_id": [it.item_id for it in items],
-                    "position": np.arange(len(items), dtype=np.int32),
-                    "context": [it.context for it in items],
-                    "choices": [list(it.choices) for it in items],
-                    "gold": np.array([it.gold for it in items], dtype=np.int32),
-                    "meta": [json.dumps(dict(it.meta), default=str) for it in items],
-                    "key": [item_key(it) for it in items],
-                }
-            )
-            cur.register("new_items", frame)
+            cur.register("new_items", items_frame(run.run_id, items))
             cur.execute("INSERT INTO items SELECT * FROM new_items")
             cur.unregister("new_items")
 
@@ -848,6 +836,23 @@ class Store:
 # the tables whose rows a shard carries (an item's outcome, its activations and its tokens), in merge order
 SHARD_TABLES = ("outcomes", "activations", "token_activations", "tokens")
 _PARQUET_TABLES = ("items", *SHARD_TABLES, "splits")
+
+
+def items_frame(run_id: str, items: Sequence[TaskItem]) -> pd.DataFrame:
+    """A run's planned items in the ``items`` table's columns (what ``create_run`` inserts, a shard directory's
+    ``items.parquet``)."""
+    return pd.DataFrame(
+        {
+            "run_id": run_id,
+            "item_id": [it.item_id for it in items],
+            "position": np.arange(len(items), dtype=np.int32),
+            "context": [it.context for it in items],
+            "choices": [list(it.choices) for it in items],
+            "gold": np.array([it.gold for it in items], dtype=np.int32),
+            "meta": [json.dumps(dict(it.meta), default=str) for it in items],
+            "key": [item_key(it) for it in items],
+        }
+    )
 
 
 def outcome_frames(run_id: str, rows: Sequence[OutcomeRow], act_dtype: str = "float16") -> dict[str, pd.DataFrame]:
