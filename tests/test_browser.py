@@ -281,6 +281,7 @@ def test_interventions_page_draws_a_stored_steering_check(
     InterventionCache.beside(browser_db).put(key, score)
     png = tmp_path / "interventions.png"
     text = _visit(driver, f"{app_url}/interventions?run={info.run_id}", png, "Items at the chosen strength")
-    assert "Causal score" in text and f"probe L{layer} last" in text
+    assert "Causal scores" in text and "Chosen α" in text and "Probe val AUC" in text  # the table's cells are canvas
+    assert "Items at the chosen strength" in text
     assert _count_plots(driver) >= 1  # the flip and broken curves against the control
     _assert_not_blank(png)
