@@ -143,6 +143,14 @@ def test_planted_activation_signal_is_found(tmp_path):
     assert other_layer.ci_low < 0.5 < other_layer.ci_high
     assert probe.explanation["top_weights"][0]["feature"] == "dim 0"
     assert compare(probe, other_layer)["p_value"] < 0.01
+    cache = ResultCache(tmp_path / "results")
+    fresh = compare(probe, other_layer, cache=cache)
+    assert fresh == compare(probe, other_layer)
+    (stored,) = (tmp_path / "results").iterdir()
+    assert stored.name.startswith("pair-")
+    stored.write_text(stored.read_text().replace(str(fresh["p_value"]), "0.5"))  # read back, not recomputed
+    assert compare(probe, other_layer, cache=cache)["p_value"] == 0.5
+    assert compare(probe, paper, cache=cache) == compare(probe, paper)  # another pair: another entry
 
 
 def test_result_contract_and_cache(gold_only, tmp_path):

@@ -130,6 +130,14 @@ class ResultCache(JsonDir):
     def put(self, key: str, result: ExplainResult) -> None:
         self.write(key, asdict(result))
 
+    def get_comparison(self, key: str) -> dict[str, Any] | None:
+        """A paired comparison stored by ``compare`` (``pair-KEY.json``), or None."""
+        doc = self.read(f"pair-{key}")
+        return doc if isinstance(doc, dict) else None
+
+    def put_comparison(self, key: str, comparison: dict[str, Any]) -> None:
+        self.write(f"pair-{key}", comparison)
+
 
 def _resolve(
     data: RunData,
@@ -267,10 +275,26 @@ def evaluate_all(
     return results
 
 
-def compare(a: ExplainResult, b: ExplainResult, method: str = "bootstrap") -> dict[str, Any]:
-    """Paired comparison of two results on the same test items: AUC(a) − AUC(b), CI and p."""
+def _pair_key(a: ExplainResult, b: ExplainResult, method: str) -> str:
+    """What a paired comparison depends on: both results' test scores and labels, the level, seed and method."""
+    h = hashlib.sha1(json.dumps([RESULTS_VERSION, method, a.ci_level, a.seed, a.label, b.label]).encode())
+    for values in (a.y_test, a.scores, b.scores):
+        h.update(np.asarray(values, dtype=float).tobytes())
+    return h.hexdigest()[:20]
+
+
+def compare(
+    a: ExplainResult, b: ExplainResult, method: str = "bootstrap", cache: ResultCache | None = None
+) -> dict[str, Any]:
+    """Paired comparison of two results on the same test items: AUC(a) − AUC(b), CI and p.
+
+    With ``cache``, a comparison made before on the same scores is read back (the bootstrap over tens of
+    thousands of test items takes seconds; a page compares every row of its table with the best)."""
     if a.item_ids != b.item_ids:
         raise InputError("paired comparison needs both results on the same test items (same run and split)")
+    key = _pair_key(a, b, method) if cache is not None else ""
+    if cache is not None and (hit := cache.get_comparison(key)) is not None:
+        return hit
     r = paired_compare(
         np.array(a.y_test),
         np.array(a.scores),
@@ -280,7 +304,7 @@ def compare(a: ExplainResult, b: ExplainResult, method: str = "bootstrap") -> di
         n_resamples=2000,
         seed=a.seed,
     )
-    return {
+    out = {
         "a": a.label,
         "b": b.label,
         "diff": r.diff,
@@ -291,6 +315,9 @@ def compare(a: ExplainResult, b: ExplainResult, method: str = "bootstrap") -> di
         "method": r.method,
         "n": r.n,
     }
+    if cache is not None:
+        cache.put_comparison(key, out)
+    return out
 
 
 def best_of(
