@@ -171,7 +171,7 @@ def item_order(outcomes: pd.DataFrame, stored: set[str]) -> tuple[list[str], dic
 
 def outcome_frame(run_id: str) -> pd.DataFrame:
     """item_id, correct and pred of every scored item of the run."""
-    return data.items(run_id, None, None, None, True)[["item_id", "correct", "pred", "gold", "margin"]]
+    return data.outcomes(run_id)
 
 
 # ---- run-level figures -------------------------------------------------------------

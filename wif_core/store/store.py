@@ -636,41 +636,55 @@ class Store:
         search: str | None = None,
         limit: int | None = None,
         include_excluded: bool = True,
+        *,
+        item_ids: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """Items of a run joined with outcomes and splits, filtered; every value is a SQL parameter."""
-        where: list[str] = ["i.run_id = ?"]
-        params: list[Any] = [run_id]
-        if outcome == "correct":
-            where.append("o.correct")
-        elif outcome == "incorrect":
-            where.append("NOT o.correct")
-        if split:
-            where.append("s.split = ?")
-            params.append(split)
-        if search:  # the text itself: '%', '_' and '\\' in it match only themselves
-            where.append(
-                "(i.context ILIKE ? ESCAPE '\\' OR array_to_string(i.choices, ' ') ILIKE ? ESCAPE '\\'"
-                " OR i.item_id ILIKE ? ESCAPE '\\')"
-            )
-            params += [f"%{_like_literal(search)}%"] * 3
-        if not include_excluded:
-            where.append("NOT coalesce(s.excluded, false)")
+        """Items of a run joined with outcomes and splits, filtered; every value is a SQL parameter.
+
+        ``item_ids`` keeps only those items (still in item order); ``columns`` reads only those of ``ITEM_COLUMNS``
+        (the list columns and the texts are what a read of a large run spends its time on); ``limit`` the first
+        rows in item order."""
+        where, params = _item_filter(run_id, outcome, split, search, include_excluded, item_ids)
+        cols = list(ITEM_COLUMNS) if columns is None else list(columns)
+        unknown = [c for c in cols if c not in ITEM_COLUMNS]
+        if unknown:
+            raise StoreError(f"no item column '{unknown[0]}' (columns: {', '.join(ITEM_COLUMNS)})")
         sql = f"""
-            SELECT i.item_id, s.split, o.correct, o.pred, i.gold, o.margin, s.excluded, s.reason,
-                   i.context, i.choices, o.ll_sum, o.ll_norm, o.n_tokens, o.truncated, i.meta, i.key
+            SELECT {", ".join(ITEM_COLUMNS[c] for c in cols)}
             FROM items i
             JOIN outcomes o ON o.run_id = i.run_id AND o.item_id = i.item_id
             LEFT JOIN splits s ON s.run_id = i.run_id AND s.item_id = i.item_id
-            WHERE {" AND ".join(where)}
+            WHERE {where}
             ORDER BY i.position
-        """  # noqa: S608 - the WHERE parts are fixed strings; values are parameters
+        """  # noqa: S608 - the column names and WHERE parts are fixed strings; values are parameters
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
         frame = self._cur().execute(sql, params).df()
         for col in ("ll_sum", "ll_norm"):
-            frame[col] = frame[col].map(_scores_cell)
+            if col in frame:
+                frame[col] = frame[col].map(_scores_cell)
         return frame
+
+    def count_items(
+        self,
+        run_id: str,
+        outcome: str | None = None,
+        split: str | None = None,
+        search: str | None = None,
+        include_excluded: bool = True,
+        *,
+        item_ids: Sequence[str] | None = None,
+    ) -> int:
+        """How many items ``items`` returns with these filters (and no limit), counted in SQL."""
+        where, params = _item_filter(run_id, outcome, split, search, include_excluded, item_ids)
+        sql = f"""SELECT count(*) FROM items i
+            JOIN outcomes o ON o.run_id = i.run_id AND o.item_id = i.item_id
+            LEFT JOIN splits s ON s.run_id = i.run_id AND s.item_id = i.item_id
+            WHERE {where}"""  # noqa: S608 - the WHERE parts are fixed strings; values are parameters
+        row = self._cur().execute(sql, params).fetchone()
+        return int(row[0]) if row else 0
 
     def failed_by_key(self, run_id: str) -> dict[str, float]:
         """A run's outcome per item key (1.0 = failed), over all its scored items; NaN for a key whose
@@ -935,6 +949,59 @@ def _run_tables(cur: duckdb.DuckDBPyConnection) -> list[str]:
     ).fetchall()
     names = [r[0] for r in rows]
     return [t for t in names if t != "runs"] + ["runs"]
+
+
+# the columns ``Store.items`` reads, by name, with the SQL expression of each (all fixed strings)
+ITEM_COLUMNS: dict[str, str] = {
+    "item_id": "i.item_id",
+    "split": "s.split",
+    "correct": "o.correct",
+    "pred": "o.pred",
+    "gold": "i.gold",
+    "margin": "o.margin",
+    "excluded": "s.excluded",
+    "reason": "s.reason",
+    "context": "i.context",
+    "choices": "i.choices",
+    "ll_sum": "o.ll_sum",
+    "ll_norm": "o.ll_norm",
+    "n_tokens": "o.n_tokens",
+    "truncated": "o.truncated",
+    "meta": "i.meta",
+    "key": "i.key",
+}
+
+
+def _item_filter(
+    run_id: str,
+    outcome: str | None,
+    split: str | None,
+    search: str | None,
+    include_excluded: bool,
+    item_ids: Sequence[str] | None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause of ``Store.items`` over items ``i``, outcomes ``o`` and splits ``s``, and its parameters."""
+    where: list[str] = ["i.run_id = ?"]
+    params: list[Any] = [run_id]
+    if outcome == "correct":
+        where.append("o.correct")
+    elif outcome == "incorrect":
+        where.append("NOT o.correct")
+    if split:
+        where.append("s.split = ?")
+        params.append(split)
+    if search:  # the text itself: '%', '_' and '\\' in it match only themselves
+        where.append(
+            "(i.context ILIKE ? ESCAPE '\\' OR array_to_string(i.choices, ' ') ILIKE ? ESCAPE '\\'"
+            " OR i.item_id ILIKE ? ESCAPE '\\')"
+        )
+        params += [f"%{_like_literal(search)}%"] * 3
+    if not include_excluded:
+        where.append("NOT coalesce(s.excluded, false)")
+    if item_ids is not None:
+        where.append("i.item_id IN (SELECT unnest(?::VARCHAR[]))")
+        params.append(list(item_ids))
+    return " AND ".join(where), params
 
 
 def _like_literal(text: str) -> str:
