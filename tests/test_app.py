@@ -189,4 +189,6 @@ def test_failure_browser_lists_a_large_runs_first_items_and_the_linked_one(
     assert listed == [f"gen-physical-{n:04d}" for n in range(5)] + ["gen-physical-0031"]
     assert at.selectbox(key="item_pick").value == "gen-physical-0031" and at.subheader[0].value == "gen-physical-0031"
     at.toggle(key="suspect").set_value(True).run()  # no quality pass on this store: nothing is flagged
-    assert not at.exception and next(c.value for c in at.caption if c.value.endswith("items match.")) == "0 items match."
+    assert (
+        not at.exception and next(c.value for c in at.caption if c.value.endswith("items match.")) == "0 items match."
+    )
