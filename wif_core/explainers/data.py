@@ -11,10 +11,14 @@ import pandas as pd
 from wif_core.errors import InputError
 from wif_core.explainers.base import RunFacts, Tier, View
 from wif_core.label_quality import exclusion_digest, suspect_ids
-from wif_core.store import Store
+from wif_core.store import RunInfo, Store
 
 MIN_PER_CLASS = 10
 EXCLUSIONS = ("suspect",)  # what `RunData.load(exclude=...)` can leave out: the item-quality pass's flags
+
+
+# what an evaluation reads of a run's items (``Store.items``): not the metadata, per-byte scores or token counts
+EVAL_COLUMNS = ("item_id", "split", "correct", "gold", "margin", "excluded", "context", "choices", "ll_sum", "key")
 
 
 def _complete_scores(value: object, n_choices: int) -> bool:
@@ -23,6 +27,16 @@ def _complete_scores(value: object, n_choices: int) -> bool:
         return False
     scores = np.array([np.nan if x is None else x for x in value], dtype=float)
     return bool(np.isfinite(scores).all())
+
+
+def _complete_column(cells: pd.Series, n_choices: int) -> pd.Series:
+    """``_complete_scores`` of every cell; one array operation where every cell is a float array of one length
+    (a collected run's), the cell-by-cell check otherwise."""
+    if len(cells) and all(isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in cells):
+        lengths = np.fromiter((len(v) for v in cells), dtype=np.int64, count=len(cells))
+        if (lengths == n_choices).all():
+            return pd.Series(np.isfinite(np.stack(cells.to_list())).all(axis=1), index=cells.index)
+    return cells.map(lambda v: _complete_scores(v, n_choices))
 
 
 @dataclass
@@ -34,6 +48,7 @@ class RunData:
     frame: pd.DataFrame  # one row per evaluated item: item_id, split, failed, gold, ll_sum, key, context, choices
     # what was left out beyond leakage ({"suspect": digest of the ids, "n_suspect": {split: n}}), for cache keys
     excluded: dict[str, Any] = field(default_factory=dict)
+    run: RunInfo | None = None  # the run's record as read with the items (split and run config for cache keys)
     _acts: dict[tuple[int, str], tuple[dict[str, int], np.ndarray]] = field(default_factory=dict, repr=False)
     _tokens: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     _by_key: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
@@ -46,7 +61,7 @@ class RunData:
         flags as suspect labels (``wif quality``); a run without one is refused in one line.
         """
         run = store.run(run_id)
-        frame = store.items(run_id, include_excluded=include_excluded)
+        frame = store.items(run_id, include_excluded=include_excluded, columns=EVAL_COLUMNS)
         frame = frame[frame["split"].isin(["train", "val", "test"])].reset_index(drop=True)
         excluded: dict[str, Any] = {}
         if exclude is not None:
@@ -62,7 +77,7 @@ class RunData:
             frame = frame[~dropped].reset_index(drop=True)
         frame["failed"] = (~frame["correct"].astype(bool)).astype(int)
         others = [r for r in store.runs().itertuples() if r.task == run.task and r.run_id != run_id and r.n_items > 0]
-        complete = frame["ll_sum"].map(lambda v: _complete_scores(v, run.n_choices))
+        complete = _complete_column(frame["ll_sum"], run.n_choices)
         has_scores = bool(len(frame)) and bool(complete.all())
         # a run with scores on some items only (imported nulls) offers none: a baseline on a subset would pretend
         scored_any = frame["ll_sum"].map(lambda v: isinstance(v, list | np.ndarray) and len(v) > 0)
@@ -79,7 +94,7 @@ class RunData:
             other_runs=[r.run_id for r in others],
             store_path=str(store.path),
         )
-        data = cls(store, facts, frame, excluded=excluded)
+        data = cls(store, facts, frame, excluded=excluded, run=run)
         train_keys = set(frame.loc[frame["split"] == "train", "key"])
         data.facts.shared_train = {
             r.run_id: sum(k in train_keys for k in data._failed_by_key(r.run_id)) for r in others

@@ -11,12 +11,13 @@ fits the same thing twice.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -92,13 +93,14 @@ class ExplainResult:
 
     def summary(self) -> dict[str, Any]:
         """The JSON contract of `wif explain` (no per-item scores)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("item_ids", "scores", "y_test")}
+        per_item = ("item_ids", "scores", "y_test")  # not walked by a deep copy: tens of thousands of values
+        out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in per_item}
         out["label"] = self.label
         return out
 
 
 def _key(data: RunData, name: str, settings: dict[str, Any], level: float, n_resamples: int) -> str:
-    run = data.store.run(data.facts.run_id)
+    run = data.run if data.run is not None else data.store.run(data.facts.run_id)
     payload = {
         "v": RESULTS_VERSION,
         "run": data.facts.run_id,
