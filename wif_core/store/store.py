@@ -755,25 +755,38 @@ class Store:
                 f"run {run_id} has no activations at layer {layer}, site '{site}'; "
                 f"it has layers {run.layers} and sites {run.sites}"
             )
-        rows = (
-            self._cur()
-            .execute(
-                """SELECT a.item_id, a.vec FROM activations a JOIN items i USING (run_id, item_id)
-               WHERE a.run_id = ? AND a.layer = ? AND a.site = ? ORDER BY i.position""",
-                [run_id, layer, site],
-            )
-            .fetchall()
-        )
-        rows = _in_order(rows, item_ids)
+        where, params = "a.run_id = ? AND a.layer = ? AND a.site = ?", [run_id, layer, site]
+        if item_ids is not None:
+            where += " AND a.item_id IN (SELECT unnest(?::VARCHAR[]))"
+            params.append(list(item_ids))
+        cur = self._cur()
+        count = cur.execute(f"SELECT count(*) FROM activations a WHERE {where}", params).fetchone()  # noqa: S608
+        n = int(count[0]) if count else 0
         dtype = np.dtype(run.act_dtype).newbyteorder("<")
         d = run.d_model or 0
-        ids = [r[0] for r in rows]
-        if not rows:
+        cur.execute(
+            f"""SELECT a.item_id, a.vec FROM activations a JOIN items i USING (run_id, item_id)
+                WHERE {where} ORDER BY i.position""",  # noqa: S608 - fixed strings; values are parameters
+            params,
+        )
+        # streamed into one float32 array: a layer of a large run is read once, never held as bytes beside it
+        ids: list[str] = []
+        out: np.ndarray | None = None
+        while rows := cur.fetchmany(_ACT_ROWS):
+            block = np.frombuffer(b"".join(r[1] for r in rows), dtype=dtype).reshape(len(rows), -1)
+            if out is None:
+                out = np.empty((n, block.shape[1]), dtype=np.float32)
+            out[len(ids) : len(ids) + len(rows)] = block
+            ids += [r[0] for r in rows]
+        if out is None:
             return ids, np.zeros((0, d), dtype=np.float32)
-        flat = np.frombuffer(b"".join(r[1] for r in rows), dtype=dtype).astype(np.float32)
-        per_item = flat.size // len(rows)
-        shape = (len(rows), per_item // d, d) if site == "choice" else (len(rows), d)
-        return ids, flat.reshape(shape)
+        out = out[: len(ids)]
+        if item_ids is not None:  # the order asked for (item order when ``item_ids`` is, as RunData asks)
+            wanted = {i: k for k, i in enumerate(item_ids)}
+            order = np.argsort([wanted[i] for i in ids], kind="stable")
+            if (np.diff(order) < 0).any():
+                out, ids = out[order], [ids[k] for k in order]
+        return ids, out.reshape((len(ids), -1, d) if site == "choice" else (len(ids), d))
 
     def token_activations(
         self, run_id: str, layer: int, item_ids: Sequence[str] | None = None
@@ -858,6 +871,8 @@ class Store:
         rows = self._cur().execute("SELECT item_id, method FROM attributions WHERE run_id = ?", [run_id]).fetchall()
         return {(r[0], r[1]) for r in rows}
 
+
+_ACT_ROWS = 2048  # activation rows fetched at a time (about 10 MB at width 2304 in float16)
 
 # the tables whose rows a shard carries (an item's outcome, its activations and its tokens), in merge order
 SHARD_TABLES = ("outcomes", "activations", "token_activations", "tokens")
