@@ -17,8 +17,10 @@ MIN_PER_CLASS = 10
 EXCLUSIONS = ("suspect",)  # what `RunData.load(exclude=...)` can leave out: the item-quality pass's flags
 
 
-# what an evaluation reads of a run's items (``Store.items``): not the metadata, per-byte scores or token counts
-EVAL_COLUMNS = ("item_id", "split", "correct", "gold", "margin", "excluded", "context", "choices", "ll_sum", "key")
+# what an evaluation reads of a run's items (``Store.items``): not the metadata, per-byte scores or token counts;
+# the texts (TEXT_COLUMNS) only once a fit needs them, so that a page whose results are cached reads none
+EVAL_COLUMNS = ("item_id", "split", "correct", "gold", "margin", "excluded", "ll_sum", "key")
+TEXT_COLUMNS = ("context", "choices")
 
 
 def _complete_scores(value: object, n_choices: int) -> bool:
@@ -45,7 +47,7 @@ class RunData:
 
     store: Store
     facts: RunFacts
-    frame: pd.DataFrame  # one row per evaluated item: item_id, split, failed, gold, ll_sum, key, context, choices
+    frame: pd.DataFrame  # one row per evaluated item: item_id, split, failed, gold, ll_sum, key (+ texts: with_texts)
     # what was left out beyond leakage ({"suspect": digest of the ids, "n_suspect": {split: n}}), for cache keys
     excluded: dict[str, Any] = field(default_factory=dict)
     run: RunInfo | None = None  # the run's record as read with the items (split and run config for cache keys)
@@ -154,6 +156,16 @@ class RunData:
         failed = self._failed_by_key(other_run)
         return np.array([np.nan if k in held_out else failed.get(k, np.nan) for k in keys])
 
+    def with_texts(self) -> pd.DataFrame:
+        """``frame`` with each item's ``context`` and ``choices``, read from the store the first time they are
+        needed (``load`` leaves them out: a result read from the cache needs no text)."""
+        if not all(c in self.frame for c in TEXT_COLUMNS):
+            texts = self.store.items(self.facts.run_id, columns=("item_id", *TEXT_COLUMNS)).set_index("item_id")
+            self.frame = self.frame.assign(
+                **{c: texts[c].reindex(self.frame["item_id"]).to_numpy() for c in TEXT_COLUMNS}
+            )
+        return self.frame
+
     # -- views ----------------------------------------------------------------------------
     def split(self, name: str, tier: Tier, other_train: bool = False) -> tuple[View, np.ndarray]:
         """The ``name`` split as a ``tier`` view, and its failure labels (1 = failed).
@@ -161,7 +173,8 @@ class RunData:
         ``other_train`` (for an explainer that declares ``reads_other_train``) adds other runs' outcomes to the
         train view only: a val or test view never holds them.
         """
-        part = self.frame[self.frame["split"] == name]
+        frame = self.with_texts()
+        part = frame[frame["split"] == name]
         ids = part["item_id"].tolist()
         keys = part["key"].tolist()
 
