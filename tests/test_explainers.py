@@ -209,3 +209,18 @@ def test_attention_probe_survives_float16_overflow_in_per_token_activations():
     out = _finite(s)
     assert out.dtype == np.float32 and np.isfinite(out).all()
     assert out[0].tolist() == [F16_MAX, -F16_MAX, 0.0] and out[1].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_run_data_keeps_activations_within_its_budget(tmp_path, monkeypatch):
+    """Layers read in turn are dropped oldest first past ACTS_BUDGET, and read again (the same values) when asked."""
+    import wif_core.explainers.data as run_data
+
+    _planted_store(tmp_path / "s.duckdb", 60, "last")
+    with Store.open(tmp_path / "s.duckdb") as store:
+        data = RunData.load(store, "planted")
+        first = data._all_acts(1, "last")[1].copy()
+        monkeypatch.setattr(run_data, "ACTS_BUDGET", first.nbytes + 1)  # room for one layer
+        data._all_acts(2, "last")
+        assert list(data._acts) == [(2, "last")]
+        np.testing.assert_array_equal(data._all_acts(1, "last")[1], first)
+        assert list(data._acts) == [(1, "last")]

@@ -14,6 +14,7 @@ from wif_core.label_quality import exclusion_digest, suspect_ids
 from wif_core.store import RunInfo, Store
 
 MIN_PER_CLASS = 10
+ACTS_BUDGET = 4 * 2**30  # bytes of activations a RunData keeps read (see RunData._all_acts)
 EXCLUSIONS = ("suspect",)  # what `RunData.load(exclude=...)` can leave out: the item-quality pass's flags
 
 
@@ -123,9 +124,16 @@ class RunData:
 
     # -- lazily read arrays, indexed by item id ------------------------------------------
     def _all_acts(self, layer: int, site: str) -> tuple[dict[str, int], np.ndarray]:
-        if (layer, site) not in self._acts:
-            ids, arr = self.store.activations(self.facts.run_id, layer, site, list(self.frame["item_id"]))
-            self._acts[(layer, site)] = ({i: n for n, i in enumerate(ids)}, arr)
+        """One (layer, site) of every evaluated item, read once and kept while the kept ones fit ``ACTS_BUDGET``
+        (the oldest go first; the newest always stays): a run of 100,000 items holds 0.9 GB per layer at width
+        2304, and a process that fits every layer in turn (the app's compare page) must not keep them all."""
+        if (layer, site) in self._acts:
+            self._acts[(layer, site)] = self._acts.pop((layer, site))  # the most recently used is kept longest
+            return self._acts[(layer, site)]
+        ids, arr = self.store.activations(self.facts.run_id, layer, site, list(self.frame["item_id"]))
+        while self._acts and sum(a.nbytes for _, a in self._acts.values()) + arr.nbytes > ACTS_BUDGET:
+            del self._acts[next(iter(self._acts))]
+        self._acts[(layer, site)] = ({i: n for n, i in enumerate(ids)}, arr)
         return self._acts[(layer, site)]
 
     def _all_tokens(self, layer: int) -> dict[str, np.ndarray]:
