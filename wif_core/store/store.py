@@ -897,17 +897,19 @@ def outcome_frames(run_id: str, rows: Sequence[OutcomeRow], act_dtype: str = "fl
             "truncated": pd.array([r.truncated for r in rows], dtype="Int32"),
         }
     )
+    # rows grouped by (layer, site), items in batch order within each: a reader of one layer and site (an
+    # explainer) then reads the file's blocks of that layer and site, not every block of every item
     acts = [
         (run_id, r.item_id, layer, site, np.ascontiguousarray(v, dtype=dtype).tobytes())
+        for (layer, site) in sorted({key for r in rows for key in r.acts if key[1] != "tokens"})
         for r in rows
-        for (layer, site), v in r.acts.items()
-        if site != "tokens"
+        if (v := r.acts.get((layer, site))) is not None
     ]
     token_acts = [
         (run_id, r.item_id, layer, len(v), np.ascontiguousarray(v, dtype=dtype).tobytes())
+        for layer in sorted({key[0] for r in rows for key in r.acts if key[1] == "tokens"})
         for r in rows
-        for (layer, site), v in r.acts.items()
-        if site == "tokens"
+        if (v := r.acts.get((layer, "tokens"))) is not None
     ]
     toks = [(run_id, r.item_id, seq, list(t), list(i), int(s)) for r in rows for seq, (t, i, s) in r.tokens.items()]
     return {
