@@ -155,7 +155,8 @@ def build(db: Path, n: int, width: int, n_layers: int, seed: int = 0) -> dict:
     if db.exists():
         with Store.open(db) as store:
             if run_id in store.run_ids() and store.run(run_id).status == "complete":
-                return {"run_id": run_id, "built": False, "build_s": None, "store_bytes": _size(db)}
+                earlier = json.loads(_record(db).read_text()) if _record(db).exists() else {}
+                return {"run_id": run_id, "built": False, "build_s": earlier.get("build_s"), "store_bytes": _size(db)}
     layers = layer_list(n_layers)
     run = RunInfo(
         run_id=run_id,
@@ -200,7 +201,13 @@ def build(db: Path, n: int, width: int, n_layers: int, seed: int = 0) -> dict:
             progress=progress,
             resumed=lambda k: state.__setitem__("done", k),
         )
-    return {"run_id": run_id, "built": True, "build_s": time.perf_counter() - t, "store_bytes": _size(db)}
+    out = {"run_id": run_id, "built": True, "build_s": time.perf_counter() - t, "store_bytes": _size(db)}
+    _record(db).write_text(json.dumps(out))  # what a later run that keeps the store reports as its build
+    return out
+
+
+def _record(db: Path) -> Path:
+    return db.with_name(db.name + ".build.json")
 
 
 def _size(db: Path) -> int:
@@ -294,7 +301,8 @@ def _write(out: dict, db: Path) -> None:
         for r in out["pages"]
     )
     e = out["explain"]
-    build_s = "kept from an earlier build" if out["build_s"] is None else f"{out['build_s']:.0f} s"
+    build_s = "not recorded" if out["build_s"] is None else f"{out['build_s']:.0f} s"
+    build_s += "" if out["built"] else " (an earlier run's build, kept)"
     (b1, b5, _), (a1, a5, _) = out["load"]
     write_section(
         "big-store",
