@@ -328,6 +328,13 @@ caches cleared between them: the *first render* with cached results (goal < 2 s)
 `wif explain --run R --explainer probe --layer {e["layer"]} --site {e["site"]} --json --no-cache`, a fresh process:
 {e["wall_s"]:.1f} s wall (goal < 60 s), peak RSS {e["rss_gib"]:.2f} GiB, test AUC
 {"n/a" if e.get("auc") is None else f"{e['auc']:.3f}"}{"; error: " + e["error"] if "error" in e else ""}.
+
+What the pages read at this size: the failure browser counts matches in SQL and lists the first 1,000; the clusters
+map draws a seeded sample of 5,000 points and reads only their texts; the attribution page reads outcomes only; the
+compare and reproduction pages read the items without their texts and keep paired comparisons beside the store;
+ROC curves are drawn with at most 1,000 vertices; figure CSVs are built when downloaded. An explainer reads one layer
+and site, streamed into one float32 array, from blocks written grouped by (layer, site). The cold renders and
+`wif explain` hold the activations they fit on (0.9 GB per layer and site here, in float32) and sklearn's copies.
 """,
     )
 
