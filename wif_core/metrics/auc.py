@@ -110,13 +110,12 @@ def _stratified_counts(y: np.ndarray, n_resamples: int, rng: np.random.Generator
 _CHUNK = 128  # resamples per block in the bootstrap: ~1 MB per 1,000 items of temporaries
 
 
-def _weighted_aucs(
-    s_pos: np.ndarray, s_neg: np.ndarray, c_pos: np.ndarray, c_neg: np.ndarray, n_pos: int, n_neg: int
-) -> np.ndarray:
+def _weighted_aucs(s_pos: np.ndarray, s_neg: np.ndarray, c_pos: np.ndarray, c_neg: np.ndarray) -> np.ndarray:
     """The AUC of each resample given how often it draws each item (``c_pos``, ``c_neg``: ``[B, m]``): the
     Mann-Whitney count of (failure, success) pairs where the failure scores higher, ties one half, weighted by
     the draws. No sort per resample: the successes are sorted once, and each failure's count of lower and tied
     successes is a difference of cumulative draws. Equal to the rank-sum AUC of the resampled items."""
+    n_pos, n_neg = len(s_pos), len(s_neg)
     order = np.argsort(s_neg, kind="stable")
     sorted_neg = s_neg[order]
     lo = np.searchsorted(sorted_neg, s_pos, side="left")
@@ -142,8 +141,7 @@ def bootstrap_aucs(
     scores = np.atleast_2d(np.asarray(scores, dtype=float))
     y = _check(y, *scores)
     c_pos, c_neg = _stratified_counts(y, n_resamples, np.random.default_rng(seed))
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    return np.stack([_weighted_aucs(s[y], s[~y], c_pos, c_neg, n_pos, n_neg) for s in scores])
+    return np.stack([_weighted_aucs(s[y], s[~y], c_pos, c_neg) for s in scores])
 
 
 def _interval(samples: np.ndarray, level: float) -> tuple[float, float]:

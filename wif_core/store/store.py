@@ -645,7 +645,9 @@ class Store:
         ``item_ids`` keeps only those items (still in item order); ``columns`` reads only those of ``ITEM_COLUMNS``
         (the list columns and the texts are what a read of a large run spends its time on); ``limit`` the first
         rows in item order."""
-        where, params = _item_filter(run_id, outcome, split, search, include_excluded, item_ids)
+        where, params = _item_filter(
+            run_id, outcome=outcome, split=split, search=search, include_excluded=include_excluded, item_ids=item_ids
+        )
         cols = list(ITEM_COLUMNS) if columns is None else list(columns)
         unknown = [c for c in cols if c not in ITEM_COLUMNS]
         if unknown:
@@ -678,7 +680,9 @@ class Store:
         item_ids: Sequence[str] | None = None,
     ) -> int:
         """How many items ``items`` returns with these filters (and no limit), counted in SQL."""
-        where, params = _item_filter(run_id, outcome, split, search, include_excluded, item_ids)
+        where, params = _item_filter(
+            run_id, outcome=outcome, split=split, search=search, include_excluded=include_excluded, item_ids=item_ids
+        )
         sql = f"""SELECT count(*) FROM items i
             JOIN outcomes o ON o.run_id = i.run_id AND o.item_id = i.item_id
             LEFT JOIN splits s ON s.run_id = i.run_id AND s.item_id = i.item_id
@@ -991,6 +995,7 @@ ITEM_COLUMNS: dict[str, str] = {
 
 def _item_filter(
     run_id: str,
+    *,
     outcome: str | None,
     split: str | None,
     search: str | None,
