@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, each writing its section of docs/BENCHMARKS.md.
 
 `python -m bench.run [NAME ...]` runs only the named ones (explainers, collection, app, real, sae, clusters, zoo,
-attribution, deletion, startup, models, models-real, zoo-cause, engines).
+attribution, deletion, startup, models, models-real, zoo-cause, engines, big-store).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 from bench import (
     app_render,
     attribution,
+    big_store,
     clusters,
     collection,
     deletion,
@@ -39,6 +40,7 @@ BENCHES = {
     "models": models.speed_main,
     "models-real": models.real_main,
     "engines": engines.main,
+    "big-store": big_store.main,
 }
 
 

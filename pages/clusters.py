@@ -74,14 +74,21 @@ outcome = cols[1].radio("Show", ["all", "failed", "correct"], horizontal=True, k
 biggest = max((c.size for c in r.clusters), default=1)
 min_size = cols[2].slider("Smallest cluster shown", 1, max(biggest, 2), 1, key="min_size")
 shown_ids = {c.id for c in r.clusters if c.size >= min_size}
-frame = cl.item_frame(r, data.items(run_id))
+frame = cl.map_frame(r)
 shown = frame[frame["cluster"].isin(shown_ids)]
 shown = shown if outcome == "all" else shown[shown["outcome"] == outcome]
+drawn = cl.map_sample(shown)
+drawn = cl.with_text(drawn, data.items(run_id, item_ids=list(drawn["item_id"]), columns=("item_id", "context")))
+if len(drawn) < len(shown):
+    st.caption(
+        f"The map draws a uniform random sample of {len(drawn):,} of these {len(shown):,} items (seed 0: each "
+        "cluster keeps about its share); the CSV below lists them all."
+    )
 name = f"wif_clusters_{run_id}_{space}_{mode}"
-charts.show(cl.scatter_figure(shown, colour, mode, map_method), shown.drop(columns="text"), name, fmt)
+charts.show(cl.scatter_figure(drawn, colour, mode, map_method), shown, name, fmt)
 st.download_button(
     "Download the whole result (JSON)",
-    json.dumps(r.to_json(), default=str),
+    lambda: json.dumps(r.to_json(), default=str),  # built when clicked: the items' arrays run to megabytes
     file_name=f"{name}.json",
     mime="application/json",
     on_click="ignore",

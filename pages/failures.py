@@ -22,12 +22,22 @@ suspect_only = cols[4].toggle(
     f"Suspect only {data.SUSPECT_MARK}", value=False, key="suspect", help="Items flagged as suspect labels."
 )
 
-frame = data.items(run_id, None if outcome == "all" else outcome, None if split == "all" else split, search, excluded)
 flags = data.quality_flags(run_id)
-frame = data.with_suspects(frame, flags)
-if suspect_only:
-    frame = frame[frame["suspect"] != ""]
-st.caption(f"{len(frame)} items match.")
+filters = {
+    "outcome": None if outcome == "all" else outcome,
+    "split": None if split == "all" else split,
+    "search": search,
+    "excluded": excluded,
+    "item_ids": list(flags["item_id"]) if suspect_only else None,
+}
+n_match = data.count_items(run_id, **filters)
+frame = data.with_suspects(data.items_shown(run_id, st.query_params.get("item"), **filters), flags)
+st.caption(f"{n_match} items match.")
+if n_match > len(frame):
+    st.caption(
+        f"The table lists the first {data.ITEMS_SHOWN:,} in item order (and the item the link names); search or "
+        "filter to find the others."
+    )
 if frame.empty:
     st.info("No items match these filters.")
     st.stop()

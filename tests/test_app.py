@@ -171,3 +171,24 @@ def test_the_v1_mode_the_entry_reruns_out_of_is_still_streamlits_mpa_v1() -> Non
     from streamlit.runtime.scriptrunner import script_runner
 
     assert callable(script_runner._mpa_v1)
+
+
+def test_failure_browser_lists_a_large_runs_first_items_and_the_linked_one(
+    wif_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``ITEMS_SHOWN`` matches the table lists the first ones (read with a SQL limit), the count is of all of
+    them, and an item a link names beyond them still opens."""
+    from wif_ui import data
+
+    monkeypatch.setattr(data, "ITEMS_SHOWN", 5)
+    at = _run(FAILURES, run=COLLECTED_RUN, item="gen-physical-0031")
+    assert not at.exception
+    assert next(c.value for c in at.caption if c.value.endswith("items match.")) == f"{N_ITEMS} items match."
+    assert any("first 5 in item order" in c.value for c in at.caption)
+    listed = at.dataframe[0].value["item_id"].tolist()
+    assert listed == [f"gen-physical-{n:04d}" for n in range(5)] + ["gen-physical-0031"]
+    assert at.selectbox(key="item_pick").value == "gen-physical-0031" and at.subheader[0].value == "gen-physical-0031"
+    at.toggle(key="suspect").set_value(True).run()  # no quality pass on this store: nothing is flagged
+    assert (
+        not at.exception and next(c.value for c in at.caption if c.value.endswith("items match.")) == "0 items match."
+    )

@@ -143,6 +143,14 @@ def test_planted_activation_signal_is_found(tmp_path):
     assert other_layer.ci_low < 0.5 < other_layer.ci_high
     assert probe.explanation["top_weights"][0]["feature"] == "dim 0"
     assert compare(probe, other_layer)["p_value"] < 0.01
+    cache = ResultCache(tmp_path / "results")
+    fresh = compare(probe, other_layer, cache=cache)
+    assert fresh == compare(probe, other_layer)
+    (stored,) = (tmp_path / "results").iterdir()
+    assert stored.name.startswith("pair-")
+    stored.write_text(stored.read_text().replace(str(fresh["p_value"]), "0.5"))  # read back, not recomputed
+    assert compare(probe, other_layer, cache=cache)["p_value"] == 0.5
+    assert compare(probe, paper, cache=cache) == compare(probe, paper)  # another pair: another entry
 
 
 def test_result_contract_and_cache(gold_only, tmp_path):
@@ -201,3 +209,18 @@ def test_attention_probe_survives_float16_overflow_in_per_token_activations():
     out = _finite(s)
     assert out.dtype == np.float32 and np.isfinite(out).all()
     assert out[0].tolist() == [F16_MAX, -F16_MAX, 0.0] and out[1].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_run_data_keeps_activations_within_its_budget(tmp_path, monkeypatch):
+    """Layers read in turn are dropped oldest first past ACTS_BUDGET, and read again (the same values) when asked."""
+    import wif_core.explainers.data as run_data
+
+    _planted_store(tmp_path / "s.duckdb", 60, "last")
+    with Store.open(tmp_path / "s.duckdb") as store:
+        data = RunData.load(store, "planted")
+        first = data._all_acts(1, "last")[1].copy()
+        monkeypatch.setattr(run_data, "ACTS_BUDGET", first.nbytes + 1)  # room for one layer
+        data._all_acts(2, "last")
+        assert list(data._acts) == [(2, "last")]
+        np.testing.assert_array_equal(data._all_acts(1, "last")[1], first)
+        assert list(data._acts) == [(1, "last")]

@@ -88,3 +88,22 @@ def test_undefined_and_mismatched_inputs():
         roc_auc_score([0, 1], [0.1, 0.2, 0.3])
     with pytest.raises(InputError, match="NaN"):
         auc_ci([0, 1], [np.nan, 0.2])
+
+
+def test_a_drawn_roc_curve_keeps_at_most_its_cap_of_vertices_and_its_ends():
+    from types import SimpleNamespace
+
+    from wif_core.figures import ROC_POINTS, roc_figure
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 5 * ROC_POINTS)
+    s = y + rng.normal(size=len(y))
+    r = SimpleNamespace(y_test=y.tolist(), scores=s.tolist(), label="probe", tier="input", auc=roc_auc_score(y, s))
+    fig, frame = roc_figure([r])  # type: ignore[list-item]
+    fpr, tpr, _ = roc_curve(y, s)
+    drawn = fig.data[0]
+    assert len(drawn.x) <= ROC_POINTS and len(frame) == len(fpr)  # the data keeps every vertex
+    assert (drawn.x[0], drawn.y[0], drawn.x[-1], drawn.y[-1]) == (0.0, 0.0, 1.0, 1.0)
+    # every drawn vertex is a vertex of the curve, and no vertex is far from the drawn line
+    assert set(zip(drawn.x, drawn.y, strict=True)) <= set(zip(fpr, tpr, strict=True))
+    assert np.abs(np.interp(fpr, drawn.x, drawn.y) - tpr).max() < 0.01

@@ -165,13 +165,15 @@ def item_order(outcomes: pd.DataFrame, stored: set[str]) -> tuple[list[str], dic
     """Item ids, failures first and attributed items first within each, with a mark per item."""
     frame = outcomes.assign(stored=outcomes["item_id"].isin(stored), correct=outcomes["correct"].astype(bool))
     frame = frame.sort_values(["correct", "stored"], ascending=[True, False], kind="stable")
-    marks = {r.item_id: ("✓" if r.correct else "✗") + (" · stored" if r.stored else "") for r in frame.itertuples()}
-    return frame["item_id"].tolist(), marks
+    ids = frame["item_id"].tolist()
+    outcome = np.where(frame["correct"].to_numpy(), "✓", "✗").astype(object)
+    marks = outcome + np.where(frame["stored"].to_numpy(), " · stored", "").astype(object)
+    return ids, dict(zip(ids, marks.tolist(), strict=True))
 
 
 def outcome_frame(run_id: str) -> pd.DataFrame:
     """item_id, correct and pred of every scored item of the run."""
-    return data.items(run_id, None, None, None, True)[["item_id", "correct", "pred", "gold", "margin"]]
+    return data.outcomes(run_id)
 
 
 # ---- run-level figures -------------------------------------------------------------

@@ -55,7 +55,7 @@ def show(fig: go.Figure, frame: pd.DataFrame, name: str, fmt: str) -> None:
     st.plotly_chart(fig, config={"toImageButtonOptions": {"format": fmt, "filename": name}, "displaylogo": False})
     st.download_button(
         "Download the data of this figure (CSV)",
-        frame.to_csv(index=False),
+        lambda: frame.to_csv(index=False),  # written when clicked, not on every render (a large run's frame)
         file_name=f"{name}.csv",
         mime="text/csv",
         key=f"csv_{name}",

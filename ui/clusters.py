@@ -98,9 +98,11 @@ def summary(r: ClusterResult) -> str:
     )
 
 
-def item_frame(r: ClusterResult, items: pd.DataFrame) -> pd.DataFrame:
-    """One row per item of the result: its cluster, outcome, split, map position and a text snippet."""
-    text = items.set_index("item_id")["context"].reindex(r.item_ids).fillna("")
+MAP_POINTS = 5000  # points the 2-D map draws at most: a seeded random sample of a larger run's items
+
+
+def map_frame(r: ClusterResult) -> pd.DataFrame:
+    """One row per item of the result: its cluster, outcome, split and map position (no text: see ``with_text``)."""
     return pd.DataFrame(
         {
             "item_id": r.item_ids,
@@ -110,9 +112,29 @@ def item_frame(r: ClusterResult, items: pd.DataFrame) -> pd.DataFrame:
             "split": [s or "none" for s in r.splits],
             "x": r.x,
             "y": r.y,
-            "text": [snippet(t, 120) for t in text],
         }
     )
+
+
+def with_text(frame: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a text snippet of each item's context (from ``items``: item_id, context)."""
+    text = items.set_index("item_id")["context"].reindex(frame["item_id"]).fillna("")
+    return frame.assign(text=[snippet(t, 120) for t in text])
+
+
+def item_frame(r: ClusterResult, items: pd.DataFrame) -> pd.DataFrame:
+    """One row per item of the result: its cluster, outcome, split, map position and a text snippet."""
+    return with_text(map_frame(r), items)
+
+
+def map_sample(frame: pd.DataFrame, cap: int = MAP_POINTS, seed: int = 0) -> pd.DataFrame:
+    """At most ``cap`` rows of ``frame`` for the map, drawn at random (``seed``) and kept in their order: tens of
+    thousands of points make a figure of many megabytes that the browser draws slowly and no one reads point by
+    point; a uniform sample keeps about each cluster's share."""
+    if len(frame) <= cap:
+        return frame
+    keep = np.sort(np.random.default_rng(seed).choice(len(frame), cap, replace=False))
+    return frame.iloc[keep]
 
 
 def scatter_figure(frame: pd.DataFrame, colour: str, mode: str, map_method: str) -> go.Figure:

@@ -170,9 +170,34 @@ def _quality_flags(path: str) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _items(
-    path: str, run_id: str, *, outcome: str | None, split: str | None, search: str | None, excluded: bool
+    path: str,
+    run_id: str,
+    *,
+    outcome: str | None,
+    split: str | None,
+    search: str | None,
+    excluded: bool,
+    limit: int | None = None,
+    item_ids: tuple[str, ...] | None = None,
+    columns: tuple[str, ...] | None = None,
 ) -> pd.DataFrame:
-    return _reader(path).items(run_id, outcome, split, search, include_excluded=excluded)
+    return _reader(path).items(
+        run_id, outcome, split, search, limit, include_excluded=excluded, item_ids=item_ids, columns=columns
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _count_items(
+    path: str,
+    run_id: str,
+    *,
+    outcome: str | None,
+    split: str | None,
+    search: str | None,
+    excluded: bool,
+    item_ids: tuple[str, ...] | None,
+) -> int:
+    return _reader(path).count_items(run_id, outcome, split, search, include_excluded=excluded, item_ids=item_ids)
 
 
 def _read(read: Callable[..., R], *args: Any, **kwargs: Any) -> R:
@@ -220,10 +245,78 @@ def quality_flags(run_id: str | None = None) -> pd.DataFrame:
 
 
 def items(
-    run_id: str, outcome: str | None = None, split: str | None = None, search: str | None = None, excluded: bool = True
+    run_id: str,
+    outcome: str | None = None,
+    split: str | None = None,
+    search: str | None = None,
+    excluded: bool = True,
+    *,
+    limit: int | None = None,
+    item_ids: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """A run's items with outcomes and splits, filtered in the store with SQL parameters (``Store.items``)."""
-    return _read(_items, _path(), run_id, outcome=outcome, split=split, search=search or None, excluded=excluded)
+    """A run's items with outcomes and splits, filtered in the store with SQL parameters (``Store.items``).
+
+    A page that draws a selection asks for it: ``limit`` rows in item order, only ``item_ids``, only ``columns``.
+    Every cached frame is pickled in and out of Streamlit's cache, so a whole large run read for five columns
+    costs seconds that a narrow read does not."""
+    return _read(
+        _items,
+        _path(),
+        run_id,
+        outcome=outcome,
+        split=split,
+        search=search or None,
+        excluded=excluded,
+        limit=limit,
+        item_ids=None if item_ids is None else tuple(item_ids),
+        columns=None if columns is None else tuple(columns),
+    )
+
+
+def count_items(
+    run_id: str,
+    outcome: str | None = None,
+    split: str | None = None,
+    search: str | None = None,
+    excluded: bool = True,
+    *,
+    item_ids: Sequence[str] | None = None,
+) -> int:
+    """How many items ``items`` gives with these filters and no limit (counted in the store)."""
+    ids = None if item_ids is None else tuple(item_ids)
+    return _read(
+        _count_items,
+        _path(),
+        run_id,
+        outcome=outcome,
+        split=split,
+        search=search or None,
+        excluded=excluded,
+        item_ids=ids,
+    )
+
+
+ITEMS_SHOWN = 1000  # rows of the failure browser's table: a large run's first matching items, not all of them
+
+
+def items_shown(run_id: str, wanted: str | None = None, **filters: Any) -> pd.DataFrame:
+    """The first ``ITEMS_SHOWN`` items that match ``filters`` (those of ``items``), in item order, and the item
+    ``wanted`` (a shared link's) after them when it matches and is not among them, so that the link opens it."""
+    frame = items(run_id, **filters, limit=ITEMS_SHOWN)
+    if wanted and len(frame) == ITEMS_SHOWN and wanted not in set(frame["item_id"]):
+        ids = filters.pop("item_ids", None)
+        if ids is None or wanted in set(ids):
+            frame = pd.concat([frame, items(run_id, **filters, item_ids=[wanted])], ignore_index=True)
+    return frame
+
+
+OUTCOME_COLUMNS = ("item_id", "correct", "pred", "gold", "margin")
+
+
+def outcomes(run_id: str) -> pd.DataFrame:
+    """Every scored item of a run with its outcome only (``OUTCOME_COLUMNS``): no texts, no per-choice scores."""
+    return items(run_id, columns=OUTCOME_COLUMNS)
 
 
 # ---- frames the pages draw ---------------------------------------------------------

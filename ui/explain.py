@@ -169,17 +169,23 @@ def reproduce(run_id: str, layers: list[int]) -> dict[str, Any]:
 # ---- tables --------------------------------------------------------------------------
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+def _pairs() -> ev.ResultCache:
+    """Where the paired comparisons are kept: beside the store with the results they compare."""
+    return ev.ResultCache.beside(Path(data.store_path()))
+
+
 def results_table(results: list[ev.ExplainResult]) -> pd.DataFrame:
     """All results, input tier first, each paired against the best of the table (AUC(row) − AUC(best), p).
 
     "Best" is chosen by val AUC (``ev.best_of``); ``selected`` marks the val-selected result of each tier, whose
-    test AUC is the one to report. Every other row's test AUC is shown too, not selected."""
-    best = ev.best_of(results)
+    test AUC is the one to report. Every other row's test AUC is shown too, not selected. The comparisons are
+    kept beside the store (a paired bootstrap over tens of thousands of test items takes seconds), not in
+    ``st.cache_data``, whose hash of every result's test scores would cost as much."""
+    best, pairs = ev.best_of(results), _pairs()
     chosen = {tier: ev.best_of(results, tier) for tier in TIERS}
     rows = []
     for r in sorted(results, key=lambda r: (TIERS.index(r.tier), -r.auc)):  # type: ignore[arg-type]
-        c = ev.compare(r, best) if best is not None and r is not best else {"diff": 0.0, "p_value": None}
+        c = ev.compare(r, best, cache=pairs) if best is not None and r is not best else {"diff": 0.0, "p_value": None}
         rows.append(
             {
                 "label": r.label,
@@ -207,7 +213,7 @@ def headline(results: list[ev.ExplainResult]) -> dict[str, Any] | None:
     base = ev.best_of(results, tier="input", names=TEXT_BASELINES)
     if inner is None or base is None:
         return None
-    return {"internals": inner, "baseline": base, **ev.compare(inner, base)}
+    return {"internals": inner, "baseline": base, **ev.compare(inner, base, cache=_pairs())}
 
 
 def explanation_parts(explanation: dict[str, Any]) -> tuple[list[tuple[str, pd.DataFrame]], str, dict[str, Any]]:

@@ -11,7 +11,7 @@ import streamlit as st
 
 from wif_core.heavy import heavy_imports
 from wif_core.interventions.causal import CausalScore
-from wif_core.interventions.run import InterventionCache, check_key
+from wif_core.interventions.run import InterventionCache, check_key, steering_check
 
 ALPHAS = (0.0, 0.25, 0.5, 1.0, 2.0)
 
@@ -61,8 +61,6 @@ def compute(
     """Run one steering check with the run's model and store it beside the store (the store stays read-only)."""
     from wif_ui import data
 
-    from wif_core.interventions.run import steering_check
-
     store = data.store(path)
     run = store.run(run_id)
     score = steering_check(
@@ -76,7 +74,9 @@ def compute(
         limit=limit,
         progress=progress,
     )
-    InterventionCache.beside(path).put(key_of(run_id, run.model, layer, site, alphas, controls, limit), score)
+    InterventionCache.beside(path).put(
+        key_of(run_id, run.model, layer=layer, site=site, alphas=alphas, controls=controls, limit=limit), score
+    )
     return score
 
 

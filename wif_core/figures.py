@@ -26,6 +26,7 @@ PAPER_COLOUR = "#ef6c00"
 # red pushes toward the wrong answer, blue toward the right one (RdBu reversed: positive is red)
 HEAT_COLOURS = [[0.0, "#2166ac"], [0.5, "#f7f7f7"], [1.0, "#b2182b"]]
 LINE_CHARS = 70
+ROC_POINTS = 1000  # vertices a drawn ROC curve keeps at most; its data (the figure's CSV) keeps every one
 
 
 def diverging_rgba(value: float, lo: float = 0.0, hi: float = 0.85) -> str:
@@ -46,13 +47,23 @@ def layout(fig: go.Figure, **kwargs: Any) -> go.Figure:
     return fig
 
 
+def _thin(n: int, cap: int) -> np.ndarray:
+    """Indices of at most ``cap`` of ``n`` curve vertices, evenly spaced, the first and last among them. An ROC
+    curve over 20,000 test items has as many vertices; between two kept ones it moves by at most ``n / cap``
+    steps of one item, which no screen shows, and the figure stays small enough to draw at once."""
+    if n <= cap:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, cap).round().astype(int))
+
+
 def roc_figure(results: list[ExplainResult]) -> tuple[go.Figure, pd.DataFrame]:
     """ROC curves of every result on its test items, line style by tier, and the chance diagonal."""
     fig, parts = go.Figure(), []
     for r in results:
         fpr, tpr, thr = roc_curve(np.asarray(r.y_test), np.asarray(r.scores))
         name = f"{r.label} · {r.tier} · AUC {r.auc:.3f}"
-        fig.add_scatter(x=fpr, y=tpr, mode="lines", name=name, line={"dash": DASH[r.tier]})
+        keep = _thin(len(fpr), ROC_POINTS)
+        fig.add_scatter(x=fpr[keep], y=tpr[keep], mode="lines", name=name, line={"dash": DASH[r.tier]})
         parts.append(pd.DataFrame({"label": r.label, "tier": r.tier, "fpr": fpr, "tpr": tpr, "threshold": thr}))
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance (AUC 0.5)", line=CHANCE)
     # a square plot on the left half, the legend (long labels) beside it

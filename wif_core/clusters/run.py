@@ -202,8 +202,8 @@ def cluster_run(
     """
     _check_options(space, mode, algorithm, k, map_method)
     settings = resolve(store, run_id, space, layer=layer, site=site, method=method)
-    frame = store.items(run_id, include_excluded=False)
-    if frame.empty:
+    n_items = store.count_items(run_id, include_excluded=False)  # a cached result needs no item read
+    if not n_items:
         raise InputError(f"run {run_id} has no scored items to cluster (see `wif items --run {run_id}`)")
     sae = _card_sae(store, run_id, space, settings) if sae_features else None
     options = {
@@ -215,9 +215,10 @@ def cluster_run(
         "min_cluster_size": min_cluster_size,
         "sae_features": sae_features,
     }
-    key = cache_key(store, run_id, n_items=len(frame), space=space, settings=settings, options=options, sae=sae)
+    key = cache_key(store, run_id, n_items=n_items, space=space, settings=settings, options=options, sae=sae)
     if cache is not None and (hit := cache.get(key)) is not None:
         return hit
+    frame = store.items(run_id, include_excluded=False)
 
     times: dict[str, float] = {}
     t = time.perf_counter()

@@ -11,10 +11,17 @@ import pandas as pd
 from wif_core.errors import InputError
 from wif_core.explainers.base import RunFacts, Tier, View
 from wif_core.label_quality import exclusion_digest, suspect_ids
-from wif_core.store import Store
+from wif_core.store import RunInfo, Store
 
 MIN_PER_CLASS = 10
+ACTS_BUDGET = 4 * 2**30  # bytes of activations a RunData keeps read (see RunData._all_acts)
 EXCLUSIONS = ("suspect",)  # what `RunData.load(exclude=...)` can leave out: the item-quality pass's flags
+
+
+# what an evaluation reads of a run's items (``Store.items``): not the metadata, per-byte scores or token counts;
+# the texts (TEXT_COLUMNS) only once a fit needs them, so that a page whose results are cached reads none
+EVAL_COLUMNS = ("item_id", "split", "correct", "gold", "margin", "excluded", "ll_sum", "key")
+TEXT_COLUMNS = ("context", "choices")
 
 
 def _complete_scores(value: object, n_choices: int) -> bool:
@@ -25,15 +32,26 @@ def _complete_scores(value: object, n_choices: int) -> bool:
     return bool(np.isfinite(scores).all())
 
 
+def _complete_column(cells: pd.Series, n_choices: int) -> pd.Series:
+    """``_complete_scores`` of every cell; one array operation where every cell is a float array of one length
+    (a collected run's), the cell-by-cell check otherwise."""
+    if len(cells) and all(isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in cells):
+        lengths = np.fromiter((len(v) for v in cells), dtype=np.int64, count=len(cells))
+        if (lengths == n_choices).all():
+            return pd.Series(np.isfinite(np.stack(cells.to_list())).all(axis=1), index=cells.index)
+    return cells.map(lambda v: _complete_scores(v, n_choices))
+
+
 @dataclass
 class RunData:
     """Everything the explainers of one run draw on, read once from the store."""
 
     store: Store
     facts: RunFacts
-    frame: pd.DataFrame  # one row per evaluated item: item_id, split, failed, gold, ll_sum, key, context, choices
+    frame: pd.DataFrame  # one row per evaluated item: item_id, split, failed, gold, ll_sum, key (+ texts: with_texts)
     # what was left out beyond leakage ({"suspect": digest of the ids, "n_suspect": {split: n}}), for cache keys
     excluded: dict[str, Any] = field(default_factory=dict)
+    run: RunInfo | None = None  # the run's record as read with the items (split and run config for cache keys)
     _acts: dict[tuple[int, str], tuple[dict[str, int], np.ndarray]] = field(default_factory=dict, repr=False)
     _tokens: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     _by_key: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
@@ -46,7 +64,7 @@ class RunData:
         flags as suspect labels (``wif quality``); a run without one is refused in one line.
         """
         run = store.run(run_id)
-        frame = store.items(run_id, include_excluded=include_excluded)
+        frame = store.items(run_id, include_excluded=include_excluded, columns=EVAL_COLUMNS)
         frame = frame[frame["split"].isin(["train", "val", "test"])].reset_index(drop=True)
         excluded: dict[str, Any] = {}
         if exclude is not None:
@@ -62,7 +80,7 @@ class RunData:
             frame = frame[~dropped].reset_index(drop=True)
         frame["failed"] = (~frame["correct"].astype(bool)).astype(int)
         others = [r for r in store.runs().itertuples() if r.task == run.task and r.run_id != run_id and r.n_items > 0]
-        complete = frame["ll_sum"].map(lambda v: _complete_scores(v, run.n_choices))
+        complete = _complete_column(frame["ll_sum"], run.n_choices)
         has_scores = bool(len(frame)) and bool(complete.all())
         # a run with scores on some items only (imported nulls) offers none: a baseline on a subset would pretend
         scored_any = frame["ll_sum"].map(lambda v: isinstance(v, list | np.ndarray) and len(v) > 0)
@@ -79,7 +97,7 @@ class RunData:
             other_runs=[r.run_id for r in others],
             store_path=str(store.path),
         )
-        data = cls(store, facts, frame, excluded=excluded)
+        data = cls(store, facts, frame, excluded=excluded, run=run)
         train_keys = set(frame.loc[frame["split"] == "train", "key"])
         data.facts.shared_train = {
             r.run_id: sum(k in train_keys for k in data._failed_by_key(r.run_id)) for r in others
@@ -106,9 +124,16 @@ class RunData:
 
     # -- lazily read arrays, indexed by item id ------------------------------------------
     def _all_acts(self, layer: int, site: str) -> tuple[dict[str, int], np.ndarray]:
-        if (layer, site) not in self._acts:
-            ids, arr = self.store.activations(self.facts.run_id, layer, site, list(self.frame["item_id"]))
-            self._acts[(layer, site)] = ({i: n for n, i in enumerate(ids)}, arr)
+        """One (layer, site) of every evaluated item, read once and kept while the kept ones fit ``ACTS_BUDGET``
+        (the oldest go first; the newest always stays): a run of 100,000 items holds 0.9 GB per layer at width
+        2304, and a process that fits every layer in turn (the app's compare page) must not keep them all."""
+        if (layer, site) in self._acts:
+            self._acts[(layer, site)] = self._acts.pop((layer, site))  # the most recently used is kept longest
+            return self._acts[(layer, site)]
+        ids, arr = self.store.activations(self.facts.run_id, layer, site, list(self.frame["item_id"]))
+        while self._acts and sum(a.nbytes for _, a in self._acts.values()) + arr.nbytes > ACTS_BUDGET:
+            del self._acts[next(iter(self._acts))]
+        self._acts[(layer, site)] = ({i: n for n, i in enumerate(ids)}, arr)
         return self._acts[(layer, site)]
 
     def _all_tokens(self, layer: int) -> dict[str, np.ndarray]:
@@ -139,6 +164,16 @@ class RunData:
         failed = self._failed_by_key(other_run)
         return np.array([np.nan if k in held_out else failed.get(k, np.nan) for k in keys])
 
+    def with_texts(self) -> pd.DataFrame:
+        """``frame`` with each item's ``context`` and ``choices``, read from the store the first time they are
+        needed (``load`` leaves them out: a result read from the cache needs no text)."""
+        if not all(c in self.frame for c in TEXT_COLUMNS):
+            texts = self.store.items(self.facts.run_id, columns=("item_id", *TEXT_COLUMNS)).set_index("item_id")
+            self.frame = self.frame.assign(
+                **{c: texts[c].reindex(self.frame["item_id"]).to_numpy() for c in TEXT_COLUMNS}
+            )
+        return self.frame
+
     # -- views ----------------------------------------------------------------------------
     def split(self, name: str, tier: Tier, other_train: bool = False) -> tuple[View, np.ndarray]:
         """The ``name`` split as a ``tier`` view, and its failure labels (1 = failed).
@@ -146,7 +181,8 @@ class RunData:
         ``other_train`` (for an explainer that declares ``reads_other_train``) adds other runs' outcomes to the
         train view only: a val or test view never holds them.
         """
-        part = self.frame[self.frame["split"] == name]
+        frame = self.with_texts()
+        part = frame[frame["split"] == name]
         ids = part["item_id"].tolist()
         keys = part["key"].tolist()
 

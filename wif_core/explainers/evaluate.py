@@ -11,12 +11,13 @@ fits the same thing twice.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -92,13 +93,14 @@ class ExplainResult:
 
     def summary(self) -> dict[str, Any]:
         """The JSON contract of `wif explain` (no per-item scores)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("item_ids", "scores", "y_test")}
+        per_item = ("item_ids", "scores", "y_test")  # not walked by a deep copy: tens of thousands of values
+        out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in per_item}
         out["label"] = self.label
         return out
 
 
 def _key(data: RunData, name: str, settings: dict[str, Any], level: float, n_resamples: int) -> str:
-    run = data.store.run(data.facts.run_id)
+    run = data.run if data.run is not None else data.store.run(data.facts.run_id)
     payload = {
         "v": RESULTS_VERSION,
         "run": data.facts.run_id,
@@ -129,6 +131,14 @@ class ResultCache(JsonDir):
 
     def put(self, key: str, result: ExplainResult) -> None:
         self.write(key, asdict(result))
+
+    def get_comparison(self, key: str) -> dict[str, Any] | None:
+        """A paired comparison stored by ``compare`` (``pair-KEY.json``), or None."""
+        doc = self.read(f"pair-{key}")
+        return doc if isinstance(doc, dict) else None
+
+    def put_comparison(self, key: str, comparison: dict[str, Any]) -> None:
+        self.write(f"pair-{key}", comparison)
 
 
 def _resolve(
@@ -267,10 +277,26 @@ def evaluate_all(
     return results
 
 
-def compare(a: ExplainResult, b: ExplainResult, method: str = "bootstrap") -> dict[str, Any]:
-    """Paired comparison of two results on the same test items: AUC(a) − AUC(b), CI and p."""
+def _pair_key(a: ExplainResult, b: ExplainResult, method: str) -> str:
+    """What a paired comparison depends on: both results' test scores and labels, the level, seed and method."""
+    h = hashlib.sha1(json.dumps([RESULTS_VERSION, method, a.ci_level, a.seed, a.label, b.label]).encode())
+    for values in (a.y_test, a.scores, b.scores):
+        h.update(np.asarray(values, dtype=float).tobytes())
+    return h.hexdigest()[:20]
+
+
+def compare(
+    a: ExplainResult, b: ExplainResult, method: str = "bootstrap", cache: ResultCache | None = None
+) -> dict[str, Any]:
+    """Paired comparison of two results on the same test items: AUC(a) − AUC(b), CI and p.
+
+    With ``cache``, a comparison made before on the same scores is read back (the bootstrap over tens of
+    thousands of test items takes seconds; a page compares every row of its table with the best)."""
     if a.item_ids != b.item_ids:
         raise InputError("paired comparison needs both results on the same test items (same run and split)")
+    key = _pair_key(a, b, method) if cache is not None else ""
+    if cache is not None and (hit := cache.get_comparison(key)) is not None:
+        return hit
     r = paired_compare(
         np.array(a.y_test),
         np.array(a.scores),
@@ -280,7 +306,7 @@ def compare(a: ExplainResult, b: ExplainResult, method: str = "bootstrap") -> di
         n_resamples=2000,
         seed=a.seed,
     )
-    return {
+    out = {
         "a": a.label,
         "b": b.label,
         "diff": r.diff,
@@ -291,6 +317,9 @@ def compare(a: ExplainResult, b: ExplainResult, method: str = "bootstrap") -> di
         "method": r.method,
         "n": r.n,
     }
+    if cache is not None:
+        cache.put_comparison(key, out)
+    return out
 
 
 def best_of(

@@ -624,41 +624,59 @@ class Store:
         search: str | None = None,
         limit: int | None = None,
         include_excluded: bool = True,
+        *,
+        item_ids: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """Items of a run joined with outcomes and splits, filtered; every value is a SQL parameter."""
-        where: list[str] = ["i.run_id = ?"]
-        params: list[Any] = [run_id]
-        if outcome == "correct":
-            where.append("o.correct")
-        elif outcome == "incorrect":
-            where.append("NOT o.correct")
-        if split:
-            where.append("s.split = ?")
-            params.append(split)
-        if search:  # the text itself: '%', '_' and '\\' in it match only themselves
-            where.append(
-                "(i.context ILIKE ? ESCAPE '\\' OR array_to_string(i.choices, ' ') ILIKE ? ESCAPE '\\'"
-                " OR i.item_id ILIKE ? ESCAPE '\\')"
-            )
-            params += [f"%{_like_literal(search)}%"] * 3
-        if not include_excluded:
-            where.append("NOT coalesce(s.excluded, false)")
+        """Items of a run joined with outcomes and splits, filtered; every value is a SQL parameter.
+
+        ``item_ids`` keeps only those items (still in item order); ``columns`` reads only those of ``ITEM_COLUMNS``
+        (the list columns and the texts are what a read of a large run spends its time on); ``limit`` the first
+        rows in item order."""
+        where, params = _item_filter(
+            run_id, outcome=outcome, split=split, search=search, include_excluded=include_excluded, item_ids=item_ids
+        )
+        cols = list(ITEM_COLUMNS) if columns is None else list(columns)
+        unknown = [c for c in cols if c not in ITEM_COLUMNS]
+        if unknown:
+            raise StoreError(f"no item column '{unknown[0]}' (columns: {', '.join(ITEM_COLUMNS)})")
         sql = f"""
-            SELECT i.item_id, s.split, o.correct, o.pred, i.gold, o.margin, s.excluded, s.reason,
-                   i.context, i.choices, o.ll_sum, o.ll_norm, o.n_tokens, o.truncated, i.meta, i.key
+            SELECT {", ".join(ITEM_COLUMNS[c] for c in cols)}
             FROM items i
             JOIN outcomes o ON o.run_id = i.run_id AND o.item_id = i.item_id
             LEFT JOIN splits s ON s.run_id = i.run_id AND s.item_id = i.item_id
-            WHERE {" AND ".join(where)}
+            WHERE {where}
             ORDER BY i.position
-        """  # noqa: S608 - the WHERE parts are fixed strings; values are parameters
+        """  # noqa: S608 - the column names and WHERE parts are fixed strings; values are parameters
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
         frame = self._cur().execute(sql, params).df()
         for col in ("ll_sum", "ll_norm"):
-            frame[col] = frame[col].map(_scores_cell)
+            if col in frame:
+                frame[col] = frame[col].map(_scores_cell)
         return frame
+
+    def count_items(
+        self,
+        run_id: str,
+        outcome: str | None = None,
+        split: str | None = None,
+        search: str | None = None,
+        include_excluded: bool = True,
+        *,
+        item_ids: Sequence[str] | None = None,
+    ) -> int:
+        """How many items ``items`` returns with these filters (and no limit), counted in SQL."""
+        where, params = _item_filter(
+            run_id, outcome=outcome, split=split, search=search, include_excluded=include_excluded, item_ids=item_ids
+        )
+        sql = f"""SELECT count(*) FROM items i
+            JOIN outcomes o ON o.run_id = i.run_id AND o.item_id = i.item_id
+            LEFT JOIN splits s ON s.run_id = i.run_id AND s.item_id = i.item_id
+            WHERE {where}"""  # noqa: S608 - the WHERE parts are fixed strings; values are parameters
+        row = self._cur().execute(sql, params).fetchone()
+        return int(row[0]) if row else 0
 
     def failed_by_key(self, run_id: str) -> dict[str, float]:
         """A run's outcome per item key (1.0 = failed), over all its scored items; NaN for a key whose
@@ -729,25 +747,38 @@ class Store:
                 f"run {run_id} has no activations at layer {layer}, site '{site}'; "
                 f"it has layers {run.layers} and sites {run.sites}"
             )
-        rows = (
-            self._cur()
-            .execute(
-                """SELECT a.item_id, a.vec FROM activations a JOIN items i USING (run_id, item_id)
-               WHERE a.run_id = ? AND a.layer = ? AND a.site = ? ORDER BY i.position""",
-                [run_id, layer, site],
-            )
-            .fetchall()
-        )
-        rows = _in_order(rows, item_ids)
+        where, params = "a.run_id = ? AND a.layer = ? AND a.site = ?", [run_id, layer, site]
+        if item_ids is not None:
+            where += " AND a.item_id IN (SELECT unnest(?::VARCHAR[]))"
+            params.append(list(item_ids))
+        cur = self._cur()
+        count = cur.execute(f"SELECT count(*) FROM activations a WHERE {where}", params).fetchone()  # noqa: S608
+        n = int(count[0]) if count else 0
         dtype = np.dtype(run.act_dtype).newbyteorder("<")
         d = run.d_model or 0
-        ids = [r[0] for r in rows]
-        if not rows:
+        cur.execute(
+            f"""SELECT a.item_id, a.vec FROM activations a JOIN items i USING (run_id, item_id)
+                WHERE {where} ORDER BY i.position""",  # noqa: S608 - fixed strings; values are parameters
+            params,
+        )
+        # streamed into one float32 array: a layer of a large run is read once, never held as bytes beside it
+        ids: list[str] = []
+        out: np.ndarray | None = None
+        while rows := cur.fetchmany(_ACT_ROWS):
+            block = np.frombuffer(b"".join(r[1] for r in rows), dtype=dtype).reshape(len(rows), -1)
+            if out is None:
+                out = np.empty((n, block.shape[1]), dtype=np.float32)
+            out[len(ids) : len(ids) + len(rows)] = block
+            ids += [r[0] for r in rows]
+        if out is None:
             return ids, np.zeros((0, d), dtype=np.float32)
-        flat = np.frombuffer(b"".join(r[1] for r in rows), dtype=dtype).astype(np.float32)
-        per_item = flat.size // len(rows)
-        shape = (len(rows), per_item // d, d) if site == "choice" else (len(rows), d)
-        return ids, flat.reshape(shape)
+        out = out[: len(ids)]
+        if item_ids is not None:  # the order asked for (item order when ``item_ids`` is, as RunData asks)
+            wanted = {i: k for k, i in enumerate(item_ids)}
+            order = np.argsort([wanted[i] for i in ids], kind="stable")
+            if (np.diff(order) < 0).any():
+                out, ids = out[order], [ids[k] for k in order]
+        return ids, out.reshape((len(ids), -1, d) if site == "choice" else (len(ids), d))
 
     def token_activations(
         self, run_id: str, layer: int, item_ids: Sequence[str] | None = None
@@ -833,6 +864,8 @@ class Store:
         return {(r[0], r[1]) for r in rows}
 
 
+_ACT_ROWS = 2048  # activation rows fetched at a time (about 10 MB at width 2304 in float16)
+
 # the tables whose rows a shard carries (an item's outcome, its activations and its tokens), in merge order
 SHARD_TABLES = ("outcomes", "activations", "token_activations", "tokens")
 _PARQUET_TABLES = ("items", *SHARD_TABLES, "splits")
@@ -873,17 +906,19 @@ def outcome_frames(run_id: str, rows: Sequence[OutcomeRow], act_dtype: str = "fl
             "truncated": pd.array([r.truncated for r in rows], dtype="Int32"),
         }
     )
+    # rows grouped by (layer, site), items in batch order within each: a reader of one layer and site (an
+    # explainer) then reads the file's blocks of that layer and site, not every block of every item
     acts = [
         (run_id, r.item_id, layer, site, np.ascontiguousarray(v, dtype=dtype).tobytes())
+        for (layer, site) in sorted({key for r in rows for key in r.acts if key[1] != "tokens"})
         for r in rows
-        for (layer, site), v in r.acts.items()
-        if site != "tokens"
+        if (v := r.acts.get((layer, site))) is not None
     ]
     token_acts = [
         (run_id, r.item_id, layer, len(v), np.ascontiguousarray(v, dtype=dtype).tobytes())
+        for layer in sorted({key[0] for r in rows for key in r.acts if key[1] == "tokens"})
         for r in rows
-        for (layer, site), v in r.acts.items()
-        if site == "tokens"
+        if (v := r.acts.get((layer, "tokens"))) is not None
     ]
     toks = [(run_id, r.item_id, seq, list(t), list(i), int(s)) for r in rows for seq, (t, i, s) in r.tokens.items()]
     return {
@@ -940,6 +975,60 @@ def _run_tables(cur: duckdb.DuckDBPyConnection) -> list[str]:
     ).fetchall()
     names = [r[0] for r in rows]
     return [t for t in names if t != "runs"] + ["runs"]
+
+
+# the columns ``Store.items`` reads, by name, with the SQL expression of each (all fixed strings)
+ITEM_COLUMNS: dict[str, str] = {
+    "item_id": "i.item_id",
+    "split": "s.split",
+    "correct": "o.correct",
+    "pred": "o.pred",
+    "gold": "i.gold",
+    "margin": "o.margin",
+    "excluded": "s.excluded",
+    "reason": "s.reason",
+    "context": "i.context",
+    "choices": "i.choices",
+    "ll_sum": "o.ll_sum",
+    "ll_norm": "o.ll_norm",
+    "n_tokens": "o.n_tokens",
+    "truncated": "o.truncated",
+    "meta": "i.meta",
+    "key": "i.key",
+}
+
+
+def _item_filter(
+    run_id: str,
+    *,
+    outcome: str | None,
+    split: str | None,
+    search: str | None,
+    include_excluded: bool,
+    item_ids: Sequence[str] | None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause of ``Store.items`` over items ``i``, outcomes ``o`` and splits ``s``, and its parameters."""
+    where: list[str] = ["i.run_id = ?"]
+    params: list[Any] = [run_id]
+    if outcome == "correct":
+        where.append("o.correct")
+    elif outcome == "incorrect":
+        where.append("NOT o.correct")
+    if split:
+        where.append("s.split = ?")
+        params.append(split)
+    if search:  # the text itself: '%', '_' and '\\' in it match only themselves
+        where.append(
+            "(i.context ILIKE ? ESCAPE '\\' OR array_to_string(i.choices, ' ') ILIKE ? ESCAPE '\\'"
+            " OR i.item_id ILIKE ? ESCAPE '\\')"
+        )
+        params += [f"%{_like_literal(search)}%"] * 3
+    if not include_excluded:
+        where.append("NOT coalesce(s.excluded, false)")
+    if item_ids is not None:
+        where.append("i.item_id IN (SELECT unnest(?::VARCHAR[]))")
+        params.append(list(item_ids))
+    return " AND ".join(where), params
 
 
 def _like_literal(text: str) -> str:
