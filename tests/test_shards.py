@@ -236,3 +236,23 @@ def test_export_round_trips_a_run(tmp_path, capsys, tiny_model_dir, items_file, 
     assert again["merged"] == [] and "already complete" in again["note"]
     assert main(["export", "--run", run_id, "--out", str(out), "--db", str(src)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_a_second_driver_waits_for_the_store_and_merges_nothing_twice(tmp_path, capsys, tiny_model_dir, items_file):
+    """Two drivers on one store: while one holds it, the other gets one line after its wait; run again, the
+    shards the first merged are not merged twice."""
+    out, db = tmp_path / "shards", tmp_path / "s.duckdb"
+    _json(capsys, [*_collect(tiny_model_dir, items_file), "--shard", "0/1", "--out", str(out)])
+    import subprocess
+    import sys
+
+    second = [sys.executable, "-c", "import sys; from wif_core.cli import main; sys.exit(main(sys.argv[1:]))"]
+    with Store.open(db, write=True) as first:  # the first driver holds the store: the second, another process, waits
+        proc = subprocess.run([*second, "ingest", str(out), "--db", str(db)], capture_output=True, text=True)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert "in use by another wif process" in proc.stderr.strip().splitlines()[-1]
+        sh.ingest(first, out)  # the first driver merges
+    again = _json(capsys, ["ingest", str(out), "--db", str(db), "--json"])["ingested"][0]
+    assert again["merged"] == [] and again["before"] == [0] and again["complete"]
+    with Store.open(db) as store:
+        assert store.counts(store.run_ids()[0])["outcomes"] == 40
