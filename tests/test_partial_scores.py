@@ -76,10 +76,10 @@ def test_import_stores_null_per_missing_choice_and_scores_are_not_pretended(tmp_
         assert sum(bool(np.isnan(c).any()) for c in cells) == 15  # null per missing choice, nothing invented
         assert all(len(c) == 3 for c in cells)
         data = RunData.load(store, out["run_id"])
+        view, _ = data.split("test", "output")  # a view reads the item texts from the store: while it is open
     assert not data.facts.has_scores and data.facts.scores_missing > 0
     why = Confidence.applicable(data.facts)
     assert why is not None and "no score for some choice" in why and "\n" not in why
-    view, _ = data.split("test", "output")
     with pytest.raises(PermissionError):
         view.choice_scores  # noqa: B018 - an output-tier view of a run with partial scores has none
     assert main(["explain", "--run", out["run_id"], "--explainer", "confidence", "--db", str(db)]) == 2
@@ -96,9 +96,9 @@ def test_complete_scores_stay_available(tmp_path):
     with Store.open(tmp_path / "w.duckdb", write=True) as store:
         result = import_outcomes(store, path, "siqa", "m")
         data = RunData.load(store, result.run_id)
+        view, _ = data.split("test", "output")  # a view reads the item texts from the store: while it is open
     assert data.facts.has_scores and data.facts.scores_missing == 0
     assert Confidence.applicable(data.facts) is None
-    view, _ = data.split("test", "output")
     assert view.choice_scores.shape == (len(view.item_ids), 3)
 
 
