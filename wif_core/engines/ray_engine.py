@@ -11,8 +11,6 @@ directory is never read.
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,8 +19,6 @@ from typing import Any
 
 from wif_core.errors import InputError, WifError, one_line
 from wif_core.tasks.base import TaskItem
-
-log = logging.getLogger(__name__)
 
 RETRIES = 3  # restarts of a dead actor, and retries of the shard it was scoring
 
@@ -110,9 +106,6 @@ class ShardWorker:
 
         torch.set_num_threads(max(1, threads))
         self._score = shard_scorer(load_model(spec, Path(cache_dir) if cache_dir else None, **load))
-
-    def pid(self) -> int:
-        return os.getpid()
 
     def score(self, items: Sequence[TaskItem], shard: tuple[int, int], out: str, options: dict[str, Any]) -> Any:
         return self._score(items, shard, Path(out), options)

@@ -12,7 +12,6 @@ batches, ``steer_scores`` of every item of a run).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,8 +21,6 @@ import numpy as np
 
 from wif_core.errors import InputError
 from wif_core.heavy import heavy_imports
-
-log = logging.getLogger(__name__)
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 1.0, 2.0)
 STEERABLE_SITES = ("last", "mean")
