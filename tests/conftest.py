@@ -129,14 +129,11 @@ def tiny_model_dir(tiny_llama, tiny_tokenizer, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture()
-def items_file(tmp_path) -> Path:
-    """A local PIQA-layout JSONL file of 40 distinct items."""
-    import json
-
+def piqa_rows() -> list[dict]:
+    """40 distinct PIQA-layout rows (goal, sol1, sol2, label)."""
     verbs = ["open", "clean", "fold", "cut", "dry", "heat", "cool", "fix", "paint", "move"]
     nouns = ["a jar", "a shirt", "the floor", "bread"]
-    rows = [
+    return [
         {
             "goal": f"How do you {v} {n}?",
             "sol1": f"use a tool to {v} it",
@@ -146,8 +143,15 @@ def items_file(tmp_path) -> Path:
         for i, v in enumerate(verbs)
         for j, n in enumerate(nouns)
     ]
+
+
+@pytest.fixture()
+def items_file(tmp_path) -> Path:
+    """A local PIQA-layout JSONL file of 40 distinct items."""
+    import json
+
     path = tmp_path / "piqa_items.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in rows))
+    path.write_text("\n".join(json.dumps(r) for r in piqa_rows()))
     return path
 
 

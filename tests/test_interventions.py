@@ -11,7 +11,7 @@ import pytest
 
 from wif_core.cli import main
 from wif_core.interventions.causal import choose_alpha, rates
-from wif_core.interventions.steering import Direction, random_directions, steer_scores, sweep
+from wif_core.interventions.steering import Direction, Prefix, random_directions, steer_scores, sweep
 from wif_core.models.loading import LoadedModel
 from wif_core.store import Store
 from wif_core.tasks.base import TaskItem
@@ -47,6 +47,52 @@ def test_alpha_zero_reproduces_collection_exactly(collected, tiny_model_dir):
     short = steer_scores(lm, items, layer=2, vector=None)
     for i, row in stored.iterrows():
         np.testing.assert_allclose(short[i][0], list(row.ll_sum), atol=1e-4)
+
+
+def test_a_shared_prefix_changes_no_score(collected, tiny_model_dir):
+    """Passes that start from the kept block-L output (skipping blocks 1..L) give the full passes' scores bit for
+    bit, steered or not, with or without the listing prompt; a prefix past its byte budget scores in full."""
+    from wif_core.models.loading import load_model
+
+    db, run_id = collected
+    lm = load_model(str(tiny_model_dir))
+    with Store.open(db) as store:
+        items = store.task_items(run_id)
+    v = np.random.default_rng(0).standard_normal(32).astype(np.float32) * 3
+    first = None
+    for listing in (False, True):
+        prefix = Prefix(2)
+        full = [steer_scores(lm, items, layer=2, vector=x, listing=listing) for x in (None, v, -v)]
+        shared = [steer_scores(lm, items, layer=2, vector=x, listing=listing, prefix=prefix) for x in (None, v, -v)]
+        assert prefix.hits > 0 and prefix.bytes > 0  # the later passes did start from the kept tensors
+        assert shared == full
+        assert full[1] != full[0]  # the steering does change scores: the comparison can fail
+        first = first or full
+    tight = Prefix(2, max_bytes=0)
+    assert [steer_scores(lm, items, layer=2, vector=v, prefix=tight) for _ in range(2)] == [first[1]] * 2
+    assert tight.hits == 0 and not tight.kept
+
+
+def test_a_shared_prefix_changes_no_score_on_gemma3(tiny_gemma3, tiny_tokenizer):
+    """The same on the tiny Gemma 3, whose blocks take per-type masks and position embeddings (sliding and
+    global layers): skipping the blocks below changes nothing above them."""
+    lm = LoadedModel(model=tiny_gemma3, tokenizer=tiny_tokenizer, name="tiny-gemma3", n_layers=4, d_model=32)
+    items = [
+        TaskItem(
+            item_id=f"g{n}",
+            task="piqa",
+            context=f"Step {n}: how do you fold a shirt neatly?",
+            choices=("fold it in half twice", f"throw it {n} times"),
+            gold=n % 2,
+        )
+        for n in range(6)
+    ]
+    v = np.random.default_rng(1).standard_normal(32).astype(np.float32) * 3
+    for layer in (1, 3):
+        prefix = Prefix(layer)
+        full = [steer_scores(lm, items, layer=layer, vector=x) for x in (None, v)]
+        shared = [steer_scores(lm, items, layer=layer, vector=x, prefix=prefix) for x in (None, v)]
+        assert prefix.hits > 0 and shared == full and full[0] != full[1]
 
 
 def test_controls_have_the_directions_norm():

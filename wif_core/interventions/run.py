@@ -14,7 +14,16 @@ import numpy as np
 
 from wif_core.errors import InputError
 from wif_core.interventions.causal import CausalScore, choose_alpha, rates
-from wif_core.interventions.steering import DEFAULT_ALPHAS, probe_direction, residual_norm, sweep
+from wif_core.interventions.clamp import DEFAULT_KS, clamp_edit, clamp_plan, random_features
+from wif_core.interventions.steering import (
+    DEFAULT_ALPHAS,
+    Level,
+    adding,
+    edit_sweep,
+    probe_direction,
+    random_directions,
+    residual_norm,
+)
 from wif_core.jsondir import JsonDir, jsonable
 from wif_core.metrics.auc import DEFAULT_LEVEL
 
@@ -110,31 +119,149 @@ def steering_check(
     takes a seeded sample of at most that many items of each split."""
     run = store.run(run_id)
     grid = check_request(run, explainer=explainer, layer=layer, site=site, alphas=alphas)
-    if lm.d_model != run.d_model:
-        raise InputError(f"the model given has width {lm.d_model}, run {run_id} was collected at {run.d_model}")
+    _check_width(lm, run)
     start = time.perf_counter()
     direction = probe_direction(store, run_id, layer, site, seed)
     unit = residual_norm(store, run_id, layer, site)
+    controls = random_directions(len(direction.vector), n_controls, seed)
+    levels = [
+        Level(alpha=0.0, edit=None)
+        if a == 0
+        else Level(
+            alpha=a,
+            edit=adding(lm, a * unit * direction.vector),
+            controls=[adding(lm, a * unit * c) for c in controls],
+        )
+        for a in grid
+    ]
+    return _causal_check(
+        store,
+        lm,
+        run_id,
+        levels=levels,
+        layer=layer,
+        name=direction.name,
+        source=direction.source | {"unit": unit, "n_controls": n_controls, "seed": seed, "limit": limit},
+        site=site,
+        seed=seed,
+        limit=limit,
+        level=level,
+        max_tokens=max_tokens,
+        progress=progress,
+        start=start,
+    )
+
+
+def clamp_check(
+    store: Any,
+    lm: Any,
+    run_id: str,
+    *,
+    layer: int,
+    ks: Sequence[int] = DEFAULT_KS,
+    mode: str = "zero",
+    n_controls: int = 1,
+    seed: int = 0,
+    limit: int | None = None,
+    level: float = DEFAULT_LEVEL,
+    max_tokens: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> CausalScore:
+    """Clamp the top-k failure features of the run's SAE at ``layer`` (to 0 or their success mean, the SAE's
+    error term kept) for each k of ``ks``, against ``n_controls`` sets of k random live features; k chosen on
+    val, the causal score on test (``alpha`` of the result is k)."""
+    from wif_core.sae.load import check_width, load_sae
+    from wif_core.sae.paths import sae_dir
+
+    run = store.run(run_id)
+    grid = check_ks(ks)
+    _check_width(lm, run)
+    start = time.perf_counter()
+    plan = clamp_plan(store, run_id, layer, mode=mode, seed=seed)
+    sae = load_sae(sae_dir(store.path, run_id, layer))
+    check_width(sae, run.d_model, run_id, f"of run {run_id} at layer {layer}")
+    grid = [k for k in grid if k <= len(plan.ranked)] or [len(plan.ranked)]
+    levels = [Level(alpha=0.0, edit=None)]
+    for k in grid:
+        chosen = plan.ranked[:k]
+        levels.append(
+            Level(
+                alpha=float(k),
+                edit=clamp_edit(sae, chosen, plan.target, plan.max_norm),
+                controls=[
+                    clamp_edit(sae, rand, plan.target, plan.max_norm)
+                    for rand in random_features(plan, k, n_controls, seed)
+                ],
+            )
+        )
+    return _causal_check(
+        store,
+        lm,
+        run_id,
+        levels=levels,
+        layer=layer,
+        name=f"SAE L{layer} top-k clamp ({mode})",
+        source=plan.source
+        | {
+            "explainer": "sae-clamp",
+            "features": plan.ranked[: max(grid)],
+            "n_controls": n_controls,
+            "seed": seed,
+            "limit": limit,
+        },
+        site="tokens",
+        seed=seed,
+        limit=limit,
+        level=level,
+        max_tokens=max_tokens,
+        progress=progress,
+        start=start,
+    )
+
+
+def check_ks(ks: Sequence[int]) -> list[int]:
+    """The sorted feature counts of a clamping grid (each at least 1); one line when none is given."""
+    grid = sorted({int(k) for k in ks if int(k) > 0})
+    if not grid:
+        raise InputError("the feature-count grid is empty; give counts like --ks 1,4,16")
+    return grid
+
+
+def _check_width(lm: Any, run: Any) -> None:
+    if lm.d_model != run.d_model:
+        raise InputError(f"the model given has width {lm.d_model}, run {run.run_id} was collected at {run.d_model}")
+
+
+def _causal_check(
+    store: Any,
+    lm: Any,
+    run_id: str,
+    *,
+    levels: Sequence[Level],
+    layer: int,
+    name: str,
+    source: dict[str, Any],
+    site: str,
+    seed: int,
+    limit: int | None,
+    level: float,
+    max_tokens: int | None,
+    progress: Callable[[int], None] | None,
+    start: float,
+) -> CausalScore:
+    """Score ``levels`` (the first one the baseline) on val and test; the strength chosen on val, scored on test."""
+    run = store.run(run_id)
     out: dict[str, list[Any]] = {}
     points_of: dict[str, list[Any]] = {}
     for split in ("val", "test"):
         items = _split_items(store, run_id, split, limit, seed)
         if not items:
             raise InputError(f"run {run_id} has no {split} items; draw its splits first (`wif collect` does)")
-        points = sweep(
-            lm,
-            items,
-            direction,
-            unit=unit,
-            alphas=grid,
-            n_controls=n_controls,
-            seed=seed,
-            scoring=run.scoring or "sum",
-            max_tokens=max_tokens,
-            progress=progress,
+        points = edit_sweep(
+            lm, items, levels, layer=layer, scoring=run.scoring or "sum", max_tokens=max_tokens, progress=progress
         )
         points_of[split] = points
-        base = points[0]  # α = 0, scored the same way as the steered passes
+        base = points[0]  # nothing changed, scored the same way as the edited passes
         ids = [it.item_id for it in items]
         out[split] = [rates(p, base.correct, base.margin, ids, level=level, seed=seed) for p in points]
     alpha = choose_alpha(out["val"])
@@ -156,7 +283,7 @@ def steering_check(
         site=site,
         items=per_item,
         seconds=time.perf_counter() - start,
-        direction=direction.name,
+        direction=name,
         layer=layer,
         alpha=alpha,
         score=at.flip_diff,
@@ -165,5 +292,5 @@ def steering_check(
         n_test_failures=at.n_failures,
         val=out["val"],
         test=out["test"],
-        source=direction.source | {"unit": unit, "n_controls": n_controls, "seed": seed, "limit": limit},
+        source=source,
     )
