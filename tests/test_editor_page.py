@@ -226,3 +226,15 @@ def test_a_collected_run_whose_model_is_gone_says_so_in_one_line(
     assert not at.exception
     [error] = [e.value for e in at.error]
     assert error.startswith(f"Editing needs a loadable model: {model} does not load here (") and "\n" not in error
+
+
+def test_the_failure_browser_links_a_collected_runs_item_to_the_editor(wif_db) -> None:
+    from store_factory import COLLECTED_RUN, IMPORTED_RUN
+
+    page = str(ROOT / "pages" / "failures.py")
+    at = run_page(page, run=COLLECTED_RUN, item="gen-physical-0001")
+    assert not at.exception
+    [link] = [m.value for m in at.markdown if "Edit this item" in m.value]
+    assert f"(attribution?run={COLLECTED_RUN}&item=gen-physical-0001)" in link  # a plain link: page run alone
+    at = run_page(page, run=IMPORTED_RUN)
+    assert not at.exception and not [m for m in at.markdown if "Edit this item" in m.value]
