@@ -122,7 +122,9 @@ else:
     fig.update_yaxes(matches=None, showticklabels=True)
     st.plotly_chart(fig, config=EXPORT)
 if data.has_model(run_id):  # the item editor re-scores with the run's model
-    data.item_link("attribution", run_id, item_id, "Edit this item and re-score it (Attribution page)", ":material/edit:")
+    data.item_link(
+        "attribution", run_id, item_id, "Edit this item and re-score it (Attribution page)", ":material/edit:"
+    )
 
 meta = data.meta_of(row)
 st.markdown("**Item metadata**")

@@ -10,7 +10,6 @@ import pytest
 
 from wif_core.counterfactual import (
     EDITED_FROM,
-    Edit,
     apply_edit,
     changes,
     check_fits,

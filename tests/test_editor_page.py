@@ -175,7 +175,10 @@ def test_versions_are_kept_per_item_and_can_be_removed(tiny_db) -> None:
     at = _rescore(at, run_id, item_id, goal="A new goal?")
     assert not at.exception and not at.error
     pick = at.selectbox(key=f"edit_pick_{run_id}_{item_id}")
-    assert pick.value == 2 and pick.options == ["edit 1: answer key", "edit 2: goal, answer key"]  # the form keeps the last edit
+    assert pick.value == 2 and pick.options == [
+        "edit 1: answer key",
+        "edit 2: goal, answer key",
+    ]  # the form keeps the last edit
     at.button(key=f"edit_remove_{run_id}_{item_id}").click().run(timeout=300)
     assert not at.exception
     assert [v.n for v in at.session_state["wif_edits"][run_id]] == [1]

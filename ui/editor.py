@@ -334,7 +334,9 @@ def _save(path: str, run: RunInfo) -> None:
         )
         st.code(collect_command(run, name, db=path), language="bash")
     if left_out:
-        st.caption(f"Left out of the file ({len(left_out)}): " + "; ".join(left_out[:3]) + ("…" if len(left_out) > 3 else ""))
+        st.caption(
+            f"Left out of the file ({len(left_out)}): " + "; ".join(left_out[:3]) + ("…" if len(left_out) > 3 else "")
+        )
 
 
 def _scope_items(run: RunInfo, kept: list[Version], scope: str) -> tuple[list[TaskItem], list[bool]]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from wif_core.errors import InputError
-from wif_core.models.scoring import ScoredItem, check_max_length, prepare, score_items
+from wif_core.models.scoring import ScoredItem, Scoring, check_max_length, prepare, score_items
 from wif_core.tasks.base import Format, TaskItem, choices_problem
 from wif_core.tasks.templates import LETTERS, item_format, render_context, scoring_pairs
 
@@ -87,7 +87,9 @@ def apply_edit(item: TaskItem, edit: Edit, *, item_id: str) -> TaskItem:
             raise InputError("the context is empty; give the text the model reads before the answer")
     choices = tuple(edit.choices)
     if len(choices) < 2:
-        raise InputError(f"{len(choices)} choice{'' if len(choices) == 1 else 's'} given; give at least two, one per line")
+        raise InputError(
+            f"{len(choices)} choice{'' if len(choices) == 1 else 's'} given; give at least two, one per line"
+        )
     if len(choices) > len(LETTERS):
         raise InputError(f"{len(choices)} choices given; give at most {len(LETTERS)}")
     problem = choices_problem(choices)
@@ -138,7 +140,7 @@ def rescore(lm: Any, item: TaskItem, *, scoring: str | None = "sum", max_length:
     """Score one item as collection scores a run's items (``score_items``, with the run's ``scoring`` and
     ``max_length``), capturing no activations: its ``ll_sum``, ``pred``, ``correct`` and ``margin``."""
     limit = check_max_length(lm.model, max_length)
-    rule = "norm" if scoring == "norm" else "sum"
+    rule: Scoring = "norm" if scoring == "norm" else "sum"
     batches = score_items(lm.model, lm.tokenizer, [item], (), scoring=rule, max_length=limit)
     return next(s for batch in batches for s in batch)
 
