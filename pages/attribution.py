@@ -2,7 +2,7 @@
 
 import streamlit as st
 from wif_ui import attribution as attr
-from wif_ui import build, charts, data, explain
+from wif_ui import build, charts, data, editor, explain
 
 from wif_core.errors import WifError, one_line
 
@@ -110,6 +110,7 @@ for column, (method, result) in zip(st.columns(len(chosen)), results.items(), st
         )
         with st.expander("Token text view"):
             st.markdown(attr.heatmap_html(result), unsafe_allow_html=True)
+editor.draw(path, run_id, item_id, m1, fmt)  # edit the item, re-score it live, see it beside the original
 if not shown:
     st.stop()
 left, right = st.columns(2)

@@ -121,6 +121,10 @@ else:
     fig.for_each_annotation(lambda a: a.update(text=names.get(a.text.split("=", 1)[-1], a.text)))
     fig.update_yaxes(matches=None, showticklabels=True)
     st.plotly_chart(fig, config=EXPORT)
+if data.has_model(run_id):  # the item editor re-scores with the run's model
+    data.item_link(
+        "attribution", run_id, item_id, "Edit this item and re-score it (Attribution page)", ":material/edit:"
+    )
 
 meta = data.meta_of(row)
 st.markdown("**Item metadata**")

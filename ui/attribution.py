@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -121,6 +122,11 @@ def _model(spec: str) -> object:
         from wif_core.models.loading import load_model
 
     return load_model(spec)
+
+
+def run_model(spec: str) -> Any:
+    """A run's model (``load_model``), loaded once per process and shared by live attribution and the item editor."""
+    return _model(spec)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
@@ -33,7 +34,7 @@ from wif_core.paths import DEFAULT_DB
 # the leakage tables are built in the core, shared with `wif report`
 from wif_core.splits import FINDING_KINDS as FINDING_KINDS
 from wif_core.splits import findings_table as findings_table
-from wif_core.store import Store
+from wif_core.store import LM_KIND, Store
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -563,6 +564,24 @@ def run_selector(runs: pd.DataFrame) -> str:
         f"accuracy {accuracy}, {acts}"
     )
     return str(run_id)
+
+
+def has_model(run_id: str) -> bool:
+    """Whether a run's model is a language model wif loads and runs (``RunInfo.has_lm``: collected runs)."""
+    kinds = runs().set_index("run_id")["kind"]
+    return run_id in kinds.index and kinds[run_id] == LM_KIND
+
+
+def item_link(page: str, run_id: str, item_id: str, label: str, icon: str) -> None:
+    """An ``st.page_link`` to one item on ``pages/<page>.py``; where that page is not registered (a page run
+    alone, under AppTest), a plain link to its URL path stands in."""
+    from streamlit.errors import StreamlitPageNotFoundError
+
+    query = {"run": run_id, "item": item_id}
+    try:
+        st.page_link(f"pages/{page}.py", label=label, icon=icon, query_params=query)
+    except StreamlitPageNotFoundError:
+        st.markdown(f"[{label}]({page}?{urlencode(query)})")
 
 
 def _on_row_select() -> None:
